@@ -1,0 +1,29 @@
+"""Entry-point helper: a user's mistake ends in one clear line and exit code 2, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from heritage_seg.models import WeightsUnavailable
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailable)
+log = logging.getLogger("heritage_seg")
+
+
+def exit_on_user_error(task):
+    @functools.wraps(task)
+    def wrapper(cfg):
+        try:
+            return task(cfg)
+        except USER_ERRORS as err:
+            # In a sweep, let Hydra record this job as failed and go on with the others.
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise
+            log.error("error: %s", err)
+            raise SystemExit(2) from None
+
+    return wrapper

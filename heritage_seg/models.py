@@ -1,0 +1,120 @@
+"""smp U-Net per encoder config, the pretrained-weights policy, and the encoder's input normalisation.
+
+`encoder.weights` is one of:
+  imagenet  - the encoder's ImageNet weights from the Hugging Face hub (or its local cache);
+  null      - random initialisation;
+  <path>    - a local weights file (timm state dict for `tu-` encoders, MiT state dict for mit_*).
+When weights are asked for and cannot be had, building fails at once; it never falls back to random init.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from heritage_seg.hub import offline_unless_reachable
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DECODER_CHANNELS = (256, 128, 64, 32, 16)
+
+
+class WeightsUnavailable(RuntimeError):
+    pass
+
+
+def _weights_help(encoder: str, reason: str) -> str:
+    return (
+        f"encoder.weights for '{encoder}': {reason}\n"
+        "Choose one of:\n"
+        "  encoder.weights=imagenet        download ImageNet weights (needs the Hugging Face hub or its local cache)\n"
+        "  encoder.weights=/path/to/file   a local weights file (.safetensors/.pth) for this encoder\n"
+        "  encoder.weights=null            random initialisation (no pretraining)"
+    )
+
+
+def _timm_name(encoder: str) -> str:
+    return encoder[len("tu-") :]
+
+
+def check_encoder_name(encoder: str) -> None:
+    """Unknown names fail here, before any data is loaded."""
+    import timm
+
+    if encoder.startswith("tu-"):
+        if not timm.is_model(_timm_name(encoder).split(".")[0]):
+            raise ValueError(f"encoder.name={encoder}: timm has no model '{_timm_name(encoder)}'")
+    elif encoder not in smp.encoders.get_encoder_names():
+        raise ValueError(
+            f"encoder.name={encoder}: not an smp encoder; use one of the configs (encoder=convnext|mit_b3|maxvit) "
+            "or a timm model as 'tu-<name>'"
+        )
+
+
+def normalisation(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean/std the encoder's pretrained weights expect (timm's pretrained config; ImageNet for smp's MiT)."""
+    if encoder.startswith("tu-"):
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(_timm_name(encoder))
+        if cfg is not None and getattr(cfg, "mean", None) is not None:
+            return tuple(cfg.mean), tuple(cfg.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def build_unet(
+    encoder: str,
+    weights: str | None,
+    num_classes: int,
+    encoder_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """smp U-Net, decoder (256, 128, 64, 32, 16), no activation (the loss and metrics take logits)."""
+    check_encoder_name(encoder)
+    kwargs = dict(encoder_kwargs or {})
+    weights = None if weights in (None, "null", "none", "None") else str(weights)
+    common = dict(encoder_name=encoder, classes=num_classes, activation=None, decoder_channels=DECODER_CHANNELS)
+
+    if weights is None:
+        return smp.Unet(encoder_weights=None, **common, **kwargs)
+
+    if weights != "imagenet":  # a local file
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(_weights_help(encoder, f"file {path} does not exist"))
+        if encoder.startswith("tu-"):
+            overlay = dict(file=str(path))
+            return _guarded(encoder, lambda: smp.Unet(encoder_weights=True, pretrained_cfg_overlay=overlay,
+                                                       **common, **kwargs), f"could not load {path}")
+        model = smp.Unet(encoder_weights=None, **common, **kwargs)
+        _guarded(encoder, lambda: model.encoder.load_state_dict(_read_state_dict(path)), f"could not load {path}")
+        return model
+
+    reachable = offline_unless_reachable()
+    where = "the Hugging Face hub" if reachable else "the local Hugging Face cache (the hub is not reachable)"
+    return _guarded(
+        encoder,
+        lambda: smp.Unet(encoder_weights=True if encoder.startswith("tu-") else "imagenet", **common, **kwargs),
+        f"ImageNet weights could not be had from {where}",
+    )
+
+
+def _guarded(encoder: str, build, reason: str):
+    try:
+        return build()
+    except WeightsUnavailable:
+        raise
+    except Exception as err:  # hub, file and state-dict errors come in many types
+        raise WeightsUnavailable(_weights_help(encoder, f"{reason} ({type(err).__name__}: {err})")) from err
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state

@@ -1,0 +1,120 @@
+"""Train one fold:  python -m heritage_seg.train encoder=mit_b3 fold=1   (see conf/train.yaml)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from heritage_seg.cli import exit_on_user_error
+from heritage_seg.data.folds import check_fold
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.files import write_json_atomic
+from heritage_seg.losses import class_weights_from_counts
+from heritage_seg.models import build_unet, check_encoder_name, normalisation
+from heritage_seg.module import SegmentationModule
+
+log = logging.getLogger(__name__)
+
+
+def resolve_precision(precision: str | int | None) -> str | int | None:
+    """`auto`: bf16 autocast on GPUs that support it, fp16 + scaler on older GPUs, fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def claim_run_dir(run_dir: Path, cfg: DictConfig) -> None:
+    """Refuse a folder that already holds a run, then record this run's config in it.
+
+    Hydra would write `.hydra/` before the task starts and so overwrite a finished run's record; conf/train.yaml
+    turns that off (hydra.output_subdir: null) and the same three files are written here, after the check.
+    """
+    existing = sorted((run_dir / "checkpoints").glob("*.ckpt")) + sorted(run_dir.glob("splits.json"))
+    if existing:
+        raise FileExistsError(
+            f"hydra.run.dir={run_dir}: already holds a run ({existing[0].name}); it is left untouched. "
+            "Choose another hydra.run.dir (or leave it out for a fresh timestamped folder)."
+        )
+    record = run_dir / ".hydra"
+    record.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, record / "config.yaml")
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        OmegaConf.save(hydra_cfg, record / "hydra.yaml")
+        OmegaConf.save(hydra_cfg.overrides.task, record / "overrides.yaml")
+
+
+def train(cfg: DictConfig) -> float:
+    run_dir = Path(cfg.run_dir).resolve()
+    labels = LabelMap.from_config(cfg.labels)
+    # Cheap checks first: a typo must not wait for the data cache to be built.
+    check_fold(cfg.fold, cfg.n_folds)
+    check_encoder_name(cfg.encoder.name)
+    claim_run_dir(run_dir, cfg)
+    L.seed_everything(cfg.seed, workers=True)
+
+    model = build_unet(cfg.encoder.name, cfg.encoder.weights, labels.num_classes, cfg.encoder.kwargs)
+    # partial: the LabelMap object must not pass through OmegaConf
+    datamodule = instantiate(cfg.data, _partial_=True)(labels=labels, fold=cfg.fold, n_folds=cfg.n_folds, seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.write_splits(run_dir / "splits.json", encoder=cfg.encoder.name)
+
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    strategy = loss_cfg.pop("class_weights")
+    max_ratio = loss_cfg.pop("class_weight_max_ratio", None)
+    counts = datamodule.train_class_pixel_counts()
+    weights = class_weights_from_counts(counts, strategy, max_ratio)
+    write_json_atomic(run_dir / "class_weights.json", {
+        "strategy": strategy, "classes": list(labels.names),
+        "train_pixel_counts": counts.tolist(), "weights": weights.tolist(),
+    })
+    log.info("class weights (%s): %s", strategy,
+             ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights)))
+
+    mean, std = normalisation(cfg.encoder.name)
+    module = SegmentationModule(
+        model=model,
+        loss=instantiate(loss_cfg, class_weights=weights.tolist()),
+        optimizer=instantiate(cfg.optim.optimizer),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        class_names=labels.names,
+        ignore_index=labels.ignore_index,
+        mean=mean,
+        std=std,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer.precision)
+    )
+    trainer.fit(module, datamodule=datamodule)
+
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_score if checkpoint is not None else None
+    best_miou = float(best) if best is not None else float("nan")
+    log.info("run folder:      %s", run_dir)
+    if checkpoint is not None:
+        log.info("best checkpoint: %s", checkpoint.best_model_path)
+    log.info("best val/mIoU:   %.4f", best_miou)
+    return best_miou
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

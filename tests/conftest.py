@@ -1,0 +1,55 @@
+"""Shared fixtures. Everything runs offline on CPU with tiny images and randomly initialised encoders."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Set before Hydra/huggingface_hub are imported: offline hub calls fail at once, caches stay out of ~.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HERITAGE_SEG_CACHE", tempfile.mkdtemp(prefix="heritage_seg_test_cache_"))
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from heritage_seg.data.labels import LabelMap  # noqa: E402
+from heritage_seg.data.sample import generate_sample  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def compose_config(overrides: list[str], config_name: str = "train"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def labels() -> LabelMap:
+    return LabelMap.from_config(OmegaConf.load(CONF / "labels" / "artefact.yaml"))
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory, labels) -> Path:
+    """The project's sample data (as data=sample generates it), shared by the whole session."""
+    return generate_sample(tmp_path_factory.mktemp("data") / "sample", labels)
+
+
+def tiny_train_overrides(run_dir: Path, sample_root: Path, encoder: str = "convnext") -> list[str]:
+    """A real training run shrunk to seconds: 64 px, 2 training steps, 1 validation batch."""
+    return [
+        "data=sample",
+        f"encoder={encoder}",
+        f"data.root={sample_root}",
+        "data.image_size=64",
+        "data.batch_size=4",
+        f"run_dir={run_dir}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "+trainer.num_sanity_val_steps=0",
+        "+trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+    ]

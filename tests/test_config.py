@@ -1,0 +1,51 @@
+"""Every encoder composes with the seed's base values; data=sample switches to offline-friendly settings."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import compose_config
+
+
+@pytest.mark.parametrize("encoder,name,family", [
+    ("convnext", "tu-convnext_tiny", "CNN"),
+    ("mit_b3", "mit_b3", "ViT"),
+    ("maxvit", "tu-maxvit_tiny_tf_384", "Hybrid"),
+])
+def test_each_encoder_composes_with_the_seed_base_config(encoder, name, family):
+    cfg = compose_config([f"encoder={encoder}", "fold=1", "run_dir=/tmp/x"])
+    assert (cfg.encoder.name, cfg.encoder.family, cfg.encoder.weights) == (name, family, "imagenet")
+    assert (cfg.fold, cfg.n_folds, cfg.seed) == (1, 3, 42)
+    assert cfg.data.image_size == 384 and cfg.data.use_preload is True
+    assert cfg.trainer.max_epochs == 50 and cfg.trainer.gradient_clip_val == 1.0 and cfg.trainer.precision == "auto"
+    opt, sched = cfg.optim.optimizer, cfg.optim.scheduler
+    assert (opt._target_, opt.lr, opt.weight_decay, list(opt.betas)) == ("torch.optim.AdamW", 1e-3, 0.01, [0.9, 0.999])
+    assert (sched.max_lr, sched.pct_start, sched.anneal_strategy) == (1e-3, 0.3, "cos")
+    loss = cfg.loss
+    assert (loss.dice_weight, loss.focal_weight, loss.gamma, loss.smooth) == (0.5, 0.5, 2.0, 1.0)
+    assert loss.class_weights == "inverse_sqrt" and loss.ignore_index == 255
+    es, ckpt = cfg.callbacks.early_stopping, cfg.callbacks.model_checkpoint
+    assert (es.monitor, es.mode, es.patience, es.min_delta) == ("val/mIoU", "max", 10, 0.001)
+    assert (ckpt.monitor, ckpt.filename, ckpt.save_last, ckpt.dirpath) == ("val/mIoU", "best", True, "/tmp/x/checkpoints")
+    assert "tensorboard" in cfg.logger
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+def test_maxvit_is_built_for_the_training_size():
+    cfg = compose_config(["encoder=maxvit", "data.image_size=256", "run_dir=/tmp/x"])
+    assert cfg.encoder.kwargs.img_size == 256
+
+
+def test_sample_data_uses_random_init_and_a_short_schedule_but_the_command_line_wins():
+    cfg = compose_config(["data=sample", "encoder=mit_b3", "run_dir=/tmp/x"])
+    assert cfg.encoder.weights is None and cfg.data.sample.num_images == 48
+    assert cfg.data._target_.endswith("ArtefactDataModule") and cfg.data.augment.transforms
+    cfg = compose_config(["data=sample", "encoder.weights=imagenet", "trainer.max_epochs=3", "run_dir=/tmp/x"])
+    assert cfg.encoder.weights == "imagenet" and cfg.trainer.max_epochs == 3
+
+
+def test_label_map_is_the_shared_one(labels):
+    assert labels.num_classes == 16 and labels.ignore_index == 255
+    assert labels.names[0] == "Clean" and labels.names[15] == "Lightleak"
+    assert labels.colors[9] == (0x00, 0x00, 0xA6)  # Cracks #0000A6

@@ -1,0 +1,80 @@
+"""Folds never leak a source image, partition the data, are reproducible, and spread rare classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from heritage_seg.data.folds import assign_folds, make_split
+
+
+def _toy(n_sources=30, n_classes=6, seed=0):
+    rng = np.random.default_rng(seed)
+    source_ids, presence = [], []
+    for s in range(n_sources):
+        row = np.zeros(n_classes, bool)
+        row[0] = True
+        row[rng.integers(1, n_classes - 1)] = True
+        for copy in range(1 + (s % 3 == 0)):  # every third source also has an _aug1 copy
+            source_ids.append(f"src{s}")
+            presence.append(row)
+    presence = np.array(presence)
+    return source_ids, presence
+
+
+def test_no_source_on_both_sides_and_folds_partition_the_samples():
+    source_ids, presence = _toy()
+    seen_val = []
+    for fold in range(3):
+        split = make_split(source_ids, presence, fold, 3, seed=42)
+        train_src = {source_ids[i] for i in split.train_idx}
+        val_src = {source_ids[i] for i in split.val_idx}
+        assert not train_src & val_src
+        assert sorted(np.concatenate([split.train_idx, split.val_idx])) == list(range(len(source_ids)))
+        seen_val.extend(split.val_idx.tolist())
+    assert sorted(seen_val) == list(range(len(source_ids))), "each sample is validated exactly once"
+
+
+def test_folds_are_reproducible_and_change_with_the_seed():
+    source_ids, presence = _toy()
+    a, _ = assign_folds(source_ids, presence, 3, seed=42)
+    b, _ = assign_folds(source_ids, presence, 3, seed=42)
+    c, _ = assign_folds(source_ids, presence, 3, seed=7)
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_rare_classes_are_spread_over_the_folds():
+    source_ids, presence = _toy(n_sources=30, n_classes=6)
+    rare = np.zeros((len(source_ids), 1), bool)
+    rare_sources = ["src1", "src5", "src10", "src20", "src25", "src29"]  # 6 images with the rare class
+    for i, s in enumerate(source_ids):
+        rare[i] = s in rare_sources
+        if rare[i]:
+            presence[i, 1:] = False  # Clean + the rare class only
+    presence = np.concatenate([presence, rare], axis=1)
+    for seed in range(5):
+        folds, strata = assign_folds(source_ids, presence, 3, seed=seed)
+        per_fold = [len({s for s, f in zip(source_ids, folds) if f == k and s in rare_sources}) for k in range(3)]
+        assert per_fold == [2, 2, 2], f"seed {seed}: rare class spread {per_fold}"
+        assert all(strata[s] == 6 for s in rare_sources)
+
+
+def test_balanced_fold_sizes():
+    source_ids, presence = _toy(n_sources=60)
+    folds, _ = assign_folds(source_ids, presence, 3, seed=1)
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 3
+
+
+@pytest.mark.parametrize("fold", [-1, 3, 7])
+def test_fold_out_of_range_is_refused(fold):
+    source_ids, presence = _toy()
+    with pytest.raises(ValueError, match=rf"fold={fold}: must be an integer in \[0, n_folds\) = \[0, 3\)"):
+        make_split(source_ids, presence, fold, 3, seed=0)
+
+
+def test_data_set_too_small_for_n_folds():
+    source_ids, presence = _toy(n_sources=2)
+    with pytest.raises(ValueError, match="only 2 source image"):
+        make_split(source_ids, presence, 0, 3, seed=0)

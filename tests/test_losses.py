@@ -1,0 +1,62 @@
+"""Class weights from hand-computed counts; the ignore index is respected by the loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heritage_seg.losses import DiceFocalLoss, class_weights_from_counts
+
+
+def test_inverse_sqrt_weights_hand_computed():
+    # freq ∝ [100, 25, 0, 4] -> 1/sqrt ∝ [1/10, 1/5, -, 1/2], mean 0.2667 -> [0.375, 0.75, 1.875]; absent -> max
+    weights = class_weights_from_counts([100, 25, 0, 4], "inverse_sqrt")
+    np.testing.assert_allclose(weights, [0.375, 0.75, 1.875, 1.875])
+
+
+def test_inverse_weights_and_none():
+    np.testing.assert_allclose(class_weights_from_counts([300, 100, 0], "inverse"), [0.5, 1.5, 1.5])
+    np.testing.assert_array_equal(class_weights_from_counts([300, 100, 0], "none"), [1, 1, 1])
+
+
+def test_artefact_like_imbalance_gives_distinct_weights():
+    # pixel counts of the real data (millions), shared/README.md; earlier work clipped these to equality
+    counts = [69.75, 2.92, 3.88, 0.023, 0.17, 0.0054, 0.24, 0.66, 0.074, 0.48, 0.80, 0.039, 0.094, 0.018, 0.0011, 0.56]
+    weights = class_weights_from_counts(counts)
+    assert len(np.unique(np.round(weights, 6))) == 16
+    assert np.argmin(weights) == 0 and np.argmax(weights) == 14  # Clean lowest, Burn marks highest
+
+
+def test_max_ratio_caps_the_spread():
+    weights = class_weights_from_counts([1e6, 1, 100], "inverse", max_ratio=10)
+    assert weights.max() / weights.min() == pytest.approx(10)
+
+
+def test_unknown_strategy_is_named():
+    with pytest.raises(ValueError, match="loss.class_weights=log"):
+        class_weights_from_counts([1, 2], "log")
+
+
+def test_loss_ignores_pixels_marked_ignore():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 8, 8)
+    target = torch.randint(0, 4, (2, 8, 8))
+    target[:, :3] = 255
+    loss = DiceFocalLoss(class_weights=[1.0, 2.0, 1.0, 0.5], ignore_index=255)
+    base = loss(logits, target)
+    changed = logits.clone()
+    changed[:, :, :3] = torch.randn(2, 4, 3, 8) * 10  # whatever the model says at ignored pixels...
+    assert torch.isfinite(base)
+    torch.testing.assert_close(loss(changed, target), base)  # ...does not change the loss
+
+
+def test_loss_gives_gradients_and_prefers_the_right_answer():
+    target = torch.randint(0, 3, (1, 8, 8))
+    good = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 8
+    bad = torch.roll(good, 1, dims=1)
+    loss = DiceFocalLoss(class_weights=[1.0, 1.0, 1.0])
+    assert loss(good, target) < loss(bad, target)
+    logits = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    loss(logits, target).backward()
+    assert logits.grad.abs().sum() > 0

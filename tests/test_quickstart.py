@@ -1,0 +1,36 @@
+"""The README's quick start, run for real through `python -m heritage_seg.train data=sample` (shortened)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_quickstart_learns_the_sample_data_and_fills_the_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable, "-m", "heritage_seg.train", "data=sample", f"data.root={tmp_path / 'sample'}",
+        "data.image_size=64", "trainer.max_epochs=12", "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "best checkpoint:" in proc.stdout + proc.stderr
+
+    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "splits.json", "class_weights.json",
+                 ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        assert (run_dir / name).is_file(), name
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    miou = [e.value for e in events.Scalars("val/mIoU")]
+    assert len(miou) == 12
+    assert max(miou) > miou[0] + 0.05 and max(miou) > 2 * miou[0], f"val/mIoU did not rise: {miou}"
+    assert "val/IoU/Clean" in events.Tags()["scalars"]

@@ -1,0 +1,182 @@
+"""Both ARTeFACT forms read into the same cached arrays; every bad input names the file."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from heritage_seg.data.cache import build_cache, load_cache
+from heritage_seg.data.readers import FolderReader, ParquetReader, open_reader, source_id_of
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_folder(root: Path, n: int = 4, size: int = 40, aug: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    rows = ["id,material,content"]
+    for i in range(n):
+        image = rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)
+        mask = np.zeros((size, size + 8), np.uint8)
+        mask[: size // 2, :10] = 9  # raw 9 = Cracks
+        mask[-3:, :] = 255  # unannotated border
+        Image.fromarray(image).save(root / "images" / f"img{i}.png")
+        Image.fromarray(mask, mode="L").save(root / "annotations" / f"img{i}.png")
+        rows.append(f"img{i},Paper,Line art")
+        if aug and i == 0:
+            Image.fromarray(image[:, ::-1].copy()).save(root / "images" / f"img{i}_aug1.png")
+            Image.fromarray(mask[:, ::-1].copy(), mode="L").save(root / "annotations" / f"img{i}_aug1.png")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def make_parquet_from_folder(folder: Path, out: Path) -> Path:
+    """The Hugging Face schema: id, image/annotation as {bytes, path} structs, material, content."""
+    ids = sorted(p.stem for p in (folder / "images").glob("*.png"))
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table({
+        "id": pa.array(ids),
+        "image": pa.array([{"bytes": (folder / "images" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids],
+                          struct),
+        "annotation": pa.array(
+            [{"bytes": (folder / "annotations" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct),
+        "material": pa.array(["Paper"] * len(ids)),
+        "content": pa.array(["Line art"] * len(ids)),
+    })
+    (out / "data").mkdir(parents=True)
+    half = len(ids) // 2  # two shards, as the hub has several
+    pq.write_table(table.slice(0, half), out / "data" / "train-00000-of-00002.parquet")
+    pq.write_table(table.slice(half), out / "data" / "train-00001-of-00002.parquet")
+    return out
+
+
+def test_source_id_groups_augmented_copies_and_tiles():
+    assert source_id_of("abc_aug2") == "abc"
+    assert source_id_of("abc_tile3_aug1") == "abc"
+    assert source_id_of("a_b_c") == "a_b_c"
+
+
+def test_folder_and_parquet_forms_give_identical_data(tmp_path, labels):
+    folder = make_folder(tmp_path / "folder")
+    parquet = make_parquet_from_folder(folder, tmp_path / "hub")
+    readers = [open_reader(folder), open_reader(parquet)]
+    assert isinstance(readers[0], FolderReader) and isinstance(readers[1], ParquetReader)
+    loaded = [load_cache(build_cache(r, 32, labels, tmp_path / "cache")) for r in readers]
+    for data in loaded:
+        assert data.images.shape == (5, 32, 32, 3) and data.images.dtype == np.uint8
+        assert data.masks.shape == (5, 32, 32)
+        assert set(np.unique(data.masks)) == {0, 9, 255}  # raw 9 -> class id 9 (Cracks), 255 stays ignore
+        assert [r.source_id for r in data.records if r.id.startswith("img0")] == ["img0", "img0"]
+    assert loaded[0].ids == loaded[1].ids
+    np.testing.assert_array_equal(loaded[0].images, loaded[1].images)
+    np.testing.assert_array_equal(loaded[0].masks, loaded[1].masks)
+    assert loaded[0].records[1].material == "Paper"  # an _aug copy inherits its source's metadata
+
+
+def test_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, labels):
+    folder = make_folder(tmp_path / "folder", n=2, aug=False)
+    first = build_cache(open_reader(folder), 32, labels, tmp_path / "cache")
+    assert build_cache(open_reader(folder), 32, labels, tmp_path / "cache") == first
+    mask = np.zeros((40, 48), np.uint8)
+    Image.fromarray(mask, mode="L").save(folder / "annotations" / "img1.png")
+    second = build_cache(open_reader(folder), 32, labels, tmp_path / "cache")
+    assert second != first
+    assert (load_cache(second).masks[1] == 0).all()
+
+
+def test_missing_root_suggests_download_and_sample(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data.root=.*nope.*heritage_seg.data.download.*data=sample"):
+        open_reader(tmp_path / "nope")
+
+
+def test_root_of_neither_form_is_refused(tmp_path):
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(ValueError, match="neither form"):
+        open_reader(tmp_path / "stuff")
+
+
+def _cache(folder, labels, tmp_path):
+    return build_cache(open_reader(folder), 32, labels, tmp_path / "cache")
+
+
+def test_corrupt_image_is_named(tmp_path, labels):
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    (folder / "images" / "img1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ValueError, match=r"img1\.png: cannot decode"):
+        _cache(folder, labels, tmp_path)
+    assert not list((tmp_path / "cache").glob("folder-*")), "no half-written cache may remain"
+
+
+def test_mask_of_other_size_is_named(tmp_path, labels):
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    Image.fromarray(np.zeros((10, 10), np.uint8), mode="L").save(folder / "annotations" / "img1.png")
+    with pytest.raises(ValueError, match=r"img1\.png: image is 48x40 but its mask is 10x10"):
+        _cache(folder, labels, tmp_path)
+
+
+def test_mask_values_outside_label_map_are_named(tmp_path, labels):
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    mask = np.zeros((40, 48), np.uint8)
+    mask[0, 0] = 77
+    Image.fromarray(mask, mode="L").save(folder / "annotations" / "img0.png")
+    with pytest.raises(ValueError, match=r"img0\.png.*mask values \[77\] are not in the label map"):
+        _cache(folder, labels, tmp_path)
+
+
+def test_colour_mask_is_refused_with_a_hint(tmp_path, labels):
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(folder / "annotations" / "img0.png")
+    with pytest.raises(ValueError, match=r"img0\.png.*annotation_rgb"):
+        _cache(folder, labels, tmp_path)
+
+
+def test_image_without_annotation_is_named(tmp_path):
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    (folder / "annotations" / "img1.png").unlink()
+    with pytest.raises(ValueError, match=r"no annotation for image id\(s\) \['img1'\]"):
+        open_reader(folder)
+
+
+def test_parquet_without_the_schema_is_named(tmp_path):
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "data" / "train-0.parquet")
+    with pytest.raises(ValueError, match=r"train-0\.parquet: missing column\(s\) \['annotation', 'image'\]"):
+        open_reader(tmp_path)
+
+
+def test_sample_data_is_deterministic_and_read_by_the_folder_reader(tmp_path, labels, sample_root):
+    from heritage_seg.data.sample import generate_sample
+
+    again = generate_sample(tmp_path / "again", labels)
+    for sub in ("images", "annotations"):
+        for path in sorted((sample_root / sub).iterdir()):
+            assert (again / sub / path.name).read_bytes() == path.read_bytes()
+    reader = open_reader(sample_root)
+    records = reader.records()
+    assert len(records) == 48 and len({r.source_id for r in records}) == 40
+    data = load_cache(build_cache(reader, 64, labels, tmp_path / "cache"))
+    counts = data.class_pixel_counts(labels.num_classes)
+    assert (counts[1:] > 0).sum() >= 8, "sample data must show many damage classes"
+    assert (data.masks == labels.ignore_index).any(), "sample data must include unannotated (255) pixels"
+
+
+def test_sample_generation_never_overwrites_a_foreign_folder(tmp_path, labels):
+    from heritage_seg.data.sample import generate_sample
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="left untouched"):
+        generate_sample(tmp_path / "mine", labels)
+    assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"

@@ -1,0 +1,119 @@
+"""Real training runs, shrunk to seconds (64 px, 2 steps + 1 validation batch), and their run folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from heritage_seg.models import WeightsUnavailable, build_unet
+from heritage_seg.train import train
+from tests.conftest import REPO, compose_config, tiny_train_overrides
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, sample_root):
+    """One tiny run per encoder, shared by the tests below."""
+    out = {}
+    for encoder in ("convnext", "mit_b3", "maxvit"):
+        run_dir = tmp_path_factory.mktemp(f"run_{encoder}")
+        cfg = compose_config(tiny_train_overrides(run_dir, sample_root, encoder))
+        out[encoder] = (run_dir, train(cfg))
+    return out
+
+
+@pytest.mark.parametrize("encoder", ["convnext", "mit_b3", "maxvit"])
+def test_each_encoder_trains_and_writes_its_run_folder(runs, encoder):
+    run_dir, best = runs[encoder]
+    assert np.isfinite(best) and 0.0 <= best <= 1.0
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["run_config"]["encoder"]["name"].endswith(encoder.replace("convnext", "convnext_tiny")
+                                                                               .replace("maxvit", "maxvit_tiny_tf_384"))
+    weights = json.loads((run_dir / "class_weights.json").read_text())
+    assert len(weights["weights"]) == 16 and len(set(np.round(weights["weights"], 6))) > 5
+
+
+def test_splits_are_written_and_identical_for_every_encoder(runs):
+    splits = {e: json.loads((d / "splits.json").read_text()) for e, (d, _) in runs.items()}
+    first = splits["convnext"]
+    assert (first["fold"], first["n_folds"], first["seed"]) == (0, 3, 42)
+    assert not set(first["train_sources"]) & set(first["val_sources"])
+    assert len(first["train_ids"]) + len(first["val_ids"]) == 48
+    for other in splits.values():
+        assert (other["train_ids"], other["val_ids"]) == (first["train_ids"], first["val_ids"])
+
+
+def test_a_finished_run_folder_is_never_overwritten(runs, sample_root):
+    run_dir, _ = runs["convnext"]
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(compose_config(tiny_train_overrides(run_dir, sample_root)))
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("override,error,message", [
+    ("fold=3", ValueError, r"fold=3: must be an integer in \[0, n_folds\)"),
+    ("encoder.name=tu-not_a_model", ValueError, "timm has no model 'not_a_model'"),
+    ("n_folds=50", ValueError, "only 40 source image"),
+    ("data.root=/nonexistent/artefact", FileNotFoundError, "data.root=/nonexistent/artefact"),
+    ("data.image_size=100", ValueError, "data.image_size=100: must be a multiple of 32"),
+])
+def test_bad_options_fail_with_a_message_naming_them(tmp_path, sample_root, override, error, message):
+    overrides = tiny_train_overrides(tmp_path / "run", sample_root) + [override]
+    if override.startswith("data.root"):
+        overrides = [o for o in overrides if not o.startswith("data=sample")] + ["data=artefact", "encoder.weights=null"]
+    with pytest.raises(error, match=message):
+        train(compose_config(overrides))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("encoder", ["tu-convnext_tiny", "mit_b3"])
+def test_offline_imagenet_weights_fail_fast_naming_the_three_options(encoder):
+    start = time.monotonic()
+    with pytest.raises(WeightsUnavailable) as info:
+        build_unet(encoder, "imagenet", 16)
+    assert time.monotonic() - start < 15
+    for option in ("encoder.weights=imagenet", "encoder.weights=/path/to/file", "encoder.weights=null"):
+        assert option in str(info.value)
+
+
+@pytest.mark.parametrize("encoder", ["tu-convnext_tiny", "mit_b3"])
+def test_local_weights_file_is_loaded(tmp_path, encoder):
+    """A weights file as users have it: a plain timm model's state dict, or smp's MiT encoder state dict."""
+    if encoder.startswith("tu-"):
+        state = timm.create_model(encoder[3:]).state_dict()
+    else:
+        state = build_unet(encoder, None, 16).encoder.state_dict()
+    torch.save(state, tmp_path / "weights.pth")
+    model = build_unet(encoder, str(tmp_path / "weights.pth"), 16)
+    if encoder.startswith("tu-"):  # timm's feature extractor names `stages.0` as `stages_0`
+        loaded = {k.replace("_", ".", 1): v for k, v in model.encoder.model.state_dict().items()}
+    else:
+        loaded = model.encoder.state_dict()
+    keys = [k for k in state if k in loaded and state[k].dtype.is_floating_point and state[k].numel() > 100]
+    assert len(keys) > 10
+    for key in keys:
+        torch.testing.assert_close(loaded[key], state[key])
+    with pytest.raises(WeightsUnavailable, match="does not exist"):
+        build_unet(encoder, str(tmp_path / "missing.pth"), 16)
+
+
+def test_cli_reports_a_user_error_in_one_line_with_exit_code_2(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "heritage_seg.train", "data=sample", "fold=5", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "fold=5: must be an integer in [0, n_folds) = [0, 3)" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
