@@ -1,0 +1,67 @@
+"""The datamodule serves the chosen fold: augmented, aligned training batches; untouched validation batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from heritage_seg.data.datamodule import SegmentationDataset
+from heritage_seg.data.download import HubUnreachable, download
+from tests.conftest import compose_config
+
+
+def _datamodule(sample_root, labels, **overrides):
+    cfg = compose_config(["data=sample", f"data.root={sample_root}", "data.image_size=64", "run_dir=/tmp/x"])
+    dm = instantiate(cfg.data, _partial_=True)(labels=labels, fold=1, n_folds=3, seed=42, **overrides)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm, cfg
+
+
+def test_validation_batches_are_the_cached_images_unaugmented(sample_root, labels):
+    dm, _ = _datamodule(sample_root, labels)
+    batch = next(iter(dm.val_dataloader()))
+    first = dm.split.val_idx[0]
+    assert batch["image"].dtype == torch.uint8 and batch["image"].shape[1:] == (3, 64, 64)
+    np.testing.assert_array_equal(batch["image"][0].permute(1, 2, 0).numpy(), dm.data.images[first])
+    np.testing.assert_array_equal(batch["mask"][0].numpy(), dm.data.masks[first])
+
+
+def test_memory_mapped_data_equals_preloaded_data(sample_root, labels):
+    preloaded, _ = _datamodule(sample_root, labels)
+    mapped, _ = _datamodule(sample_root, labels, use_preload=False)
+    assert isinstance(mapped.data.images, np.memmap) and not isinstance(preloaded.data.images, np.memmap)
+    np.testing.assert_array_equal(np.asarray(mapped.data.masks), preloaded.data.masks)
+
+
+def test_training_augmentation_keeps_image_and_mask_aligned(sample_root, labels):
+    _, cfg = _datamodule(sample_root, labels)
+    augment = instantiate(cfg.data.augment)
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 16, (1, 32, 32), dtype=np.uint8)
+    image = np.repeat(mask[..., None] * 10, 3, axis=-1)  # the image spells out its own mask
+    dataset = SegmentationDataset(image, mask, [0], augment)
+    seen = set()
+    for _ in range(40):
+        item = dataset[0]
+        np.testing.assert_array_equal(item["image"][0].numpy(), item["mask"].numpy() * 10)
+        seen.add(item["mask"].numpy().tobytes())
+    assert len(seen) >= 4, "flips and rotations must actually happen"
+
+
+def test_class_counts_come_from_the_training_fold_and_skip_ignored_pixels(sample_root, labels):
+    dm, _ = _datamodule(sample_root, labels)
+    counts = dm.train_class_pixel_counts()
+    train_masks = dm.data.masks[dm.split.train_idx]
+    assert counts.sum() == (train_masks != labels.ignore_index).sum()
+    assert counts[0] == (train_masks == 0).sum()
+    all_counts = dm.data.class_pixel_counts(labels.num_classes)
+    assert (all_counts >= counts).all() and (all_counts != counts).any()
+
+
+def test_download_offline_fails_fast_and_says_where_files_go(tmp_path):
+    with pytest.raises(HubUnreachable, match=rf"{tmp_path / 'artefact'}/data/train-\*\.parquet"):
+        download(tmp_path / "artefact", "danielaivanova/damaged-media")
+    assert not (tmp_path / "artefact").exists()
