@@ -1,0 +1,132 @@
+"""The LightningDataModule: prepare (generate sample / build cache), choose the fold, serve uint8 batches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from heritage_seg.data.cache import PreparedData, build_cache, cache_path, load_cache
+from heritage_seg.data.folds import FoldSplit, make_split, write_splits_json
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
+from heritage_seg.data.sample import generate_sample
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationDataset(Dataset):
+    """Images (N, S, S, 3) uint8 and masks (N, S, S) uint8 -> {'image': uint8 CHW, 'mask': int64 HW}."""
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, indices: np.ndarray,
+                 transform: Callable[..., Mapping[str, np.ndarray]] | None = None):
+        self.images, self.masks, self.indices, self.transform = images, masks, np.asarray(indices), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        index = int(self.indices[i])
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is not None:
+            out = self.transform(image=np.asarray(image), mask=np.asarray(mask))
+            image, mask = out["image"], out["mask"]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(),
+            "index": torch.tensor(index),
+        }
+
+
+class ArtefactDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        root: str,
+        labels: LabelMap,
+        fold: int = 0,
+        n_folds: int = 3,
+        seed: int = 42,
+        image_size: int = 384,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        use_preload: bool = True,
+        cache_dir: str = "~/.cache/heritage_seg",
+        source_id_pattern: str = DEFAULT_SOURCE_PATTERN,
+        augment: Callable[..., Mapping[str, np.ndarray]] | None = None,
+        sample: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        if image_size % 32:
+            raise ValueError(f"data.image_size={image_size}: must be a multiple of 32 (the U-Net downsamples 5 times)")
+        self.root = Path(root).expanduser()
+        self.labels = labels
+        self.fold, self.n_folds, self.seed = fold, n_folds, seed
+        self.image_size, self.batch_size = image_size, batch_size
+        self.num_workers, self.pin_memory, self.use_preload = num_workers, pin_memory, use_preload
+        self.cache_dir = cache_dir
+        self.source_id_pattern = source_id_pattern
+        self.augment = augment
+        self.sample = dict(sample) if sample else None
+        self.data: PreparedData | None = None
+        self.split: FoldSplit | None = None
+
+    def prepare_data(self) -> None:
+        """Single-process work: generate the sample folder, decode + resize once into the cache."""
+        if self.sample is not None:
+            generate_sample(self.root, self.labels, **self.sample)
+        reader = open_reader(self.root, self.source_id_pattern)
+        build_cache(reader, self.image_size, self.labels, self.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        reader = open_reader(self.root, self.source_id_pattern)
+        path = cache_path(self.cache_dir, reader, self.image_size, self.labels)
+        if not (path / "meta.json").exists():
+            raise RuntimeError(f"{path}: data cache missing; call prepare_data() first")
+        self.data = load_cache(path, preload=self.use_preload)
+        presence = self.data.class_presence(self.labels.num_classes)
+        sources = [r.source_id for r in self.data.records]
+        self.split = make_split(sources, presence, self.fold, self.n_folds, self.seed)
+        log.info("fold %d/%d: %d train / %d val images (%d / %d sources)", self.fold, self.n_folds,
+                 len(self.split.train_idx), len(self.split.val_idx),
+                 len({sources[i] for i in self.split.train_idx}), len({sources[i] for i in self.split.val_idx}))
+
+    def train_class_pixel_counts(self) -> np.ndarray:
+        """Pixels per class over the TRAINING fold only: the basis of the class weights."""
+        self._require_setup()
+        return self.data.class_pixel_counts(self.labels.num_classes, self.split.train_idx)
+
+    def write_splits(self, path: Path, **extra: Any) -> None:
+        self._require_setup()
+        write_splits_json(path, self.split, self.data.ids, [r.source_id for r in self.data.records],
+                          {"root": str(self.root), "image_size": self.image_size, **extra})
+
+    def _require_setup(self) -> None:
+        if self.data is None or self.split is None:
+            raise RuntimeError("ArtefactDataModule: call prepare_data() and setup() first")
+
+    def _loader(self, indices: np.ndarray, train: bool) -> DataLoader:
+        self._require_setup()
+        dataset = SegmentationDataset(self.data.images, self.data.masks, indices, self.augment if train else None)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(indices) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.split.train_idx, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.split.val_idx, train=False)

@@ -1,0 +1,101 @@
+"""K-fold over SOURCE images, stratified by each source's rarest class, seeded.
+
+Earlier work split offline-augmented copies at random and validated on flipped copies of training images.
+Here every copy/tile of a source lands in the same fold. Folds depend only on the data, `n_folds` and
+`seed` (never on the encoder), so every encoder is compared on identical folds.
+Written by hand: sklearn's StratifiedGroupKFold would do, but sklearn is not a dependency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from heritage_seg.files import write_json_atomic
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    fold: int
+    n_folds: int
+    seed: int
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    fold_of_sample: np.ndarray  # fold index of every sample
+    strata: dict[str, int]  # source id -> stratum class id (-1: no class present)
+
+
+def assign_folds(source_ids: list[str], presence: np.ndarray, n_folds: int, seed: int) -> tuple[np.ndarray, dict]:
+    """Fold index per sample. `presence` is (N, C) bool: which classes occur in each sample."""
+    sources = sorted(set(source_ids))
+    if len(sources) < n_folds:
+        raise ValueError(
+            f"n_folds={n_folds}: the data set has only {len(sources)} source image(s); "
+            f"it needs at least {n_folds} (lower n_folds or add data)"
+        )
+    members: dict[str, list[int]] = {s: [] for s in sources}
+    for i, s in enumerate(source_ids):
+        members[s].append(i)
+    group_presence = {s: presence[members[s]].any(axis=0) for s in sources}
+    # Rarity = in how many source images a class occurs; a source is stratified by its rarest class.
+    images_with_class = np.sum([group_presence[s] for s in sources], axis=0)
+    strata = {}
+    for s in sources:
+        present = np.flatnonzero(group_presence[s])
+        strata[s] = int(present[np.argmin(images_with_class[present])]) if present.size else -1
+
+    rng = np.random.default_rng(seed)
+    per_fold_stratum = np.zeros((n_folds, presence.shape[1] + 1), dtype=np.int64)
+    per_fold_total = np.zeros(n_folds, dtype=np.int64)
+    group_fold: dict[str, int] = {}
+    # Rarest strata first, so the scarce images are spread before the common ones fill the folds.
+    order = sorted(set(strata.values()), key=lambda c: (images_with_class[c] if c >= 0 else np.inf, c))
+    for stratum in order:
+        groups = [s for s in sources if strata[s] == stratum]
+        for s in (groups[i] for i in rng.permutation(len(groups))):
+            col = stratum + 1
+            # fewest of this stratum, then fewest samples, then a seeded random tie-break
+            keys = np.lexsort((rng.random(n_folds), per_fold_total, per_fold_stratum[:, col]))
+            fold = int(keys[0])
+            group_fold[s] = fold
+            per_fold_stratum[fold, col] += 1
+            per_fold_total[fold] += len(members[s])
+    fold_of_sample = np.array([group_fold[s] for s in source_ids], dtype=np.int64)
+    return fold_of_sample, strata
+
+
+def check_fold(fold: int, n_folds: int) -> None:
+    if not isinstance(n_folds, int) or n_folds < 2:
+        raise ValueError(f"n_folds={n_folds}: K-fold needs an integer n_folds >= 2")
+    if not isinstance(fold, int) or not 0 <= fold < n_folds:
+        raise ValueError(f"fold={fold}: must be an integer in [0, n_folds) = [0, {n_folds})")
+
+
+def make_split(source_ids: list[str], presence: np.ndarray, fold: int, n_folds: int, seed: int) -> FoldSplit:
+    check_fold(fold, n_folds)
+    fold_of_sample, strata = assign_folds(source_ids, presence, n_folds, seed)
+    val_idx = np.flatnonzero(fold_of_sample == fold)
+    train_idx = np.flatnonzero(fold_of_sample != fold)
+    if val_idx.size == 0 or train_idx.size == 0:
+        raise ValueError(f"fold={fold} of n_folds={n_folds}: empty split; lower n_folds")
+    return FoldSplit(fold, n_folds, seed, train_idx, val_idx, fold_of_sample, strata)
+
+
+def write_splits_json(path: Path, split: FoldSplit, ids: list[str], source_ids: list[str], extra: dict) -> None:
+    """`splits.json` in the run folder: the contract later tools read instead of re-deriving folds."""
+    payload = {
+        "fold": split.fold,
+        "n_folds": split.n_folds,
+        "seed": split.seed,
+        "split": "source",
+        "train_ids": [ids[i] for i in split.train_idx],
+        "val_ids": [ids[i] for i in split.val_idx],
+        "train_sources": sorted({source_ids[i] for i in split.train_idx}),
+        "val_sources": sorted({source_ids[i] for i in split.val_idx}),
+        "stratum_of_source": split.strata,
+        **extra,
+    }
+    write_json_atomic(path, payload)
+

@@ -1,0 +1,86 @@
+"""The label map, read from `conf/labels/*.yaml`: class names, colours, raw mask value -> class id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def _hex_to_rgb(color: str) -> tuple[int, int, int]:
+    color = color.lstrip("#")
+    if len(color) != 6:
+        raise ValueError(f"label map: colour '#{color}' is not a #RRGGBB value")
+    return tuple(int(color[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    raw_values: tuple[int, ...]
+    ignore_index: int
+    ignore_raw: tuple[int, ...]
+    ignore_color: tuple[int, int, int]
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "LabelMap":
+        classes: Sequence[Mapping[str, Any]] = cfg["classes"]
+        names = tuple(str(c["name"]) for c in classes)
+        raw = tuple(int(c["raw"]) for c in classes)
+        ignore_raw = tuple(int(v) for v in cfg.get("ignore_raw", []))
+        ignore_index = int(cfg["ignore_index"])
+        if len(set(raw)) != len(raw) or set(raw) & set(ignore_raw):
+            raise ValueError(f"label map: raw values must be unique and not ignored, got {raw} / ignore {ignore_raw}")
+        if not 0 <= ignore_index <= 255 or ignore_index < len(classes):
+            raise ValueError(f"label map: ignore_index {ignore_index} must be in [{len(classes)}, 255]")
+        if any(not 0 <= v <= 255 for v in raw + ignore_raw):
+            raise ValueError("label map: raw mask values must fit in uint8 (0..255)")
+        return cls(
+            names=names,
+            colors=tuple(_hex_to_rgb(str(c["color"])) for c in classes),
+            raw_values=raw,
+            ignore_index=ignore_index,
+            ignore_raw=ignore_raw,
+            ignore_color=_hex_to_rgb(str(cfg.get("ignore_color", "#000000"))),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def lookup_table(self) -> np.ndarray:
+        """256-entry table raw value -> class id; unknown raw values map to -1 so they can be reported."""
+        table = np.full(256, -1, dtype=np.int16)
+        for class_id, raw in enumerate(self.raw_values):
+            table[raw] = class_id
+        for raw in self.ignore_raw:
+            table[raw] = self.ignore_index
+        return table
+
+    def encode(self, raw_mask: np.ndarray, source: str = "mask") -> np.ndarray:
+        """Map a raw uint8 mask to class ids (uint8, ignore pixels = ignore_index)."""
+        mapped = self.lookup_table()[raw_mask]
+        if (mapped < 0).any():
+            bad = sorted(int(v) for v in np.unique(raw_mask[mapped < 0]))
+            raise ValueError(
+                f"{source}: mask values {bad} are not in the label map (known raw values: "
+                f"{sorted(self.raw_values)} + ignore {list(self.ignore_raw)}). "
+                "Fix the mask or correct conf/labels/*.yaml."
+            )
+        return mapped.astype(np.uint8)
+
+    def palette(self) -> np.ndarray:
+        """(256, 3) uint8 colour table indexed by class id; ignore pixels get ignore_color."""
+        pal = np.zeros((256, 3), dtype=np.uint8)
+        pal[: self.num_classes] = np.array(self.colors, dtype=np.uint8)
+        pal[self.ignore_index] = self.ignore_color
+        return pal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "raw_values": list(self.raw_values),
+            "ignore_index": self.ignore_index,
+        }
