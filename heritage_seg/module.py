@@ -12,6 +12,9 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from heritage_seg.metrics import segmentation_metrics
 
+# Bumped when what a checkpoint holds changes in a way that later tools must know about.
+CHECKPOINT_FORMAT = 1
+
 
 class SegmentationModule(L.LightningModule):
     def __init__(
@@ -65,6 +68,9 @@ class SegmentationModule(L.LightningModule):
         for name, iou in zip(self.class_names, metrics["iou"]):
             if not np.isnan(iou):  # absent from truth and prediction: undefined, not logged
                 self.log(f"val/IoU/{name}", float(iou))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["heritage_seg"] = {"format": CHECKPOINT_FORMAT}
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -8,7 +8,6 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +18,7 @@ from heritage_seg.files import write_json_atomic
 from heritage_seg.losses import class_weights_from_counts
 from heritage_seg.models import build_unet, check_encoder_name, normalisation
 from heritage_seg.module import SegmentationModule
+from heritage_seg.rundir import claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,34 +32,13 @@ def resolve_precision(precision: str | int | None) -> str | int | None:
     return "32-true"
 
 
-def claim_run_dir(run_dir: Path, cfg: DictConfig) -> None:
-    """Refuse a folder that already holds a run, then record this run's config in it.
-
-    Hydra would write `.hydra/` before the task starts and so overwrite a finished run's record; conf/train.yaml
-    turns that off (hydra.output_subdir: null) and the same three files are written here, after the check.
-    """
-    existing = sorted((run_dir / "checkpoints").glob("*.ckpt")) + sorted(run_dir.glob("splits.json"))
-    if existing:
-        raise FileExistsError(
-            f"hydra.run.dir={run_dir}: already holds a run ({existing[0].name}); it is left untouched. "
-            "Choose another hydra.run.dir (or leave it out for a fresh timestamped folder)."
-        )
-    record = run_dir / ".hydra"
-    record.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, record / "config.yaml")
-    if HydraConfig.initialized():
-        hydra_cfg = HydraConfig.get()
-        OmegaConf.save(hydra_cfg, record / "hydra.yaml")
-        OmegaConf.save(hydra_cfg.overrides.task, record / "overrides.yaml")
-
-
 def train(cfg: DictConfig) -> float:
     run_dir = Path(cfg.run_dir).resolve()
     labels = LabelMap.from_config(cfg.labels)
     # Cheap checks first: a typo must not wait for the data cache to be built.
     check_fold(cfg.fold, cfg.n_folds)
     check_encoder_name(cfg.encoder.name)
-    claim_run_dir(run_dir, cfg)
+    claim_run_dir(run_dir, cfg, finished_markers=("checkpoints/*.ckpt", "splits.json"))
     L.seed_everything(cfg.seed, workers=True)
 
     model = build_unet(cfg.encoder.name, cfg.encoder.weights, labels.num_classes, cfg.encoder.kwargs)

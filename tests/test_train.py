@@ -56,7 +56,7 @@ def test_splits_are_written_and_identical_for_every_encoder(runs):
 def test_a_finished_run_folder_is_never_overwritten(runs, sample_root):
     run_dir, _ = runs["convnext"]
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match="already holds results"):
         train(compose_config(tiny_train_overrides(run_dir, sample_root)))
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
 

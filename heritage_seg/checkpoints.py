@@ -1,0 +1,52 @@
+"""Rebuild a trained model, its label map and its run config from a checkpoint alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.models import build_unet, normalisation
+from heritage_seg.module import CHECKPOINT_FORMAT, SegmentationModule
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt={path}: file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise ValueError(f"ckpt={path}: not a PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"ckpt={path}: not a Lightning checkpoint (no state_dict)")
+    fmt = (checkpoint.get("heritage_seg") or {}).get("format")
+    run_config = (checkpoint.get("hyper_parameters") or {}).get("run_config")
+    if fmt != CHECKPOINT_FORMAT or run_config is None:
+        raise ValueError(
+            f"ckpt={path}: not a heritage_seg checkpoint of a compatible version (format {fmt}, this version reads "
+            f"{CHECKPOINT_FORMAT}); evaluate it with the heritage_seg version that trained it"
+        )
+    return checkpoint
+
+
+def load_trained_module(path: str | Path) -> tuple[SegmentationModule, DictConfig, LabelMap]:
+    """The trained module (eval mode, CPU), the resolved config it was trained with, and its label map."""
+    checkpoint = read_checkpoint(path)
+    run_cfg = OmegaConf.create(checkpoint["hyper_parameters"]["run_config"])
+    labels = LabelMap.from_config(run_cfg.labels)
+    encoder = run_cfg.encoder
+    model = build_unet(encoder.name, None, labels.num_classes, encoder.kwargs)  # weights come from the checkpoint
+    mean, std = normalisation(encoder.name)
+    module = SegmentationModule(model=model, loss=nn.Identity(), optimizer=None, scheduler=None,
+                                class_names=labels.names, ignore_index=labels.ignore_index, mean=mean, std=std,
+                                run_config=checkpoint["hyper_parameters"]["run_config"])
+    missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    wrong = [k for k in missing + unexpected if not k.startswith("val_confmat")]
+    if wrong:
+        raise ValueError(f"ckpt={path}: weights do not fit the {encoder.name} U-Net it names ({wrong[:3]} …)")
+    return module.eval(), run_cfg, labels

@@ -1,0 +1,126 @@
+"""Evaluate a checkpoint:  python -m heritage_seg.evaluate ckpt=outputs/…/checkpoints/best.ckpt tta=true
+
+Rebuilds the model and the validation fold of the run that made the checkpoint, evaluates it at dataset
+level, and writes metrics.json, the pictures and the prediction masks into its own run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from heritage_seg.checkpoints import load_trained_module
+from heritage_seg.cli import exit_on_user_error
+from heritage_seg.evaluation import format_table, metrics_payload, run_evaluation
+from heritage_seg.files import write_json_atomic
+from heritage_seg.rundir import claim_run_dir
+from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
+                                  plot_iou_per_class, save_png)
+from heritage_seg.tta import resolve
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, batch_size=None, cache_dir=None):
+    """The datamodule of the training run (same fold/seed/size), optionally with a moved data root."""
+    data_cfg = run_cfg.data.copy()
+    for key, value in (("root", root), ("batch_size", batch_size), ("cache_dir", cache_dir)):
+        if value is not None:
+            data_cfg[key] = value
+    if not Path(str(data_cfg.root)).expanduser().exists() and data_cfg.get("sample") is None:
+        raise FileNotFoundError(
+            f"ckpt={ckpt}: the data it was trained on ({data_cfg.root}) is gone; pass data.root=<folder> "
+            "pointing at the same data set"
+        )
+    datamodule = instantiate(data_cfg, _partial_=True)(
+        labels=labels, fold=run_cfg.fold, n_folds=run_cfg.n_folds, seed=run_cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    splits = ckpt.parent.parent / "splits.json"
+    if splits.exists():
+        expected = json.loads(splits.read_text())["val_ids"]
+        actual = [datamodule.data.ids[i] for i in datamodule.split.val_idx]
+        if expected != actual:
+            raise ValueError(
+                f"ckpt={ckpt}: the validation fold rebuilt from {data_cfg.root} differs from the run's {splits} "
+                "(data changed?); evaluating it would not be the run's validation set"
+            )
+    return datamodule
+
+
+def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
+    ckpt = Path(cfg.ckpt).expanduser().resolve()
+    claim_run_dir(out_dir, cfg, finished_markers=("metrics.json",))
+    module, run_cfg, labels = load_trained_module(ckpt)
+    device = pick_device(cfg.device)
+    module.to(device)
+    transforms = resolve(bool(cfg.tta))
+    datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, cfg.data.batch_size, cfg.data.cache_dir)
+
+    start = time.perf_counter()
+    result = run_evaluation(module, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index,
+                            transforms, device)
+    seconds = time.perf_counter() - start
+    payload = metrics_payload(
+        result.confmat, labels.names,
+        tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
+        encoder=run_cfg.encoder.name, family=run_cfg.encoder.get("family"), fold=run_cfg.fold,
+        n_folds=run_cfg.n_folds, seed=run_cfg.seed, image_size=run_cfg.data.image_size,
+        checkpoint=str(ckpt), data_root=str(datamodule.root), seconds=round(seconds, 3),
+    )
+    write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples), bool(cfg.save_masks))
+    plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")
+    plot_class_distribution(payload, out_dir / "class_distribution.png")
+    plot_iou_per_class(payload, out_dir / "iou_per_class.png")
+    write_json_atomic(out_dir / "metrics.json", payload)  # last: its presence means the evaluation finished
+    print(format_table(payload))
+    log.info("%d images in %.1f s (tta=%s); results in %s", len(result.indices), seconds, cfg.tta, out_dir)
+    return payload
+
+
+def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_masks: bool) -> None:
+    """predictions/masks/<id>.png for every image; panels for the best and worst by per-image mIoU."""
+    ids = data.ids
+    pred_dir = out_dir / "predictions"
+    if save_masks:
+        for index, pred in zip(result.indices, result.predictions):
+            save_png(pred_dir / "masks" / f"{ids[index]}.png", pred)
+    scores = result.per_image_miou()
+    order = np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable")
+    n = min(num_examples, len(order) // 2 if len(order) > 1 else len(order))
+    chosen = [("best", r, order[r]) for r in range(n)] + [("worst", r, order[-1 - r]) for r in range(n)]
+    for kind, rank, k in chosen:
+        index = result.indices[k]
+        stem = pred_dir / f"{kind}{rank + 1:02d}_{ids[index]}"
+        image = np.asarray(data.images[index])
+        save_png(Path(f"{stem}_input.png"), image)
+        save_png(Path(f"{stem}_gt.png"), colorize(np.asarray(data.masks[index]), labels))
+        save_png(Path(f"{stem}_pred.png"), colorize(result.predictions[k], labels))
+        overlay_figure(image, result.predictions[k], result.confidence[k], labels, Path(f"{stem}_overlay.png"),
+                       title=f"{ids[index]}  mIoU {scores[k]:.3f}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))["miou"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Evaluate a model on a data set: dataset-level confusion matrix, per-image scores, the metrics.json payload.
+
+Shared by `python -m heritage_seg.evaluate` and the end-of-training evaluation callback, so both write the
+same numbers in the same schema.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.tta import predict_probabilities
+
+VERSIONED_PACKAGES = ("heritage_seg", "torch", "lightning", "segmentation-models-pytorch", "timm", "torchmetrics")
+
+
+@dataclass
+class EvalResult:
+    confmat: np.ndarray                      # (C, C) int64, rows = truth, cols = prediction, ignore excluded
+    indices: list[int] = field(default_factory=list)   # data-set index of every evaluated image, in order
+    per_image_confmat: list[np.ndarray] = field(default_factory=list)
+    predictions: list[np.ndarray] = field(default_factory=list)   # (H, W) uint8 class ids
+    confidence: list[np.ndarray] = field(default_factory=list)    # (H, W) uint8, max probability * 255
+
+    def per_image_miou(self) -> np.ndarray:
+        return np.array([segmentation_metrics(cm)["miou"] for cm in self.per_image_confmat])
+
+
+def _confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    valid = target != ignore_index
+    index = target[valid].long() * num_classes + pred[valid].long()
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+@torch.no_grad()
+def run_evaluation(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[dict[str, torch.Tensor]],
+    num_classes: int,
+    ignore_index: int,
+    transforms: Sequence[str] = ("identity",),
+    device: torch.device | str = "cpu",
+    keep_predictions: bool = True,
+) -> EvalResult:
+    """Every pixel of every batch goes into one confusion matrix; per-image matrices are kept for ranking."""
+    total = np.zeros((num_classes, num_classes), dtype=np.int64)
+    result = EvalResult(confmat=total)
+    for batch in batches:
+        images = batch["image"].to(device, non_blocking=True)
+        masks = batch["mask"].to(device, non_blocking=True)
+        probs = predict_probabilities(logits_fn, images, transforms)
+        confidence, pred = probs.max(dim=1)
+        for i in range(images.shape[0]):
+            cm = _confusion(pred[i], masks[i], num_classes, ignore_index).cpu().numpy()
+            total += cm
+            result.per_image_confmat.append(cm)
+            result.indices.append(int(batch["index"][i]))
+            if keep_predictions:
+                result.predictions.append(pred[i].to(torch.uint8).cpu().numpy())
+                result.confidence.append((confidence[i] * 255).round().to(torch.uint8).cpu().numpy())
+    return result
+
+
+def _json_number(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: Any) -> dict[str, Any]:
+    """The metrics.json schema. Undefined values (absent classes) are null, never 0."""
+    m = segmentation_metrics(confmat)
+    per_class = {
+        name: {
+            "iou": _json_number(m["iou"][c]),
+            "dice": _json_number(m["dice"][c]),
+            "precision": _json_number(m["precision"][c]),
+            "recall": _json_number(m["recall"][c]),
+            "f1": _json_number(m["f1"][c]),
+            "gt_pixels": int(m["gt_pixels"][c]),
+            "pred_pixels": int(m["pred_pixels"][c]),
+        }
+        for c, name in enumerate(class_names)
+    }
+    return {
+        "miou": _json_number(m["miou"]),
+        "pixel_accuracy": _json_number(m["pixel_accuracy"]),
+        "mean_dice": _json_number(m["mean_dice"]),
+        "per_class": per_class,
+        "classes": list(class_names),
+        "confusion_matrix": np.asarray(confmat, dtype=np.int64).tolist(),
+        **context,
+        "versions": package_versions(),
+    }
+
+
+def format_table(payload: dict[str, Any]) -> str:
+    """Per-class table as mmsegmentation prints it (percent; '-' where undefined)."""
+    def pct(v):
+        return "   -  " if v is None else f"{100 * v:6.2f}"
+
+    lines = [f"{'Class':<15} |  IoU   |  Dice  | Precis | Recall |   F1   ", "-" * 60]
+    for name, row in payload["per_class"].items():
+        lines.append(f"{name:<15} | " + " | ".join(pct(row[k]) for k in ("iou", "dice", "precision", "recall", "f1")))
+    lines.append("-" * 60)
+    lines.append(f"mIoU {pct(payload['miou'])}   mDice {pct(payload['mean_dice'])}   "
+                 f"pixel accuracy {pct(payload['pixel_accuracy'])}   (tta={payload.get('tta')})")
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Pictures of an evaluation: confusion matrix, class distribution, per-class IoU, prediction panels."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from heritage_seg.data.labels import LabelMap  # noqa: E402
+
+
+def _save_atomic(path: Path, save) -> None:
+    """Write through a temporary file in the same folder, then rename: no half-written pictures."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    _save_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def _save_figure(fig, path: Path) -> None:
+    _save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_confusion_matrix(payload: dict[str, Any], path: Path) -> None:
+    cm = np.asarray(payload["confusion_matrix"], dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    normed = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    names = payload["classes"]
+    fig, ax = plt.subplots(figsize=(9, 8))
+    im = ax.imshow(normed, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title("Confusion matrix (row-normalised)")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if normed[i, j] >= 0.01:
+                ax.text(j, i, f"{normed[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if normed[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _save_figure(fig, path)
+
+
+def plot_class_distribution(payload: dict[str, Any], path: Path) -> None:
+    names = payload["classes"]
+    gt = [payload["per_class"][n]["gt_pixels"] for n in names]
+    pred = [payload["per_class"][n]["pred_pixels"] for n in names]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.bar(x - 0.2, np.maximum(gt, 0.5), 0.4, label="ground truth")
+    ax.bar(x + 0.2, np.maximum(pred, 0.5), 0.4, label="prediction")
+    ax.set_yscale("log")
+    ax.set_xticks(x, names, rotation=60, ha="right")
+    ax.set_ylabel("pixels (log scale)")
+    ax.legend()
+    ax.set_title("Pixels per class")
+    _save_figure(fig, path)
+
+
+def plot_iou_per_class(payload: dict[str, Any], path: Path) -> None:
+    names = payload["classes"]
+    iou = [payload["per_class"][n]["iou"] for n in names]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.bar(range(len(names)), [v if v is not None else 0 for v in iou], color="tab:green")
+    for i, v in enumerate(iou):
+        ax.text(i, (v or 0) + 0.01, "n/a" if v is None else f"{v:.2f}", ha="center", fontsize=7)
+    if payload["miou"] is not None:
+        ax.axhline(payload["miou"], color="black", linestyle="--", label=f"mIoU {payload['miou']:.3f}")
+        ax.legend()
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("IoU")
+    ax.set_title("IoU per class (n/a: absent from ground truth and prediction)")
+    _save_figure(fig, path)
+
+
+def colorize(mask: np.ndarray, labels: LabelMap) -> np.ndarray:
+    return labels.palette()[mask]
+
+
+def overlay_figure(image: np.ndarray, pred: np.ndarray, confidence: np.ndarray, labels: LabelMap,
+                   path: Path, title: str = "") -> None:
+    """Prediction colours over the image, opacity = the model's confidence; legend of the classes shown."""
+    alpha = (confidence.astype(np.float32) / 255.0)[..., None] * 0.6
+    damaged = (pred != 0)[..., None]  # keep Clean transparent so the object stays visible
+    blend = image * (1 - alpha * damaged) + colorize(pred, labels) * alpha * damaged
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [1, 1]})
+    axes[0].imshow(blend.astype(np.uint8))
+    axes[0].set_title(title or "prediction over image")
+    conf = axes[1].imshow(confidence, cmap="magma", vmin=0, vmax=255)
+    axes[1].set_title("confidence (max probability)")
+    fig.colorbar(conf, ax=axes[1], fraction=0.046, ticks=[0, 127, 255]).ax.set_yticklabels(["0", "0.5", "1"])
+    for ax in axes:
+        ax.axis("off")
+    present = [c for c in np.unique(pred) if c < labels.num_classes]
+    handles = [Patch(color=np.array(labels.colors[c]) / 255, label=labels.names[c]) for c in present]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    _save_figure(fig, path)

@@ -1,0 +1,134 @@
+"""evaluate end to end on a tiny trained checkpoint: every file, metrics recomputable from the saved masks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from heritage_seg.evaluate import evaluate
+from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.train import train
+from tests.conftest import REPO, compose_config, tiny_train_overrides
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sample_root):
+    run_dir = tmp_path_factory.mktemp("trained")
+    train(compose_config(tiny_train_overrides(run_dir, sample_root)))
+    return run_dir
+
+
+def _evaluate(ckpt, out_dir, *overrides):
+    cfg = compose_config([f"ckpt={ckpt}", "num_examples=3", *overrides], config_name="evaluate")
+    return evaluate(cfg, out_dir)
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory):
+    out = {}
+    for tta in (False, True):
+        out_dir = tmp_path_factory.mktemp(f"eval_tta{tta}")
+        out[tta] = (out_dir, _evaluate(trained / "checkpoints" / "best.ckpt", out_dir, f"tta={str(tta).lower()}"))
+    return out
+
+
+def test_metrics_json_has_the_documented_schema(evaluated, trained):
+    out_dir, payload = evaluated[False]
+    on_disk = json.loads((out_dir / "metrics.json").read_text())
+    assert on_disk["miou"] == pytest.approx(payload["miou"])
+    for key in ("miou", "pixel_accuracy", "mean_dice", "per_class", "confusion_matrix", "classes", "tta",
+                "num_images", "encoder", "fold", "checkpoint", "versions"):
+        assert key in on_disk, key
+    assert len(on_disk["classes"]) == 16 and np.asarray(on_disk["confusion_matrix"]).shape == (16, 16)
+    assert set(on_disk["per_class"]["Clean"]) == {"iou", "dice", "precision", "recall", "f1", "gt_pixels",
+                                                  "pred_pixels"}
+    val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
+    assert on_disk["num_images"] == len(val_ids) and on_disk["fold"] == 0 and on_disk["tta"] is False
+    absent = [n for n, row in on_disk["per_class"].items() if row["gt_pixels"] == 0 and row["pred_pixels"] == 0]
+    assert all(on_disk["per_class"][n]["iou"] is None for n in absent)  # null, not 0
+
+
+def test_metrics_are_recomputed_exactly_from_the_saved_masks(evaluated, trained, labels):
+    out_dir, payload = evaluated[False]
+    run_val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
+    from heritage_seg.data.cache import load_cache
+    from heritage_seg.data.readers import open_reader
+    from heritage_seg.data.cache import cache_path
+    import os
+
+    reader = open_reader(payload["data_root"])
+    data = load_cache(cache_path(os.environ["HERITAGE_SEG_CACHE"], reader, 64, labels))
+    cm = np.zeros((16, 16), np.int64)
+    for sample_id in run_val_ids:
+        pred = np.asarray(Image.open(out_dir / "predictions" / "masks" / f"{sample_id}.png"))
+        gt = data.masks[data.ids.index(sample_id)]
+        valid = gt != 255
+        cm += np.bincount(gt[valid].astype(np.int64) * 16 + pred[valid], minlength=256).reshape(16, 16)
+    again = segmentation_metrics(cm)
+    assert again["miou"] == pytest.approx(payload["miou"], abs=1e-6)
+    assert again["pixel_accuracy"] == pytest.approx(payload["pixel_accuracy"], abs=1e-6)
+    np.testing.assert_array_equal(cm, np.asarray(payload["confusion_matrix"]))
+
+
+def test_pictures_and_panels_are_valid_pngs(evaluated):
+    out_dir, payload = evaluated[True]
+    for name in ("confusion_matrix.png", "class_distribution.png", "iou_per_class.png"):
+        with Image.open(out_dir / name) as img:
+            img.verify()
+    panels = sorted((out_dir / "predictions").glob("*_overlay.png"))
+    assert len(panels) == 6  # 3 best + 3 worst
+    for stem in {p.name[: -len("_overlay.png")] for p in panels}:
+        for suffix, size in (("_input.png", (64, 64)), ("_gt.png", (64, 64)), ("_pred.png", (64, 64))):
+            with Image.open(out_dir / "predictions" / f"{stem}{suffix}") as img:
+                assert img.size == size
+    assert len(list((out_dir / "predictions" / "masks").glob("*.png"))) == payload["num_images"]
+    assert payload["tta"] is True and payload["tta_transforms"] == ["identity", "hflip", "vflip", "rot90"]
+
+
+def test_an_earlier_evaluation_is_never_overwritten(evaluated, trained):
+    out_dir, _ = evaluated[False]
+    before = (out_dir / "metrics.json").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds results"):
+        _evaluate(trained / "checkpoints" / "best.ckpt", out_dir)
+    assert (out_dir / "metrics.json").read_bytes() == before
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ckpt=.*missing.ckpt: file not found"):
+        _evaluate(tmp_path / "missing.ckpt", tmp_path / "a")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.ckpt: not a PyTorch checkpoint"):
+        _evaluate(tmp_path / "junk.ckpt", tmp_path / "b")
+    import torch
+
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(ValueError, match="not a heritage_seg checkpoint of a compatible version"):
+        _evaluate(tmp_path / "foreign.ckpt", tmp_path / "c")
+
+
+def test_moved_data_root_asks_for_data_root(trained, tmp_path):
+    import torch
+
+    ckpt = torch.load(trained / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    ckpt["hyper_parameters"]["run_config"]["data"]["root"] = str(tmp_path / "gone")
+    ckpt["hyper_parameters"]["run_config"]["data"]["sample"] = None
+    torch.save(ckpt, tmp_path / "moved.ckpt")
+    with pytest.raises(FileNotFoundError, match="pass data.root="):
+        _evaluate(tmp_path / "moved.ckpt", tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_evaluate_command_line(trained, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "heritage_seg.evaluate", f"ckpt={trained / 'checkpoints' / 'best.ckpt'}", "tta=true",
+         "num_examples=1", f"hydra.run.dir={tmp_path / 'eval'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Class" in proc.stdout and "mIoU" in proc.stdout and "Lightleak" in proc.stdout
+    assert (tmp_path / "eval" / "metrics.json").is_file() and (tmp_path / "eval" / ".hydra" / "config.yaml").is_file()
