@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from heritage_seg.checkpoints import load_trained_module
 from heritage_seg.cli import exit_on_user_error
-from heritage_seg.evaluation import format_table, metrics_payload, run_evaluation
+from heritage_seg.evaluation import format_table, metrics_payload, run_context, run_evaluation
 from heritage_seg.files import write_json_atomic
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
@@ -78,9 +78,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     payload = metrics_payload(
         result.confmat, labels.names,
         tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
-        encoder=run_cfg.encoder.name, family=run_cfg.encoder.get("family"), fold=run_cfg.fold,
-        n_folds=run_cfg.n_folds, seed=run_cfg.seed, image_size=run_cfg.data.image_size,
-        checkpoint=str(ckpt), data_root=str(datamodule.root), seconds=round(seconds, 3),
+        **run_context(run_cfg, ckpt), data_root=str(datamodule.root), seconds=round(seconds, 3),
     )
     write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples), bool(cfg.save_masks))
     plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")

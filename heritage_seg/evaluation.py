@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -79,6 +80,19 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+    """What a metrics.json says about the run it evaluates (read from the run's resolved config)."""
+    return {
+        "encoder": run_cfg["encoder"]["name"],
+        "family": run_cfg["encoder"].get("family"),
+        "fold": run_cfg["fold"],
+        "n_folds": run_cfg["n_folds"],
+        "seed": run_cfg["seed"],
+        "image_size": run_cfg["data"]["image_size"],
+        "checkpoint": str(checkpoint),
+    }
 
 
 def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: Any) -> dict[str, Any]:

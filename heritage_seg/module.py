@@ -34,7 +34,7 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"])
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.class_names = list(class_names)
+        self.class_names, self.ignore_index = list(class_names), ignore_index
         # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
         self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)

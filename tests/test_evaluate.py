@@ -132,3 +132,14 @@ def test_evaluate_command_line(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Class" in proc.stdout and "mIoU" in proc.stdout and "Lightleak" in proc.stdout
     assert (tmp_path / "eval" / "metrics.json").is_file() and (tmp_path / "eval" / ".hydra" / "config.yaml").is_file()
+
+
+def test_training_ends_with_metrics_of_the_best_checkpoint_with_and_without_tta(trained, evaluated):
+    plain = json.loads((trained / "metrics.json").read_text())
+    tta = json.loads((trained / "metrics_tta.json").read_text())
+    assert plain["tta"] is False and tta["tta"] is True
+    assert plain["checkpoint"].endswith("best.ckpt") and plain["fold"] == 0
+    # the callback and `evaluate` are one code path: same checkpoint, same fold -> same numbers
+    for flag, payload in ((False, plain), (True, tta)):
+        assert payload["confusion_matrix"] == evaluated[flag][1]["confusion_matrix"]
+        assert payload["miou"] == pytest.approx(evaluated[flag][1]["miou"], abs=1e-9)
