@@ -35,7 +35,7 @@ def save_png(path: Path, array: np.ndarray) -> None:
     _save_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     _save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
 
@@ -58,7 +58,7 @@ def plot_confusion_matrix(payload: dict[str, Any], path: Path) -> None:
                 ax.text(j, i, f"{normed[i, j]:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if normed[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_class_distribution(payload: dict[str, Any], path: Path) -> None:
@@ -74,7 +74,7 @@ def plot_class_distribution(payload: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("pixels (log scale)")
     ax.legend()
     ax.set_title("Pixels per class")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_iou_per_class(payload: dict[str, Any], path: Path) -> None:
@@ -91,7 +91,7 @@ def plot_iou_per_class(payload: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("IoU")
     ax.set_title("IoU per class (n/a: absent from ground truth and prediction)")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def colorize(mask: np.ndarray, labels: LabelMap) -> np.ndarray:
@@ -115,4 +115,4 @@ def overlay_figure(image: np.ndarray, pred: np.ndarray, confidence: np.ndarray, 
     present = [c for c in np.unique(pred) if c < labels.num_classes]
     handles = [Patch(color=np.array(labels.colors[c]) / 255, label=labels.names[c]) for c in present]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
-    _save_figure(fig, path)
+    save_figure(fig, path)

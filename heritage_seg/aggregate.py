@@ -1,0 +1,226 @@
+"""Cross-validation summary of a sweep:  python -m heritage_seg.aggregate runs=multirun/2026-11-24/10-00-00
+
+Runs are grouped by every override except `fold`, so an encoder sweep and an ablation sweep (loss=…,
+loss.class_weights=…) are summarised the same way. Because all groups share the same folds, the honest
+comparison is the PAIRED per-fold difference between groups, reported beside the mean ± std.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from heritage_seg.cli import exit_on_user_error
+from heritage_seg.files import write_json_atomic, write_text_atomic
+from heritage_seg.reports import plt, save_figure
+
+log = logging.getLogger(__name__)
+IGNORED_OVERRIDE_PREFIXES = ("fold=", "hydra.", "hydra/", "run_dir=", "data.cache_dir=")
+SUMMARY_METRICS = ("miou", "pixel_accuracy", "mean_dice")
+
+
+@dataclass
+class FinishedRun:
+    path: Path
+    group: str
+    fold: int
+    n_folds: int
+    encoder: str
+    family: str
+    metrics: dict[str, Any]
+    metrics_tta: dict[str, Any] | None
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
+    """Every run folder under `paths` (a folder with .hydra/config.yaml) that has a metrics.json."""
+    run_dirs: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"runs={path}: no such folder")
+        found = [path] if (path / ".hydra" / "config.yaml").exists() else []
+        found += sorted(p.parent.parent for p in path.glob("**/.hydra/config.yaml") if p.parent.parent != path)
+        run_dirs.extend(found)
+    runs, unfinished = [], []
+    for run_dir in sorted(set(run_dirs)):
+        if not (run_dir / "metrics.json").exists():
+            unfinished.append(run_dir)
+            continue
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        tta_path = run_dir / "metrics_tta.json"
+        overrides = [o for o in _overrides(run_dir) if not o.startswith(IGNORED_OVERRIDE_PREFIXES)]
+        runs.append(FinishedRun(
+            path=run_dir,
+            group=",".join(sorted(overrides)) or "(defaults)",
+            fold=int(metrics["fold"]),
+            n_folds=int(metrics.get("n_folds", 0)),
+            encoder=str(metrics.get("encoder", "?")),
+            family=str(metrics.get("family") or "?"),
+            metrics=metrics,
+            metrics_tta=json.loads(tta_path.read_text()) if tta_path.exists() else None,
+        ))
+    if unfinished:
+        warnings.warn(f"{len(unfinished)} run folder(s) have no metrics.json (failed or still running), "
+                      f"left out: {', '.join(str(p) for p in unfinished)}", stacklevel=2)
+    if not runs:
+        raise FileNotFoundError(
+            f"runs={', '.join(map(str, paths))}: no finished run (a run folder with metrics.json) found"
+        )
+    return runs
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean and sample std (ddof=1) over folds; folds where the value is undefined (null) are left out."""
+    defined = np.array([v for v in values if v is not None], dtype=np.float64)
+    return {
+        "mean": float(defined.mean()) if defined.size else None,
+        "std": float(defined.std(ddof=1)) if defined.size > 1 else (0.0 if defined.size else None),
+        "n": int(defined.size),
+    }
+
+
+def _summarise_group(runs: list[FinishedRun], key: str) -> dict[str, Any] | None:
+    payloads = [getattr(r, key) for r in runs]
+    if any(p is None for p in payloads):
+        return None
+    out = {}
+    for metric in SUMMARY_METRICS:
+        values = [p.get(metric) for p in payloads]
+        out[metric] = {**_stats(values), "per_fold": dict(zip([r.fold for r in runs], values))}
+    classes = payloads[0].get("classes") or list(payloads[0].get("per_class", {}))
+    out["per_class_iou"] = {
+        name: {**_stats(vals := [p["per_class"][name]["iou"] for p in payloads]),
+               "per_fold": dict(zip([r.fold for r in runs], vals))}
+        for name in classes
+    }
+    return out
+
+
+def summarise(runs: list[FinishedRun]) -> dict[str, Any]:
+    groups: dict[str, list[FinishedRun]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    all_folds = sorted({r.fold for r in runs})
+    n_folds = max(r.n_folds for r in runs)
+    expected = list(range(n_folds)) if n_folds else all_folds
+    summary: dict[str, Any] = {"groups": {}, "expected_folds": expected, "warnings": []}
+    for name, members in sorted(groups.items()):
+        members.sort(key=lambda r: r.fold)
+        folds = [r.fold for r in members]
+        if len(set(folds)) != len(folds):
+            raise ValueError(f"group '{name}': fold(s) {sorted({f for f in folds if folds.count(f) > 1})} appear "
+                             "in more than one run folder; pass only one sweep per group")
+        missing = sorted(set(expected) - set(folds))
+        if missing:
+            message = f"group '{name}' is missing fold(s) {missing}: its mean is over {len(folds)} fold(s) only"
+            summary["warnings"].append(message)
+            log.warning("!!! %s", message)
+        plain, tta = _summarise_group(members, "metrics"), _summarise_group(members, "metrics_tta")
+        gain = None
+        if tta is not None:
+            gain = _stats([t - p for t, p in zip(tta["miou"]["per_fold"].values(), plain["miou"]["per_fold"].values())
+                           if t is not None and p is not None])
+        summary["groups"][name] = {
+            "encoder": members[0].encoder, "family": members[0].family, "folds": folds,
+            "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, "tta_gain_miou": gain,
+        }
+    summary["paired_differences"] = paired_differences(summary["groups"])
+    return summary
+
+
+def paired_differences(groups: dict[str, Any], variant: str = "no_tta") -> list[dict[str, Any]]:
+    """mIoU(A) - mIoU(B) on each fold both have, then mean and sample std of those differences."""
+    out = []
+    for a, b in itertools.combinations(sorted(groups), 2):
+        fa, fb = groups[a][variant]["miou"]["per_fold"], groups[b][variant]["miou"]["per_fold"]
+        common = sorted(set(fa) & set(fb))
+        diffs = [fa[f] - fb[f] for f in common if fa[f] is not None and fb[f] is not None]
+        out.append({"a": a, "b": b, "folds": common, "per_fold": diffs, **_stats(diffs)})
+    return out
+
+
+def _fmt(stats: dict[str, Any] | None, scale: float = 100.0) -> str:
+    if not stats or stats.get("mean") is None:
+        return "-"
+    return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# Cross-validation results", "",
+             f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
+             "", "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | pixel acc. | mDice |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, g in summary["groups"].items():
+        per_fold = " / ".join("-" if v is None else f"{100 * v:.2f}" for v in g["no_tta"]["miou"]["per_fold"].values())
+        lines.append(f"| {name} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta']['miou'])} | {per_fold} | "
+                     f"{_fmt(g['tta']['miou']) if g['tta'] else '-'} | {_fmt(g['tta_gain_miou'])} | "
+                     f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
+    if summary["paired_differences"]:
+        lines += ["", "## Paired differences (same folds), mIoU A − B in points", "",
+                  "| A | B | folds | mean ± std | per fold |", "|---|---|---|---|---|"]
+        for d in summary["paired_differences"]:
+            lines.append(f"| {d['a']} | {d['b']} | {len(d['folds'])} | {_fmt(d)} | "
+                         + " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]) + " |")
+    if summary["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(summary: dict[str, Any], path: Path) -> None:
+    names = list(summary["groups"])
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(names)), 4))
+    for i, name in enumerate(names):
+        g = summary["groups"][name]
+        for offset, variant, color in ((-0.18, "no_tta", "tab:blue"), (0.18, "tta", "tab:orange")):
+            if not g[variant]:
+                continue
+            stats = g[variant]["miou"]
+            ax.bar(i + offset, stats["mean"] or 0, 0.34, yerr=stats["std"] or 0, color=color, alpha=0.7, capsize=3,
+                   label=("no TTA" if variant == "no_tta" else "TTA") if i == 0 else None)
+            points = [v for v in stats["per_fold"].values() if v is not None]
+            ax.scatter([i + offset] * len(points), points, color="black", s=12, zorder=3)
+    ax.set_xticks(range(len(names)), [f"{n}\n({summary['groups'][n]['family']})" for n in names], fontsize=8)
+    ax.set_ylabel("validation mIoU")
+    ax.set_title("Cross-validation: mean ± std, dots = folds")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def aggregate(paths: Sequence[str | Path], out_dir: str | Path | None = None) -> dict[str, Any]:
+    paths = [Path(p) for p in paths]
+    runs = find_runs(paths)
+    out = Path(out_dir) if out_dir else (paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths])))
+    summary = summarise(runs)
+    write_json_atomic(out / "cv_results.json", summary)
+    markdown = to_markdown(summary)
+    write_text_atomic(out / "cv_results.md", markdown)
+    plot_comparison(summary, out / "cv_comparison.png")
+    print(markdown)
+    log.info("wrote cv_results.json, cv_results.md, cv_comparison.png to %s", out)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="aggregate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    runs = cfg.runs
+    aggregate(list(runs) if isinstance(runs, (list, ListConfig)) else [runs], cfg.get("out"))
+
+
+if __name__ == "__main__":
+    main()

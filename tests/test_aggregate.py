@@ -1,0 +1,93 @@
+"""Aggregation over fake run folders with known numbers: means, sample stds, TTA gain, paired differences."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from heritage_seg.aggregate import aggregate
+from tests.conftest import REPO
+
+CLASSES = ["Clean", "Cracks"]
+
+
+def fake_run(root, name, overrides, fold, miou, miou_tta=None, cracks=0.2, family="CNN"):
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("fold: %d\n" % fold)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides + [f"fold={fold}"]))
+
+    def payload(value, tta):
+        return {"miou": value, "pixel_accuracy": 0.9, "mean_dice": value + 0.1, "classes": CLASSES, "tta": tta,
+                "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": cracks}},
+                "encoder": overrides[0].split("=")[1], "family": family, "fold": fold, "n_folds": 3}
+
+    (run / "metrics.json").write_text(json.dumps(payload(miou, False)))
+    if miou_tta is not None:
+        (run / "metrics_tta.json").write_text(json.dumps(payload(miou_tta, True)))
+    return run
+
+
+@pytest.fixture()
+def sweep(tmp_path):
+    for fold, (a, a_tta, b) in enumerate([(0.50, 0.52, 0.40), (0.60, 0.61, 0.55), (0.70, 0.73, 0.65)]):
+        fake_run(tmp_path, f"encoder=convnext,fold={fold}", ["encoder=convnext"], fold, a, a_tta,
+                 cracks=None if fold == 1 else 0.2 + 0.1 * fold)
+        fake_run(tmp_path, f"encoder=mit_b3,fold={fold}", ["encoder=mit_b3"], fold, b, b + 0.01, family="ViT")
+    return tmp_path
+
+
+def test_means_stds_tta_gain_and_paired_differences(sweep):
+    summary = aggregate([sweep])
+    conv, mit = summary["groups"]["encoder=convnext"], summary["groups"]["encoder=mit_b3"]
+    assert conv["no_tta"]["miou"]["mean"] == pytest.approx(0.6)
+    assert conv["no_tta"]["miou"]["std"] == pytest.approx(0.1)  # sample std over 3 folds
+    assert conv["no_tta"]["miou"]["per_fold"] == {0: 0.5, 1: 0.6, 2: 0.7}
+    assert conv["tta_gain_miou"]["mean"] == pytest.approx(0.02) and conv["tta_gain_miou"]["std"] == pytest.approx(0.01)
+    assert mit["family"] == "ViT" and mit["no_tta"]["miou"]["mean"] == pytest.approx(1.6 / 3)
+    # Cracks undefined on fold 1: mean over the two folds where it is defined
+    assert conv["no_tta"]["per_class_iou"]["Cracks"]["mean"] == pytest.approx(0.3)
+    assert conv["no_tta"]["per_class_iou"]["Cracks"]["n"] == 2
+    (diff,) = summary["paired_differences"]
+    assert (diff["a"], diff["b"]) == ("encoder=convnext", "encoder=mit_b3")
+    assert diff["per_fold"] == pytest.approx([0.10, 0.05, 0.05])
+    assert diff["mean"] == pytest.approx(0.2 / 3) and diff["std"] == pytest.approx(0.028867513, abs=1e-8)
+    assert summary["warnings"] == []
+
+
+def test_outputs_are_written_and_readable(sweep):
+    aggregate([sweep])
+    assert json.loads((sweep / "cv_results.json").read_text())["expected_folds"] == [0, 1, 2]
+    markdown = (sweep / "cv_results.md").read_text()
+    assert "| encoder=convnext | convnext | CNN | 60.00 ± 10.00 | 50.00 / 60.00 / 70.00 |" in markdown
+    assert "| encoder=convnext | encoder=mit_b3 | 3 | 6.67 ± 2.89 |" in markdown
+    with Image.open(sweep / "cv_comparison.png") as img:
+        img.verify()
+
+
+def test_missing_folds_and_unfinished_runs_are_reported_loudly(sweep):
+    fake_run(sweep, "loss=dice,fold=0", ["encoder=convnext", "loss=dice"], 0, 0.45)
+    (sweep / "crashed" / ".hydra").mkdir(parents=True)
+    (sweep / "crashed" / ".hydra" / "config.yaml").write_text("fold: 2\n")
+    with pytest.warns(UserWarning, match="1 run folder.*no metrics.json.*crashed"):
+        summary = aggregate([sweep])
+    assert summary["warnings"] == ["group 'encoder=convnext,loss=dice' is missing fold(s) [1, 2]: "
+                                   "its mean is over 1 fold(s) only"]
+    assert "## Warnings" in (sweep / "cv_results.md").read_text()
+
+
+def test_no_finished_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        aggregate([tmp_path])
+
+
+@pytest.mark.slow
+def test_aggregate_command_line(sweep):
+    proc = subprocess.run([sys.executable, "-m", "heritage_seg.aggregate", f"runs={sweep}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Paired differences" in proc.stdout and (sweep / "cv_results.md").exists()
