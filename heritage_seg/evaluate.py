@@ -64,8 +64,8 @@ def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     ckpt = Path(cfg.ckpt).expanduser().resolve()
+    module, run_cfg, labels = load_trained_module(ckpt)  # a bad checkpoint fails before any folder is touched
     claim_run_dir(out_dir, cfg, finished_markers=("metrics.json",))
-    module, run_cfg, labels = load_trained_module(ckpt)
     device = pick_device(cfg.device)
     module.to(device)
     transforms = resolve(bool(cfg.tta))
