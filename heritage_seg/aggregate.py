@@ -25,7 +25,7 @@ from heritage_seg.files import write_json_atomic, write_text_atomic
 from heritage_seg.reports import plt, save_figure
 
 log = logging.getLogger(__name__)
-IGNORED_OVERRIDE_PREFIXES = ("fold=", "hydra.", "hydra/", "run_dir=", "data.cache_dir=")
+IGNORED_OVERRIDE_PREFIXES = ("fold=", "resume=", "hydra.", "hydra/", "run_dir=", "data.cache_dir=")
 SUMMARY_METRICS = ("miou", "pixel_accuracy", "mean_dice")
 
 

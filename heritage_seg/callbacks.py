@@ -19,10 +19,11 @@ log = logging.getLogger("heritage_seg")
 class EpochSummary(L.Callback):
     """One log line per validation epoch, so a sweep's log files (no progress bar there) show how a run went."""
 
-    def __init__(self, keys: tuple[str, ...] = ("train/loss_epoch", "val/loss", "val/mIoU")):
+    def __init__(self, keys: tuple[str, ...] = ("val/loss", "val/mIoU")):
         self.keys = keys
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # not on_validation_epoch_end: callbacks run before the module's hook there, so val/mIoU would be stale
         if trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
@@ -56,7 +57,7 @@ class FinalValidationReport(L.Callback):
         labels_n, ignore = len(model.class_names), model.ignore_index
         runs = [("metrics.json", ("identity",))] + ([("metrics_tta.json", DEFAULT_TTA)] if self.tta else [])
         for filename, transforms in runs:
-            result = run_evaluation(model, trainer.datamodule.val_dataloader(), labels_n, ignore, transforms,
+            result = run_evaluation(model, trainer.datamodule.full_val_dataloader(), labels_n, ignore, transforms,
                                     pl_module.device, keep_predictions=False)
             payload = metrics_payload(result.confmat, model.class_names, tta=len(transforms) > 1,
                                       tta_transforms=list(transforms), num_images=len(result.indices),

@@ -9,8 +9,11 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from heritage_seg.checkpoints import read_checkpoint
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.data.folds import check_fold
 from heritage_seg.data.labels import LabelMap
@@ -32,31 +35,66 @@ def resolve_precision(precision: str | int | None) -> str | int | None:
     return "32-true"
 
 
+# Keys that must agree between an interrupted run and the command that resumes it.
+RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "data.image_size", "labels")
+
+
+def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
+    """`resume=true`: the run folder's last.ckpt, after checking it belongs to the run this command describes."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(
+            f"resume=true: {last} does not exist; pass hydra.run.dir=<folder of the interrupted run> "
+            "(or drop resume=true to start a new run)"
+        )
+    saved = OmegaConf.create(read_checkpoint(last)["hyper_parameters"]["run_config"])
+    for key in RUN_IDENTITY:
+        was, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(was):
+            was, now = OmegaConf.to_container(was, resolve=True), OmegaConf.to_container(now, resolve=True)
+        if was != now:
+            raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")
+    return last
+
+
+def cluster_plugins(cfg: DictConfig) -> list:
+    """On SLURM, submitit owns requeueing (max_num_timeout); Lightning's own SIGUSR1 requeue would fight it."""
+    if SLURMEnvironment.detect() and "plugins" not in cfg.trainer:
+        return [SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False)))]
+    return []
+
+
 def train(cfg: DictConfig) -> float:
     run_dir = Path(cfg.run_dir).resolve()
     labels = LabelMap.from_config(cfg.labels)
     # Cheap checks first: a typo must not wait for the data cache to be built.
     check_fold(cfg.fold, cfg.n_folds)
     check_encoder_name(cfg.encoder.name)
-    claim_run_dir(run_dir, cfg, finished_markers=("checkpoints/*.ckpt", "splits.json"))
+    writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
+    resume_from = resume_checkpoint(run_dir, cfg) if cfg.get("resume") else None
+    if writer and resume_from is None:
+        claim_run_dir(run_dir, cfg, finished_markers=("checkpoints/*.ckpt", "splits.json"))
     L.seed_everything(cfg.seed, workers=True)
 
-    model = build_unet(cfg.encoder.name, cfg.encoder.weights, labels.num_classes, cfg.encoder.kwargs)
+    # On resume the weights come from last.ckpt, so no pretrained download is needed.
+    weights = None if resume_from else cfg.encoder.weights
+    model = build_unet(cfg.encoder.name, weights, labels.num_classes, cfg.encoder.kwargs)
     # partial: the LabelMap object must not pass through OmegaConf
     datamodule = instantiate(cfg.data, _partial_=True)(labels=labels, fold=cfg.fold, n_folds=cfg.n_folds, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    datamodule.write_splits(run_dir / "splits.json", encoder=cfg.encoder.name)
 
     loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
     strategy = loss_cfg.pop("class_weights")
     max_ratio = loss_cfg.pop("class_weight_max_ratio", None)
     counts = datamodule.train_class_pixel_counts()
     weights = class_weights_from_counts(counts, strategy, max_ratio)
-    write_json_atomic(run_dir / "class_weights.json", {
-        "strategy": strategy, "classes": list(labels.names),
-        "train_pixel_counts": counts.tolist(), "weights": weights.tolist(),
-    })
+    if writer and resume_from is None:
+        datamodule.write_splits(run_dir / "splits.json", encoder=cfg.encoder.name)
+        write_json_atomic(run_dir / "class_weights.json", {
+            "strategy": strategy, "classes": list(labels.names),
+            "train_pixel_counts": counts.tolist(), "weights": weights.tolist(),
+        })
     log.info("class weights (%s): %s", strategy,
              ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights)))
 
@@ -74,10 +112,12 @@ def train(cfg: DictConfig) -> float:
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=resolve_precision(cfg.trainer.precision)
-    )
-    trainer.fit(module, datamodule=datamodule)
+    extra = {"plugins": plugins} if (plugins := cluster_plugins(cfg)) else {}
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     precision=resolve_precision(cfg.trainer.precision), **extra)
+    if resume_from:
+        log.info("resuming from %s (epoch, optimizer, scheduler, early stopping and checkpoint state)", resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_score if checkpoint is not None else None

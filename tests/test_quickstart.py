@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO
@@ -28,6 +29,8 @@ def test_quickstart_learns_the_sample_data_and_fills_the_run_folder(tmp_path):
     for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "splits.json", "class_weights.json",
                  ".hydra/config.yaml", ".hydra/overrides.yaml"):
         assert (run_dir / name).is_file(), name
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 11, "last.ckpt must be the end of the last epoch, whatever the best was"
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     miou = [e.value for e in events.Scalars("val/mIoU")]

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from heritage_seg.data.cache import PreparedData, build_cache, cache_path, load_cache
@@ -112,13 +113,19 @@ class ArtefactDataModule(L.LightningDataModule):
         if self.data is None or self.split is None:
             raise RuntimeError("ArtefactDataModule: call prepare_data() and setup() first")
 
-    def _loader(self, indices: np.ndarray, train: bool) -> DataLoader:
+    def _loader(self, indices: np.ndarray, train: bool, shard: bool = False) -> DataLoader:
         self._require_setup()
         dataset = SegmentationDataset(self.data.images, self.data.masks, indices, self.augment if train else None)
+        sampler = None
+        if shard and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Lightning's default DistributedSampler pads the last shard with repeated images, which would count
+            # them twice in the synced confusion matrix; this sampler gives every image to exactly one rank.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(indices) > self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -129,4 +136,8 @@ class ArtefactDataModule(L.LightningDataModule):
         return self._loader(self.split.train_idx, train=True)
 
     def val_dataloader(self) -> DataLoader:
+        return self._loader(self.split.val_idx, train=False, shard=True)
+
+    def full_val_dataloader(self) -> DataLoader:
+        """The whole validation fold in one process (end-of-fit evaluation on rank 0)."""
         return self._loader(self.split.val_idx, train=False)
