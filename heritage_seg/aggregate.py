@@ -32,6 +32,7 @@ SUMMARY_METRICS = ("miou", "pixel_accuracy", "mean_dice")
 @dataclass
 class FinishedRun:
     path: Path
+    overrides: tuple[str, ...]  # the run's overrides minus fold and bookkeeping ones: what defines its group
     group: str
     fold: int
     n_folds: int
@@ -66,6 +67,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
         overrides = [o for o in _overrides(run_dir) if not o.startswith(IGNORED_OVERRIDE_PREFIXES)]
         runs.append(FinishedRun(
             path=run_dir,
+            overrides=tuple(sorted(overrides)),
             group=",".join(sorted(overrides)) or "(defaults)",
             fold=int(metrics["fold"]),
             n_folds=int(metrics.get("n_folds", 0)),
@@ -118,7 +120,11 @@ def summarise(runs: list[FinishedRun]) -> dict[str, Any]:
     all_folds = sorted({r.fold for r in runs})
     n_folds = max(r.n_folds for r in runs)
     expected = list(range(n_folds)) if n_folds else all_folds
-    summary: dict[str, Any] = {"groups": {}, "expected_folds": expected, "warnings": []}
+    # Overrides shared by every group say nothing about the comparison: shown once, left out of the labels.
+    override_sets = {name: set(members[0].overrides) for name, members in groups.items()}
+    common = set.intersection(*override_sets.values()) if len(groups) > 1 else set()
+    summary: dict[str, Any] = {"groups": {}, "expected_folds": expected, "common_overrides": sorted(common),
+                               "warnings": []}
     for name, members in sorted(groups.items()):
         members.sort(key=lambda r: r.fold)
         folds = [r.fold for r in members]
@@ -136,6 +142,7 @@ def summarise(runs: list[FinishedRun]) -> dict[str, Any]:
             gain = _stats([t - p for t, p in zip(tta["miou"]["per_fold"].values(), plain["miou"]["per_fold"].values())
                            if t is not None and p is not None])
         summary["groups"][name] = {
+            "label": ",".join(sorted(override_sets[name] - common)) or "(baseline)",
             "encoder": members[0].encoder, "family": members[0].family, "folds": folds,
             "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, "tta_gain_miou": gain,
         }
@@ -150,7 +157,8 @@ def paired_differences(groups: dict[str, Any], variant: str = "no_tta") -> list[
         fa, fb = groups[a][variant]["miou"]["per_fold"], groups[b][variant]["miou"]["per_fold"]
         common = sorted(set(fa) & set(fb))
         diffs = [fa[f] - fb[f] for f in common if fa[f] is not None and fb[f] is not None]
-        out.append({"a": a, "b": b, "folds": common, "per_fold": diffs, **_stats(diffs)})
+        out.append({"a": a, "b": b, "a_label": groups[a]["label"], "b_label": groups[b]["label"], "folds": common,
+                    "per_fold": diffs, **_stats(diffs)})
     return out
 
 
@@ -163,18 +171,18 @@ def _fmt(stats: dict[str, Any] | None, scale: float = 100.0) -> str:
 def to_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Cross-validation results", "",
              f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
-             "", "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | pixel acc. | mDice |",
+             f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}", "", "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | pixel acc. | mDice |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, g in summary["groups"].items():
         per_fold = " / ".join("-" if v is None else f"{100 * v:.2f}" for v in g["no_tta"]["miou"]["per_fold"].values())
-        lines.append(f"| {name} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta']['miou'])} | {per_fold} | "
+        lines.append(f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta']['miou'])} | {per_fold} | "
                      f"{_fmt(g['tta']['miou']) if g['tta'] else '-'} | {_fmt(g['tta_gain_miou'])} | "
                      f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
     if summary["paired_differences"]:
         lines += ["", "## Paired differences (same folds), mIoU A − B in points", "",
                   "| A | B | folds | mean ± std | per fold |", "|---|---|---|---|---|"]
         for d in summary["paired_differences"]:
-            lines.append(f"| {d['a']} | {d['b']} | {len(d['folds'])} | {_fmt(d)} | "
+            lines.append(f"| {d['a_label']} | {d['b_label']} | {len(d['folds'])} | {_fmt(d)} | "
                          + " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]) + " |")
     if summary["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
@@ -194,7 +202,8 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
                    label=("no TTA" if variant == "no_tta" else "TTA") if i == 0 else None)
             points = [v for v in stats["per_fold"].values() if v is not None]
             ax.scatter([i + offset] * len(points), points, color="black", s=12, zorder=3)
-    ax.set_xticks(range(len(names)), [f"{n}\n({summary['groups'][n]['family']})" for n in names], fontsize=8)
+    labels = [f"{summary['groups'][n]['label']}\n({summary['groups'][n]['family']})" for n in names]
+    ax.set_xticks(range(len(names)), labels, fontsize=8)
     ax.set_ylabel("validation mIoU")
     ax.set_title("Cross-validation: mean ± std, dots = folds")
     ax.legend()

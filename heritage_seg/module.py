@@ -55,7 +55,7 @@ class SegmentationModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch["image"])
         loss = self.loss(logits, batch["mask"])
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=batch["image"].shape[0])
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=batch["image"].shape[0], sync_dist=True)
         self.val_confmat.update(logits.argmax(dim=1), batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
