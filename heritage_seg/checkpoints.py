@@ -45,7 +45,13 @@ def load_trained_module(path: str | Path) -> tuple[SegmentationModule, DictConfi
     module = SegmentationModule(model=model, loss=nn.Identity(), optimizer=None, scheduler=None,
                                 class_names=labels.names, ignore_index=labels.ignore_index, mean=mean, std=std,
                                 run_config=checkpoint["hyper_parameters"]["run_config"])
-    missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    except RuntimeError as err:  # shape mismatch, e.g. a label map with another number of classes
+        raise ValueError(
+            f"ckpt={path}: its weights do not fit a {encoder.name} U-Net with the {labels.num_classes} classes of "
+            f"its label map ({str(err).splitlines()[-1].strip()})"
+        ) from err
     wrong = [k for k in missing + unexpected if not k.startswith("val_confmat")]
     if wrong:
         raise ValueError(f"ckpt={path}: weights do not fit the {encoder.name} U-Net it names ({wrong[:3]} …)")

@@ -31,8 +31,16 @@ def _save_atomic(path: Path, save) -> None:
         raise
 
 
+def save_image(path: Path, image: Image.Image | np.ndarray) -> None:
+    """PNG or JPEG (by suffix), written atomically."""
+    img = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}[path.suffix.lower()]
+    options = {"quality": 90} if fmt == "JPEG" else {}
+    _save_atomic(path, lambda tmp: img.save(tmp, format=fmt, **options))
+
+
 def save_png(path: Path, array: np.ndarray) -> None:
-    _save_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    save_image(path, array)
 
 
 def save_figure(fig, path: Path) -> None:

@@ -12,15 +12,12 @@ from PIL import Image
 
 from heritage_seg.evaluate import evaluate
 from heritage_seg.metrics import segmentation_metrics
-from heritage_seg.train import train
-from tests.conftest import REPO, compose_config, tiny_train_overrides
+from tests.conftest import REPO, compose_config
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, sample_root):
-    run_dir = tmp_path_factory.mktemp("trained")
-    train(compose_config(tiny_train_overrides(run_dir, sample_root)))
-    return run_dir
+def trained(trained_run):
+    return trained_run
 
 
 def _evaluate(ckpt, out_dir, *overrides):

@@ -1,0 +1,92 @@
+"""Time and peak memory of full-resolution damage mapping (sliding windows), with and without TTA.
+
+    python benchmarks/predict_benchmark.py                       # 2048² and 4096², CPU or the GPU if there is one
+    python benchmarks/predict_benchmark.py --sizes 1024 --out /tmp/bench.json
+
+Each case runs in a fresh process, so its peak RSS (and peak GPU memory) is its own. The model is a randomly
+initialised U-Net of the chosen encoder: inference cost does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, device: str) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from heritage_seg.models import build_unet, normalisation
+    from heritage_seg.sliding import count_windows, sliding_window_predict
+    from heritage_seg.tta import resolve
+
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    kwargs = {"img_size": window} if "maxvit" in encoder else {}
+    model = build_unet(encoder, None, 16, kwargs).eval().to(dev)
+    mean, std = (torch.tensor(v, device=dev).view(1, 3, 1, 1) * 255 for v in normalisation(encoder))
+    image = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    stride = round(window * 2 / 3)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    sliding_window_predict(image, lambda x: model((x.float() - mean) / std), 16, window, stride, batch_size,
+                           resolve(tta), "gaussian", dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "size": size, "tta": tta, "encoder": encoder, "window": window, "stride": stride, "batch_size": batch_size,
+        "device": str(dev), "windows": count_windows(size, size, window, stride), "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak / 1024), "rss_growth_mib": round((peak - before) / 1024),
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else None,
+        "full_probability_map_mib": round(16 * size * size * 4 / 2**20),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
+    parser.add_argument("--encoder", default="tu-convnext_tiny")
+    parser.add_argument("--window", type=int, default=384)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--one", nargs=2, metavar=("SIZE", "TTA"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:  # child process: one case, JSON on stdout
+        print(json.dumps(run_case(int(args.one[0]), args.one[1] == "1", args.encoder, args.window,
+                                  args.batch_size, args.device)))
+        return
+    results = []
+    for size in args.sizes:
+        for tta in (False, True):
+            cmd = [sys.executable, __file__, "--one", str(size), str(int(tta)), "--encoder", args.encoder,
+                   "--window", str(args.window), "--batch-size", str(args.batch_size), "--device", args.device]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = results[-1]
+            print(f"{r['size']:>5}² tta={str(r['tta']):5} {r['windows']:>4} windows  {r['seconds']:>8.1f} s  "
+                  f"peak RSS {r['peak_rss_mib']:>5} MiB (+{r['rss_growth_mib']} during mapping; a full float map "
+                  f"would be {r['full_probability_map_mib']} MiB)"
+                  + (f"  GPU {r['peak_gpu_mib']} MiB" if r["peak_gpu_mib"] is not None else ""), flush=True)
+    import torch
+
+    payload = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+               "torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Map damage on new full-resolution scans:
+    python -m heritage_seg.predict ckpt=…/best.ckpt input=scan.tif
+    python -m heritage_seg.predict ckpt=…/best.ckpt input=folder/ tta=true
+
+Per image: <name>_mask.png (class ids at full resolution, palette PNG), <name>_overlay.jpg, <name>_confidence.png
+and <name>_report.json; report.csv for the whole run. One unreadable file is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+from tqdm import tqdm
+
+from heritage_seg.checkpoints import load_trained_module
+from heritage_seg.cli import exit_on_user_error
+from heritage_seg.data.imageio import open_image, to_rgb
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.data.readers import IMAGE_EXTENSIONS
+from heritage_seg.evaluate import pick_device
+from heritage_seg.files import write_json_atomic, write_text_atomic
+from heritage_seg.reports import save_image
+from heritage_seg.rundir import claim_run_dir
+from heritage_seg.sliding import count_windows, sliding_window_predict
+from heritage_seg.tta import resolve
+
+log = logging.getLogger(__name__)
+CLEAN = 0  # class id of "Clean" in the label map: reported apart from damage
+CSV_FIELDS = ["image", "class", "kind", "pixels", "percent_of_object", "regions", "largest_region_pixels",
+              "largest_region_bbox_x0", "largest_region_bbox_y0", "largest_region_bbox_x1", "largest_region_bbox_y1"]
+
+
+def list_inputs(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise FileNotFoundError(f"input={path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        return files
+    raise FileNotFoundError(f"input={path}: no such file or folder")
+
+
+def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
+    """Per class: pixels, % of the object, connected regions (8-connected), largest region and its bbox."""
+    total = int(mask.size)
+    counts = np.bincount(mask.reshape(-1), minlength=labels.num_classes)
+    classes = {}
+    for class_id, name in enumerate(labels.names):
+        entry: dict[str, Any] = {"pixels": int(counts[class_id]),
+                                 "percent_of_object": round(100.0 * counts[class_id] / total, 4)}
+        if class_id != CLEAN:
+            entry.update(_regions(mask == class_id) if counts[class_id] else
+                         {"regions": 0, "largest_region_pixels": 0, "largest_region_bbox": None})
+        classes[name] = entry
+    damage = total - int(counts[CLEAN])
+    return {
+        "object_pixels": total,
+        "clean": classes.pop(labels.names[CLEAN]),
+        "damage_total": {"pixels": damage, "percent_of_object": round(100.0 * damage / total, 4)},
+        "damage": classes,
+        "background": "not predicted: the model has no background class, so every pixel of the scan counts as "
+                      "object; crop mounts and frames first for exact percentages",
+    }
+
+
+def _regions(binary: np.ndarray) -> dict[str, Any]:
+    regions, n = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(regions.reshape(-1))[1:]
+    largest = int(np.argmax(sizes))
+    rows, cols = ndimage.find_objects(regions, max_label=largest + 1)[largest]
+    return {"regions": int(n), "largest_region_pixels": int(sizes[largest]),
+            "largest_region_bbox": [int(cols.start), int(rows.start), int(cols.stop), int(rows.stop)]}  # x0,y0,x1,y1
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float) -> Image.Image:
+    """Damage colours over the scan (Clean stays transparent; opacity follows confidence) with a legend."""
+    colour = labels.palette()[mask].astype(np.float32)
+    a = (alpha * confidence.astype(np.float32) / 255.0 * (mask != CLEAN))[..., None]
+    blended = Image.fromarray((image * (1 - a) + colour * a).astype(np.uint8))
+    present = [c for c in np.unique(mask) if c != CLEAN]
+    if present:
+        _draw_legend(blended, [(labels.names[c], labels.colors[c]) for c in present])
+    return blended
+
+
+def _draw_legend(img: Image.Image, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
+    size = max(12, min(img.size) // 40)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
+    pad, box = size // 2, size
+    width = max(draw.textlength(name, font=font) for name, _ in entries) + box + 3 * pad
+    height = len(entries) * (box + pad) + pad
+    draw.rectangle([pad, pad, pad + width, pad + height], fill=(255, 255, 255))
+    for i, (name, colour) in enumerate(entries):
+        y = 2 * pad + i * (box + pad)
+        draw.rectangle([2 * pad, y, 2 * pad + box, y + box], fill=colour, outline=(0, 0, 0))
+        draw.text((3 * pad + box, y), name, fill=(0, 0, 0), font=font)
+
+
+def palette_mask(mask: np.ndarray, labels: LabelMap) -> Image.Image:
+    """Pixel values ARE the class ids; the embedded palette just makes the file viewable."""
+    img = Image.fromarray(mask, mode="L").convert("P")
+    img.putpalette(labels.palette().reshape(-1).tolist())
+    return img
+
+
+def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device) -> dict[str, Any]:
+    image = np.asarray(to_rgb(open_image(path, str(path)), str(path)))
+    height, width = image.shape[:2]
+    scale = float(cfg.scale)
+    if not scale > 0:
+        raise ValueError(f"scale={scale}: must be > 0")
+    work = image
+    if scale != 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+    window = int(cfg.window or module.hparams["run_config"]["data"]["image_size"])
+    stride = int(cfg.stride or max(1, round(window * 2 / 3)))
+    transforms = resolve(bool(cfg.tta))
+    total = count_windows(work.shape[0], work.shape[1], window, stride)
+    with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
+        mask, confidence = sliding_window_predict(work, module, labels.num_classes, window, stride,
+                                                  int(cfg.batch_size), transforms, str(cfg.blend), device, bar.update)
+    if work is not image:  # back to the scan's own pixels
+        mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+        confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
+
+    stem = out_dir / path.stem
+    save_image(Path(f"{stem}_mask.png"), palette_mask(mask, labels))
+    save_image(Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))
+    save_image(Path(f"{stem}_overlay.jpg"), overlay(image, mask, confidence, labels, float(cfg.overlay_alpha)))
+    report = {"image": path.name, "source": str(path), "width": width, "height": height, "scale": scale,
+              "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
+              **class_report(mask, labels)}
+    write_json_atomic(Path(f"{stem}_report.json"), report)
+    return report
+
+
+def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [{"image": report["image"], "class": "Clean", "kind": "clean", **report["clean"]}]
+    for name, entry in report["damage"].items():
+        bbox = entry.get("largest_region_bbox") or [None] * 4
+        rows.append({"image": report["image"], "class": name, "kind": "damage", "pixels": entry["pixels"],
+                     "percent_of_object": entry["percent_of_object"], "regions": entry["regions"],
+                     "largest_region_pixels": entry["largest_region_pixels"],
+                     **dict(zip(CSV_FIELDS[-4:], bbox))})
+    return rows
+
+
+def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    inputs = list_inputs(Path(str(cfg.input)).expanduser())
+    module, _, labels = load_trained_module(cfg.ckpt)
+    if not cfg.overwrite:
+        claim_run_dir(out_dir, cfg, finished_markers=("report.csv", "*_report.json", "*_mask.png"))
+    device = pick_device(cfg.device)
+    module.to(device)
+    done, failed, rows = [], {}, []
+    for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
+        try:
+            report = predict_image(path, module, labels, cfg, out_dir, device)
+        except (ValueError, FileNotFoundError, OSError) as err:  # one bad scan must not stop the others
+            failed[str(path)] = str(err)
+            log.error("skipped %s: %s", path, err)
+            continue
+        done.append(path.name)
+        rows.extend(csv_rows(report))
+        log.info("%s: %.2f%% damaged (%d x %d px) -> %s", path.name, report["damage_total"]["percent_of_object"],
+                 report["width"], report["height"], out_dir)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_dir / "report.csv", buffer.getvalue())
+    if failed:
+        write_json_atomic(out_dir / "failed.json", failed)
+        log.error("%d of %d image(s) failed; see %s", len(failed), len(inputs), out_dir / "failed.json")
+    if not done:
+        raise ValueError(f"input={cfg.input}: no image could be mapped ({len(failed)} failed)")
+    return {"done": done, "failed": failed, "out_dir": str(out_dir)}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(str(cfg.output)) if cfg.output else Path(HydraConfig.get().runtime.output_dir)
+    result = predict(cfg, out_dir.expanduser().resolve())
+    if result["failed"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

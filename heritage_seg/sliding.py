@@ -1,0 +1,145 @@
+"""Sliding-window inference over a full-resolution scan, with memory bounded by one strip of windows.
+
+The scan is cut into overlapping windows of the training size; softmax probabilities (optionally TTA-averaged)
+are blended with a smooth weight that is highest at a window's centre, so seams do not show. Windows are
+processed one row (strip) at a time: the accumulator holds only `window` rows of 16-class probabilities, and a
+row of output is finalised into a uint8 class map and a uint8 confidence map as soon as no later window covers it.
+A 12,000 x 9,000 scan thus needs ~0.3 GB of accumulator, not the 6.9 GB of a full float probability map.
+Written by hand: smp and timm have no tiled inference, and MONAI's sliding_window_inference keeps the full map.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from heritage_seg.tta import predict_probabilities
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Starts of windows covering [0, length); the last window ends exactly at `length` (length >= window)."""
+    if not 0 < stride <= window:
+        raise ValueError(f"stride={stride}: must be in (0, window={window}]")
+    if length < window:
+        raise ValueError(f"length {length} is shorter than the window {window}; pad first")
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def blend_weights(window: int, kind: str = "gaussian") -> np.ndarray:
+    """(window, window) weights, 1 at the centre, small but > 0 at the edges (every pixel stays covered)."""
+    x = np.arange(window, dtype=np.float64) - (window - 1) / 2
+    if kind == "gaussian":
+        profile = np.exp(-0.5 * (x / (window / 4)) ** 2)  # sigma = window/4, as nnU-Net uses 1/8 of the patch
+    elif kind == "cosine":
+        profile = np.cos(np.pi * x / (window + 1)) ** 2
+    elif kind == "uniform":
+        profile = np.ones(window)
+    else:
+        raise ValueError(f"blend={kind}: choose gaussian, cosine or uniform")
+    weights = np.outer(profile, profile)
+    return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
+
+
+def reflect_pad(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """Reflection padding that also works when the pad is larger than the image (repeats the reflection)."""
+    out = image
+    while top or bottom or left or right:
+        h, w = out.shape[:2]
+        t, b, l, r = min(top, h - 1), min(bottom, h - 1), min(left, w - 1), min(right, w - 1)
+        if h == 1 or w == 1:  # nothing to reflect: repeat the edge
+            t, b, l, r = top, bottom, left, right
+            out = np.pad(out, ((t, b), (l, r)) + ((0, 0),) * (out.ndim - 2), mode="edge")
+        else:
+            out = np.pad(out, ((t, b), (l, r)) + ((0, 0),) * (out.ndim - 2), mode="reflect")
+        top, bottom, left, right = top - t, bottom - b, left - l, right - r
+    return out
+
+
+def count_windows(height: int, width: int, window: int, stride: int) -> int:
+    (pad_h, pad_w), _ = _layout(height, width, window, stride)
+    return len(window_starts(pad_h, window, stride)) * len(window_starts(pad_w, window, stride))
+
+
+def _layout(height: int, width: int, window: int, stride: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Padded size and (top, bottom, left, right) reflection margins: a margin of half the overlap on every
+    side keeps border pixels away from window edges, and small images are padded up to one window."""
+    margin = (window - stride) // 2
+    pads = []
+    for length in (height, width):
+        before = margin
+        after = max(margin, window - length - before)
+        pads += [before, after]
+    top, bottom, left, right = pads
+    return (height + top + bottom, width + left + right), (top, bottom, left, right)
+
+
+@torch.no_grad()
+def sliding_window_predict(
+    image: np.ndarray,
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    num_classes: int,
+    window: int,
+    stride: int,
+    batch_size: int = 8,
+    transforms: Sequence[str] = ("identity",),
+    blend: str = "gaussian",
+    device: torch.device | str = "cpu",
+    on_windows_done: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 scan -> (H, W) uint8 class ids and (H, W) uint8 confidence (max probability x 255)."""
+    height, width = image.shape[:2]
+    (pad_h, pad_w), (top, _, left, _) = _layout(height, width, window, stride)
+    padded = reflect_pad(image, *_layout(height, width, window, stride)[1])
+    weights = torch.from_numpy(blend_weights(window, blend)).to(device)
+    ys, xs = window_starts(pad_h, window, stride), window_starts(pad_w, window, stride)
+
+    classes = np.zeros((height, width), dtype=np.uint8)
+    confidence = np.zeros((height, width), dtype=np.uint8)
+    strip = torch.zeros((num_classes, window, pad_w), dtype=torch.float32, device=device)
+    strip_weight = torch.zeros((window, pad_w), dtype=torch.float32, device=device)
+    origin = 0  # padded row of strip[0]
+    for row, y in enumerate(ys):
+        if y != origin:  # shift the accumulator up to this row of windows
+            shift = y - origin
+            strip = torch.roll(strip, -shift, dims=1)
+            strip_weight = torch.roll(strip_weight, -shift, dims=0)
+            strip[:, window - shift :] = 0
+            strip_weight[window - shift :] = 0
+            origin = y
+        for batch_xs in _chunks(xs, batch_size):
+            crops = np.stack([padded[y : y + window, x : x + window] for x in batch_xs])
+            batch = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2)
+            probs = predict_probabilities(logits_fn, batch, transforms)
+            for probs_one, x in zip(probs, batch_xs):
+                strip[:, :, x : x + window] += probs_one * weights
+                strip_weight[:, x : x + window] += weights
+            if on_windows_done is not None:
+                on_windows_done(len(batch_xs))
+        # rows no later window covers are final
+        final_end = (ys[row + 1] if row + 1 < len(ys) else pad_h) - origin
+        _finalise(strip[:, :final_end], strip_weight[:final_end], origin, top, left, height, width, classes, confidence)
+    return classes, confidence
+
+
+def _finalise(probs, weight, origin, top, left, height, width, classes, confidence) -> None:
+    """Write padded rows [origin, origin + len) of the blended probabilities into the image-sized outputs."""
+    rows = np.arange(origin, origin + probs.shape[1]) - top
+    keep = (rows >= 0) & (rows < height)
+    if not keep.any():
+        return
+    blended = probs[:, torch.from_numpy(keep).to(probs.device)] / weight[torch.from_numpy(keep).to(probs.device)]
+    blended = blended[:, :, left : left + width]
+    best, ids = blended.max(dim=0)
+    out_rows = rows[keep]
+    classes[out_rows[0] : out_rows[-1] + 1] = ids.to(torch.uint8).cpu().numpy()
+    confidence[out_rows[0] : out_rows[-1] + 1] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
