@@ -28,11 +28,16 @@ class SegmentationModule(L.LightningModule):
         mean: Sequence[float],
         std: Sequence[float],
         run_config: dict | None = None,
+        batch_augment: nn.Module | None = None,
+        channels_last: bool = False,
     ):
         super().__init__()
         # The resolved run config travels inside every checkpoint, so later tools rebuild the exact setup.
-        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"])
-        self.model, self.loss = model, loss
+        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "batch_augment"])
+        self.channels_last = channels_last
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.loss = loss
+        self.batch_augment = batch_augment  # applied on the device, training batches only
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names, self.ignore_index = list(class_names), ignore_index
         # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
@@ -45,7 +50,15 @@ class SegmentationModule(L.LightningModule):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (or float 0..255) NCHW images -> logits (N, C, H, W)."""
-        return self.model((image.float() - self.pixel_mean) / self.pixel_std)
+        x = (image.float() - self.pixel_mean) / self.pixel_std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        if self.batch_augment is not None and self._trainer is not None and self.trainer.training:
+            batch["image"], batch["mask"] = self.batch_augment(batch["image"], batch["mask"])
+        return batch
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["image"]), batch["mask"])

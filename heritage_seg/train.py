@@ -14,6 +14,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from heritage_seg.augment import BatchFlipRotate
 from heritage_seg.checkpoints import read_checkpoint
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.data.folds import check_fold
@@ -58,11 +59,55 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
     return last
 
 
+def use_channels_last(cfg: DictConfig) -> bool:
+    setting = cfg.get("perf", {}).get("channels_last", "auto")
+    return torch.cuda.is_available() if setting == "auto" else bool(setting)
+
+
 def cluster_plugins(cfg: DictConfig) -> list:
     """On SLURM, submitit owns requeueing (max_num_timeout); Lightning's own SIGUSR1 requeue would fight it."""
     if SLURMEnvironment.detect() and "plugins" not in cfg.trainer:
         return [SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False)))]
     return []
+
+
+def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
+    """Datamodule (prepared, fold chosen) and LightningModule for `cfg`; also used by the benchmarks."""
+    # On resume the weights come from last.ckpt, so no pretrained download is needed.
+    model = build_unet(cfg.encoder.name, None if resume else cfg.encoder.weights, labels.num_classes,
+                       cfg.encoder.kwargs)
+    augment = instantiate(cfg.augment) if cfg.get("augment") else None
+    on_device = isinstance(augment, BatchFlipRotate)  # batch-level on the device, else per sample in the loader
+    # partial: the LabelMap object must not pass through OmegaConf
+    datamodule = instantiate(cfg.data, _partial_=True)(labels=labels, fold=cfg.fold, n_folds=cfg.n_folds,
+                                                       seed=cfg.seed, augment=None if on_device else augment)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    strategy = loss_cfg.pop("class_weights")
+    counts = datamodule.train_class_pixel_counts()
+    weights = class_weights_from_counts(counts, strategy, loss_cfg.pop("class_weight_max_ratio", None))
+    log.info("class weights (%s): %s", strategy, ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights)))
+    mean, std = normalisation(cfg.encoder.name)
+    module = SegmentationModule(
+        model=model,
+        loss=instantiate(loss_cfg, class_weights=weights.tolist()),
+        optimizer=instantiate(cfg.optim.optimizer),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        class_names=labels.names,
+        ignore_index=labels.ignore_index,
+        mean=mean,
+        std=std,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        batch_augment=augment if on_device else None,
+        channels_last=use_channels_last(cfg),
+    )
+    if cfg.get("perf", {}).get("compile"):
+        module.model.compile()  # in place: state_dict keys (and so checkpoints) stay as without compile
+    class_weight_record = {"strategy": strategy, "classes": list(labels.names),
+                           "train_pixel_counts": counts.tolist(), "weights": weights.tolist()}
+    return datamodule, module, class_weight_record
 
 
 def train(cfg: DictConfig) -> float:
@@ -77,40 +122,11 @@ def train(cfg: DictConfig) -> float:
         claim_run_dir(run_dir, cfg, finished_markers=("checkpoints/*.ckpt", "splits.json"))
     L.seed_everything(cfg.seed, workers=True)
 
-    # On resume the weights come from last.ckpt, so no pretrained download is needed.
-    weights = None if resume_from else cfg.encoder.weights
-    model = build_unet(cfg.encoder.name, weights, labels.num_classes, cfg.encoder.kwargs)
-    # partial: the LabelMap object must not pass through OmegaConf
-    datamodule = instantiate(cfg.data, _partial_=True)(labels=labels, fold=cfg.fold, n_folds=cfg.n_folds, seed=cfg.seed)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-
-    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
-    strategy = loss_cfg.pop("class_weights")
-    max_ratio = loss_cfg.pop("class_weight_max_ratio", None)
-    counts = datamodule.train_class_pixel_counts()
-    weights = class_weights_from_counts(counts, strategy, max_ratio)
+    datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)
     if writer and resume_from is None:
         datamodule.write_splits(run_dir / "splits.json", encoder=cfg.encoder.name)
-        write_json_atomic(run_dir / "class_weights.json", {
-            "strategy": strategy, "classes": list(labels.names),
-            "train_pixel_counts": counts.tolist(), "weights": weights.tolist(),
-        })
-    log.info("class weights (%s): %s", strategy,
-             ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights)))
+        write_json_atomic(run_dir / "class_weights.json", class_weight_record)
 
-    mean, std = normalisation(cfg.encoder.name)
-    module = SegmentationModule(
-        model=model,
-        loss=instantiate(loss_cfg, class_weights=weights.tolist()),
-        optimizer=instantiate(cfg.optim.optimizer),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        class_names=labels.names,
-        ignore_index=labels.ignore_index,
-        mean=mean,
-        std=std,
-        run_config=OmegaConf.to_container(cfg, resolve=True),
-    )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     extra = {"plugins": plugins} if (plugins := cluster_plugins(cfg)) else {}
@@ -134,6 +150,8 @@ def train(cfg: DictConfig) -> float:
 # names (so the documented `hydra/launcher=submitit_slurm` gets them); Hydra validates such a file against the
 # plugin's schema of the same name and warns that this matching is deprecated. The configs hold only schema keys.
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
+# The module's on_after_batch_transfer (device-side augmentation) is meant to be used with our datamodule.
+warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -1,0 +1,64 @@
+"""The fast path computes what the plain path computes: batch augmentation stays aligned, channels_last same loss."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from heritage_seg.augment import BatchFlipRotate
+from heritage_seg.losses import DiceFocalLoss
+from heritage_seg.models import build_unet
+from heritage_seg.module import SegmentationModule
+
+
+def test_batch_augmentation_keeps_image_and_mask_aligned_pixel_exactly():
+    n, size = 64, 16
+    masks = torch.randint(0, 16, (n, size, size))
+    masks[:, 2, 3] = 15  # a marked pixel away from every symmetry axis
+    images = (masks * 10).to(torch.uint8).unsqueeze(1).repeat(1, 3, 1, 1)  # the image spells out its mask
+    out_images, out_masks = BatchFlipRotate(seed=0)(images, masks)
+    assert torch.equal(out_images[:, 0].long(), out_masks * 10) and torch.equal(out_images[:, 1], out_images[:, 0])
+    # the marked pixel lands on one of its 8 symmetric positions, and all 8 occur over 64 samples
+    positions = set()
+    for i in range(n):
+        ys, xs = torch.nonzero(out_masks[i] == 15, as_tuple=True)
+        marked = {(int(y), int(x)) for y, x in zip(ys, xs)} & {(2, 3), (3, 2), (2, 12), (12, 2), (13, 3), (3, 13),
+                                                               (13, 12), (12, 13)}
+        assert marked, f"sample {i}: marked pixel lost"
+        positions |= marked
+    assert len(positions) == 8
+    assert not torch.equal(out_masks, masks)  # it did something
+    assert torch.equal(images, (masks * 10).to(torch.uint8).unsqueeze(1).repeat(1, 3, 1, 1))  # inputs untouched
+
+
+def test_batch_augmentation_is_reproducible_from_its_seed():
+    images, masks = torch.randint(0, 255, (8, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 16, (8, 8, 8))
+    a = BatchFlipRotate(seed=3)(images, masks)
+    b = BatchFlipRotate(seed=3)(images, masks)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def _module(model, channels_last):
+    return SegmentationModule(model=model, loss=DiceFocalLoss(class_weights=[1.0] * 16), optimizer=None,
+                              scheduler=None, class_names=[str(i) for i in range(16)], ignore_index=255,
+                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), channels_last=channels_last)
+
+
+def test_channels_last_gives_the_same_loss_and_gradients_as_the_plain_layout():
+    torch.manual_seed(0)
+    model = build_unet("tu-convnext_tiny", None, 16)
+    plain, fast = _module(copy.deepcopy(model), False), _module(copy.deepcopy(model), True)
+    images = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    masks = torch.randint(0, 16, (2, 64, 64))
+    masks[:, :5] = 255
+    losses = []
+    for module in (plain, fast):
+        loss = module.loss(module(images), masks)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    grad_plain = plain.model.segmentation_head[0].weight.grad
+    grad_fast = fast.model.segmentation_head[0].weight.grad
+    torch.testing.assert_close(grad_plain, grad_fast, rtol=1e-4, atol=1e-6)
+    assert fast.model.segmentation_head[0].weight.is_contiguous(memory_format=torch.channels_last)
