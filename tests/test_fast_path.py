@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 
+import pytest
 import torch
 
 from heritage_seg.augment import BatchFlipRotate
 from heritage_seg.losses import DiceFocalLoss
 from heritage_seg.models import build_unet
 from heritage_seg.module import SegmentationModule
+from tests.conftest import REPO
 
 
 def test_batch_augmentation_keeps_image_and_mask_aligned_pixel_exactly():
@@ -62,3 +67,15 @@ def test_channels_last_gives_the_same_loss_and_gradients_as_the_plain_layout():
     grad_fast = fast.model.segmentation_head[0].weight.grad
     torch.testing.assert_close(grad_plain, grad_fast, rtol=1e-4, atol=1e-6)
     assert fast.model.segmentation_head[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.slow
+def test_train_benchmark_script_runs_at_tiny_size_and_writes_json(tmp_path):
+    out = tmp_path / "train.json"
+    proc = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--encoders", "convnext",
+                           "--image-size", "64", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["encoder"] == "convnext" and result["bare_images_per_s"] > 0
+    assert 0 < result["ratio_real_over_bare"] and result["eval_tta_images_per_s"] < result["eval_images_per_s"]
