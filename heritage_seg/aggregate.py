@@ -113,7 +113,7 @@ def _summarise_group(runs: list[FinishedRun], key: str) -> dict[str, Any] | None
     return out
 
 
-def summarise(runs: list[FinishedRun]) -> dict[str, Any]:
+def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str, Any]:
     groups: dict[str, list[FinishedRun]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
@@ -147,18 +147,65 @@ def summarise(runs: list[FinishedRun]) -> dict[str, Any]:
             "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, "tta_gain_miou": gain,
         }
     summary["paired_differences"] = paired_differences(summary["groups"])
+    summary["baseline"] = pick_baseline(summary["groups"], {n: override_sets[n] - common for n in groups}, baseline)
+    if summary["baseline"] is not None:
+        base = summary["groups"][summary["baseline"]]["no_tta"]["miou"]["per_fold"]
+        for name, group in summary["groups"].items():
+            group["vs_baseline"] = None if name == summary["baseline"] else _paired(group["no_tta"]["miou"]["per_fold"], base)
     return summary
+
+
+def _default_choices() -> tuple[dict[str, str], Any]:
+    """The training config's defaults: group choices (loss=dice_focal …) and values (loss.class_weights …)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    state = Singleton.get_state()  # under `python -m heritage_seg.aggregate` Hydra is already initialised
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose("train", overrides=["run_dir=."], return_hydra_config=True)
+    finally:
+        Singleton.set_state(state)
+    return dict(cfg.hydra.runtime.choices), cfg
+
+
+def pick_baseline(groups: dict[str, Any], differing: dict[str, set[str]], baseline: str | None) -> str | None:
+    """`baseline=<label>` if given, else the group whose differing overrides are all the config's defaults."""
+    if baseline is not None:
+        matches = [n for n, g in groups.items() if baseline in (n, g["label"])]
+        if not matches:
+            raise ValueError(f"baseline={baseline}: no such group; groups are {[g['label'] for g in groups.values()]}")
+        return matches[0]
+    if len(groups) < 2:
+        return None
+    choices, defaults = _default_choices()
+
+    def is_default(override: str) -> bool:
+        key, _, value = override.lstrip("+").partition("=")
+        if key in choices:
+            return str(choices[key]) == value
+        current = OmegaConf.select(defaults, key, default=None)
+        return current is not None and str(current).lower() == value.lower()
+
+    found = [n for n in sorted(groups) if differing[n] and all(is_default(o) for o in differing[n])]
+    return found[0] if found else None
+
+
+def _paired(a: dict[int, float | None], b: dict[int, float | None]) -> dict[str, Any]:
+    folds = sorted(set(a) & set(b))
+    diffs = [a[f] - b[f] for f in folds if a[f] is not None and b[f] is not None]
+    return {"folds": folds, "per_fold": diffs, **_stats(diffs)}
 
 
 def paired_differences(groups: dict[str, Any], variant: str = "no_tta") -> list[dict[str, Any]]:
     """mIoU(A) - mIoU(B) on each fold both have, then mean and sample std of those differences."""
     out = []
     for a, b in itertools.combinations(sorted(groups), 2):
-        fa, fb = groups[a][variant]["miou"]["per_fold"], groups[b][variant]["miou"]["per_fold"]
-        common = sorted(set(fa) & set(fb))
-        diffs = [fa[f] - fb[f] for f in common if fa[f] is not None and fb[f] is not None]
-        out.append({"a": a, "b": b, "a_label": groups[a]["label"], "b_label": groups[b]["label"], "folds": common,
-                    "per_fold": diffs, **_stats(diffs)})
+        paired = _paired(groups[a][variant]["miou"]["per_fold"], groups[b][variant]["miou"]["per_fold"])
+        out.append({"a": a, "b": b, "a_label": groups[a]["label"], "b_label": groups[b]["label"], **paired})
     return out
 
 
@@ -171,12 +218,15 @@ def _fmt(stats: dict[str, Any] | None, scale: float = 100.0) -> str:
 def to_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Cross-validation results", "",
              f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
-             f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}", "", "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | pixel acc. | mDice |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}",
+             "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)", "",
+             "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | vs baseline | pixel acc. | mDice |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, g in summary["groups"].items():
         per_fold = " / ".join("-" if v is None else f"{100 * v:.2f}" for v in g["no_tta"]["miou"]["per_fold"].values())
         lines.append(f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta']['miou'])} | {per_fold} | "
                      f"{_fmt(g['tta']['miou']) if g['tta'] else '-'} | {_fmt(g['tta_gain_miou'])} | "
+                     f"{'baseline' if name == summary.get('baseline') else _fmt(g.get('vs_baseline'))} | "
                      f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
     if summary["paired_differences"]:
         lines += ["", "## Paired differences (same folds), mIoU A − B in points", "",
@@ -210,11 +260,12 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def aggregate(paths: Sequence[str | Path], out_dir: str | Path | None = None) -> dict[str, Any]:
+def aggregate(paths: Sequence[str | Path], out_dir: str | Path | None = None,
+              baseline: str | None = None) -> dict[str, Any]:
     paths = [Path(p) for p in paths]
     runs = find_runs(paths)
     out = Path(out_dir) if out_dir else (paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths])))
-    summary = summarise(runs)
+    summary = summarise(runs, baseline)
     write_json_atomic(out / "cv_results.json", summary)
     markdown = to_markdown(summary)
     write_text_atomic(out / "cv_results.md", markdown)
@@ -228,7 +279,7 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path | None = None) ->
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     runs = cfg.runs
-    aggregate(list(runs) if isinstance(runs, (list, ListConfig)) else [runs], cfg.get("out"))
+    aggregate(list(runs) if isinstance(runs, (list, ListConfig)) else [runs], cfg.get("out"), cfg.get("baseline"))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def load_trained_module(path: str | Path) -> tuple[SegmentationModule, DictConfi
             f"ckpt={path}: its weights do not fit a {encoder.name} U-Net with the {labels.num_classes} classes of "
             f"its label map ({str(err).splitlines()[-1].strip()})"
         ) from err
-    wrong = [k for k in missing + unexpected if not k.startswith("val_confmat")]
+    wrong = [k for k in missing + unexpected if not k.startswith(("val_confmat", "loss."))]  # not model weights
     if wrong:
         raise ValueError(f"ckpt={path}: weights do not fit the {encoder.name} U-Net it names ({wrong[:3]} …)")
     return module.eval(), run_cfg, labels

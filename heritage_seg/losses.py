@@ -44,16 +44,22 @@ def class_weights_from_counts(counts: Sequence[int], strategy: str = "inverse_sq
 
 
 class DiceFocalLoss(nn.Module):
-    """dice_weight * Dice + focal_weight * Focal, both multiclass on logits, both ignoring `ignore_index`."""
+    """dice_weight * Dice + focal_weight * Focal (+ ce_weight * cross-entropy), multiclass on logits, class
+    weighted, all ignoring `ignore_index`. The ablations loss=dice|focal|ce are this with other weights."""
 
     def __init__(self, class_weights: Sequence[float] | None = None, dice_weight: float = 0.5,
-                 focal_weight: float = 0.5, gamma: float = 2.0, smooth: float = 1.0, ignore_index: int = 255):
+                 focal_weight: float = 0.5, gamma: float = 2.0, smooth: float = 1.0, ignore_index: int = 255,
+                 ce_weight: float = 0.0):
         super().__init__()
+        if dice_weight < 0 or focal_weight < 0 or ce_weight < 0 or not (dice_weight or focal_weight or ce_weight):
+            raise ValueError("loss: dice_weight, focal_weight, ce_weight must be >= 0 and not all 0")
         weights = None if class_weights is None else [float(w) for w in class_weights]
-        self.dice_weight, self.focal_weight = dice_weight, focal_weight
+        self.dice_weight, self.focal_weight, self.ce_weight = dice_weight, focal_weight, ce_weight
         self.dice = DiceLoss("multiclass", from_logits=True, smooth=smooth, ignore_index=ignore_index,
                              class_weights=weights)
         self.focal = FocalLoss("multiclass", gamma=gamma, ignore_index=ignore_index, class_weights=weights)
+        self.ce = nn.CrossEntropyLoss(weight=None if weights is None else torch.tensor(weights),
+                                      ignore_index=ignore_index)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()  # the losses' log/exp are unstable in half precision
@@ -62,4 +68,6 @@ class DiceFocalLoss(nn.Module):
             loss = loss + self.dice_weight * self.dice(logits, target)
         if self.focal_weight:
             loss = loss + self.focal_weight * self.focal(logits, target)
+        if self.ce_weight:
+            loss = loss + self.ce_weight * self.ce(logits, target)
         return loss

@@ -41,6 +41,14 @@ def _timm_name(encoder: str) -> str:
     return encoder[len("tu-") :]
 
 
+def smp_encoder_name(encoder_cfg) -> str:
+    """`encoder=timm encoder.name=resnet50` means timm's resnet50 (smp's own resnet50 would be another model)."""
+    name = str(encoder_cfg["name"])
+    if encoder_cfg.get("source") == "timm" and not name.startswith("tu-"):
+        return "tu-" + name
+    return name
+
+
 def check_encoder_name(encoder: str) -> None:
     """Unknown names fail here, before any data is loaded."""
     import timm
@@ -79,7 +87,7 @@ def build_unet(
     common = dict(encoder_name=encoder, classes=num_classes, activation=None, decoder_channels=DECODER_CHANNELS)
 
     if weights is None:
-        return smp.Unet(encoder_weights=None, **common, **kwargs)
+        return _feature_pyramid_guard(encoder, lambda: smp.Unet(encoder_weights=None, **common, **kwargs))
 
     if weights != "imagenet":  # a local file
         path = Path(weights).expanduser()
@@ -100,6 +108,16 @@ def build_unet(
         lambda: smp.Unet(encoder_weights=True if encoder.startswith("tu-") else "imagenet", **common, **kwargs),
         f"ImageNet weights could not be had from {where}",
     )
+
+
+def _feature_pyramid_guard(encoder: str, build):
+    try:
+        return build()
+    except (RuntimeError, AssertionError, TypeError, ValueError, AttributeError, KeyError) as err:
+        raise ValueError(
+            f"encoder.name={encoder}: cannot be used as a U-Net encoder (it must give a 5-level feature pyramid "
+            f"through timm's features_only / smp): {type(err).__name__}: {err}"
+        ) from err
 
 
 def _guarded(encoder: str, build, reason: str):

@@ -21,7 +21,7 @@ from heritage_seg.data.folds import check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.files import write_json_atomic
 from heritage_seg.losses import class_weights_from_counts
-from heritage_seg.models import build_unet, check_encoder_name, normalisation
+from heritage_seg.models import build_unet, check_encoder_name, normalisation, smp_encoder_name
 from heritage_seg.module import SegmentationModule
 from heritage_seg.rundir import claim_run_dir
 
@@ -115,6 +115,7 @@ def train(cfg: DictConfig) -> float:
     labels = LabelMap.from_config(cfg.labels)
     # Cheap checks first: a typo must not wait for the data cache to be built.
     check_fold(cfg.fold, cfg.n_folds)
+    cfg.encoder.name = smp_encoder_name(cfg.encoder)  # recorded resolved, so later tools rebuild the same model
     check_encoder_name(cfg.encoder.name)
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
     resume_from = resume_checkpoint(run_dir, cfg) if cfg.get("resume") else None

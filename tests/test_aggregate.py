@@ -91,3 +91,22 @@ def test_aggregate_command_line(sweep):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Paired differences" in proc.stdout and (sweep / "cv_results.md").exists()
+
+
+def test_ablation_table_pairs_every_level_against_the_default_config(tmp_path):
+    """One sweep over loss=dice_focal,dice,focal: the default loss is the baseline, differences are paired."""
+    values = {"dice_focal": [0.50, 0.60, 0.70], "dice": [0.45, 0.58, 0.62], "focal": [0.40, 0.61, 0.66]}
+    for loss, per_fold in values.items():
+        for fold, miou in enumerate(per_fold):
+            fake_run(tmp_path, f"loss={loss},fold={fold}", ["encoder=convnext", f"loss={loss}"], fold, miou)
+    summary = aggregate([tmp_path])
+    assert summary["baseline"] == "encoder=convnext,loss=dice_focal"
+    dice = summary["groups"]["encoder=convnext,loss=dice"]
+    assert dice["label"] == "loss=dice" and dice["vs_baseline"]["per_fold"] == pytest.approx([-0.05, -0.02, -0.08])
+    assert dice["vs_baseline"]["mean"] == pytest.approx(-0.05) and dice["vs_baseline"]["std"] == pytest.approx(0.03)
+    focal = summary["groups"]["encoder=convnext,loss=focal"]["vs_baseline"]
+    assert focal["mean"] == pytest.approx(-0.13 / 3) and focal["per_fold"] == pytest.approx([-0.10, 0.01, -0.04])
+    markdown = (tmp_path / "cv_results.md").read_text()
+    assert "| loss=dice_focal | convnext | CNN | 60.00 ± 10.00 | 50.00 / 60.00 / 70.00 | - | - | baseline |" in markdown
+    assert "| loss=dice | convnext | CNN | 55.00 ± 8.89 | 45.00 / 58.00 / 62.00 | - | - | -5.00 ± 3.00 |" in markdown
+    assert aggregate([tmp_path], baseline="loss=dice")["baseline"] == "encoder=convnext,loss=dice"
