@@ -142,6 +142,8 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
             gain = _stats([t - p for t, p in zip(tta["miou"]["per_fold"].values(), plain["miou"]["per_fold"].values())
                            if t is not None and p is not None])
         summary["groups"][name] = {
+            "held_out": {r.fold: r.metrics.get("held_out") for r in members} if members[0].metrics.get("held_out")
+            else None,
             "label": ",".join(sorted(override_sets[name] - common)) or "(baseline)",
             "encoder": members[0].encoder, "family": members[0].family, "folds": folds,
             "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, "tta_gain_miou": gain,
@@ -209,6 +211,10 @@ def paired_differences(groups: dict[str, Any], variant: str = "no_tta") -> list[
     return out
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
 def _fmt(stats: dict[str, Any] | None, scale: float = 100.0) -> str:
     if not stats or stats.get("mean") is None:
         return "-"
@@ -223,11 +229,20 @@ def to_markdown(summary: dict[str, Any]) -> str:
              "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | vs baseline | pixel acc. | mDice |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, g in summary["groups"].items():
-        per_fold = " / ".join("-" if v is None else f"{100 * v:.2f}" for v in g["no_tta"]["miou"]["per_fold"].values())
+        per_fold = " / ".join(_pct(v) for v in g["no_tta"]["miou"]["per_fold"].values())
         lines.append(f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta']['miou'])} | {per_fold} | "
                      f"{_fmt(g['tta']['miou']) if g['tta'] else '-'} | {_fmt(g['tta_gain_miou'])} | "
                      f"{'baseline' if name == summary.get('baseline') else _fmt(g.get('vs_baseline'))} | "
                      f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
+    held_out = [(g, fold, name) for g in summary["groups"].values() if g.get("held_out")
+                for fold, name in g["held_out"].items()]
+    if held_out:
+        lines += ["", "## mIoU per held-out group (model never saw this material / content type)", "",
+                  "| group | held out | mIoU | mIoU (TTA) |", "|---|---|---|---|"]
+        for g, fold, name in held_out:
+            plain = g["no_tta"]["miou"]["per_fold"][fold]
+            tta = g["tta"]["miou"]["per_fold"][fold] if g["tta"] else None
+            lines.append(f"| {g['label']} | {name} | {_pct(plain)} | {_pct(tta)} |")
     if summary["paired_differences"]:
         lines += ["", "## Paired differences (same folds), mIoU A − B in points", "",
                   "| A | B | folds | mean ± std | per fold |", "|---|---|---|---|---|"]

@@ -61,7 +61,7 @@ class FinalValidationReport(L.Callback):
                                     pl_module.device, keep_predictions=False)
             payload = metrics_payload(result.confmat, model.class_names, tta=len(transforms) > 1,
                                       tta_transforms=list(transforms), num_images=len(result.indices),
-                                      **run_context(model.hparams["run_config"], best))
+                                      **run_context(model.hparams["run_config"], best, trainer.datamodule.split))
             write_json_atomic(self.output_dir / filename, payload)
             log.info("best checkpoint on the validation fold (tta=%s): mIoU %.4f -> %s", len(transforms) > 1,
                      payload["miou"] or float("nan"), self.output_dir / filename)

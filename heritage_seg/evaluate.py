@@ -47,7 +47,8 @@ def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, 
             "pointing at the same data set"
         )
     datamodule = instantiate(data_cfg, _partial_=True)(
-        labels=labels, fold=run_cfg.fold, n_folds=run_cfg.n_folds, seed=run_cfg.seed)
+        labels=labels, fold=run_cfg.fold, n_folds=run_cfg.n_folds, seed=run_cfg.seed,
+        split=run_cfg.get("split", "source"))
     datamodule.prepare_data()
     datamodule.setup("validate")
     splits = ckpt.parent.parent / "splits.json"
@@ -78,7 +79,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     payload = metrics_payload(
         result.confmat, labels.names,
         tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
-        **run_context(run_cfg, ckpt), data_root=str(datamodule.root), seconds=round(seconds, 3),
+        **run_context(run_cfg, ckpt, datamodule.split), data_root=str(datamodule.root),
+        seconds=round(seconds, 3),
     )
     write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples), bool(cfg.save_masks))
     plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")

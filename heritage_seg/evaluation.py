@@ -82,17 +82,22 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path) -> dict[str, Any]:
-    """What a metrics.json says about the run it evaluates (read from the run's resolved config)."""
-    return {
+def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) -> dict[str, Any]:
+    """What a metrics.json says about the run it evaluates (its resolved config, and its FoldSplit if given:
+    leave-one-group-out folds have as many folds as groups, and a held-out group name)."""
+    context = {
         "encoder": run_cfg["encoder"]["name"],
         "family": run_cfg["encoder"].get("family"),
         "fold": run_cfg["fold"],
         "n_folds": run_cfg["n_folds"],
+        "split": run_cfg.get("split", "source"),
         "seed": run_cfg["seed"],
         "image_size": run_cfg["data"]["image_size"],
         "checkpoint": str(checkpoint),
     }
+    if split is not None:
+        context.update(n_folds=split.n_folds, held_out=split.held_out)
+    return context
 
 
 def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: Any) -> dict[str, Any]:

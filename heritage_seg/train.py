@@ -38,7 +38,7 @@ def resolve_precision(precision: str | int | None) -> str | int | None:
 
 
 # Keys that must agree between an interrupted run and the command that resumes it.
-RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "data.image_size", "labels")
+RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "labels")
 
 
 def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
@@ -80,7 +80,8 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     on_device = isinstance(augment, BatchFlipRotate)  # batch-level on the device, else per sample in the loader
     # partial: the LabelMap object must not pass through OmegaConf
     datamodule = instantiate(cfg.data, _partial_=True)(labels=labels, fold=cfg.fold, n_folds=cfg.n_folds,
-                                                       seed=cfg.seed, augment=None if on_device else augment)
+                                                       seed=cfg.seed, augment=None if on_device else augment,
+                                                       split=cfg.get("split", "source"))
     datamodule.prepare_data()
     datamodule.setup("fit")
 
@@ -114,7 +115,8 @@ def train(cfg: DictConfig) -> float:
     run_dir = Path(cfg.run_dir).resolve()
     labels = LabelMap.from_config(cfg.labels)
     # Cheap checks first: a typo must not wait for the data cache to be built.
-    check_fold(cfg.fold, cfg.n_folds)
+    if cfg.get("split", "source") == "source":  # leave-one-group-out folds are checked against the groups
+        check_fold(cfg.fold, cfg.n_folds)
     cfg.encoder.name = smp_encoder_name(cfg.encoder)  # recorded resolved, so later tools rebuild the same model
     check_encoder_name(cfg.encoder.name)
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files

@@ -78,3 +78,24 @@ def test_data_set_too_small_for_n_folds():
     source_ids, presence = _toy(n_sources=2)
     with pytest.raises(ValueError, match="only 2 source image"):
         make_split(source_ids, presence, 0, 3, seed=0)
+
+
+def test_leave_one_material_out_holds_exactly_one_material_and_none_of_its_sources_in_training(sample_root, labels,
+                                                                                               tmp_path):
+    from heritage_seg.data.cache import build_cache, load_cache
+    from heritage_seg.data.folds import leave_one_group_out
+    from heritage_seg.data.readers import open_reader
+
+    data = load_cache(build_cache(open_reader(sample_root), 64, labels, tmp_path))
+    sources = [r.source_id for r in data.records]
+    materials = [r.material for r in data.records]
+    groups = sorted(set(materials))
+    assert len(groups) == 6
+    for fold in range(len(groups)):
+        split = leave_one_group_out(sources, materials, fold, "material")
+        assert {materials[i] for i in split.val_idx} == {groups[fold]} == {split.held_out}
+        assert groups[fold] not in {materials[i] for i in split.train_idx}
+        assert not {sources[i] for i in split.val_idx} & {sources[i] for i in split.train_idx}
+        assert split.n_folds == 6
+    with pytest.raises(ValueError, match=r"fold=6: split=material has 6 groups"):
+        leave_one_group_out(sources, materials, 6, "material")

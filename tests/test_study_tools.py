@@ -63,3 +63,26 @@ def test_class_weights_none_really_means_equal_weights(tmp_path, sample_root):
     record = json.loads((tmp_path / "class_weights.json").read_text())
     assert record["strategy"] == "none" and record["weights"] == [1.0] * 16
     assert len(set(class_weights_from_counts(record["train_pixel_counts"], "inverse_sqrt"))) > 1
+
+
+def test_split_material_trains_on_other_materials_and_the_aggregate_reports_each_held_out_one(tmp_path, sample_root):
+    import json
+
+    from heritage_seg.aggregate import aggregate
+
+    for fold in (0, 5):
+        run_dir = tmp_path / "sweep" / f"material_fold{fold}"
+        cfg = compose_config(tiny_train_overrides(run_dir, sample_root) + ["split=material", f"fold={fold}"])
+        train(cfg)
+        (run_dir / ".hydra" / "overrides.yaml").write_text(f"- split=material\n- fold={fold}\n")
+        splits = json.loads((run_dir / "splits.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert splits["split"] == "material" and splits["n_folds"] == 6 and metrics["n_folds"] == 6
+        assert metrics["held_out"] == splits["held_out"] == sorted(splits["groups"])[fold]
+        assert not set(splits["train_sources"]) & set(splits["val_sources"])
+    summary = aggregate([tmp_path / "sweep"])
+    assert "missing fold(s) [1, 2, 3, 4]" in summary["warnings"][0]
+    (group,) = summary["groups"].values()
+    assert group["held_out"] == {0: "Canvas", 5: "Wood"}
+    assert "| split=material | Canvas |" in (tmp_path / "sweep" / "cv_results.md").read_text().replace("(baseline)",
+                                                                                                        "split=material")

@@ -13,7 +13,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from heritage_seg.data.cache import PreparedData, build_cache, cache_path, load_cache
-from heritage_seg.data.folds import FoldSplit, make_split, write_splits_json
+from heritage_seg.data.folds import FoldSplit, leave_one_group_out, make_split, write_splits_json
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
 from heritage_seg.data.sample import generate_sample
@@ -61,6 +61,7 @@ class ArtefactDataModule(L.LightningDataModule):
         source_id_pattern: str = DEFAULT_SOURCE_PATTERN,
         augment: Callable[..., Mapping[str, np.ndarray]] | None = None,
         sample: Mapping[str, Any] | None = None,
+        split: str = "source",
     ):
         super().__init__()
         if image_size % 32:
@@ -74,6 +75,10 @@ class ArtefactDataModule(L.LightningDataModule):
         self.source_id_pattern = source_id_pattern
         self.augment = augment
         self.sample = dict(sample) if sample else None
+        if split not in ("source", "material", "content"):
+            raise ValueError(f"split={split}: choose source (K-fold over source images), material or content "
+                             "(leave one material / content type out)")
+        self.split_kind = split
         self.data: PreparedData | None = None
         self.split: FoldSplit | None = None
 
@@ -94,7 +99,13 @@ class ArtefactDataModule(L.LightningDataModule):
         self.data = load_cache(path, preload=self.use_preload)
         presence = self.data.class_presence(self.labels.num_classes)
         sources = [r.source_id for r in self.data.records]
-        self.split = make_split(sources, presence, self.fold, self.n_folds, self.seed)
+        if self.split_kind == "source":
+            self.split = make_split(sources, presence, self.fold, self.n_folds, self.seed)
+        else:
+            groups = [getattr(r, self.split_kind) for r in self.data.records]
+            self.split = leave_one_group_out(sources, groups, self.fold, self.split_kind)
+            log.info("split=%s: fold %d holds out '%s' (%d groups: %s)", self.split_kind, self.fold,
+                     self.split.held_out, len(self.split.groups), ", ".join(self.split.groups))
         log.info("fold %d/%d: %d train / %d val images (%d / %d sources)", self.fold, self.n_folds,
                  len(self.split.train_idx), len(self.split.val_idx),
                  len({sources[i] for i in self.split.train_idx}), len({sources[i] for i in self.split.val_idx}))

@@ -25,6 +25,9 @@ class FoldSplit:
     val_idx: np.ndarray
     fold_of_sample: np.ndarray  # fold index of every sample
     strata: dict[str, int]  # source id -> stratum class id (-1: no class present)
+    split: str = "source"  # source | material | content
+    held_out: str | None = None  # split=material/content: the group this fold validates on
+    groups: tuple[str, ...] = ()  # split=material/content: every group, in fold order
 
 
 def assign_folds(source_ids: list[str], presence: np.ndarray, n_folds: int, seed: int) -> tuple[np.ndarray, dict]:
@@ -83,13 +86,38 @@ def make_split(source_ids: list[str], presence: np.ndarray, fold: int, n_folds: 
     return FoldSplit(fold, n_folds, seed, train_idx, val_idx, fold_of_sample, strata)
 
 
+def leave_one_group_out(source_ids: list[str], group_of_sample: list[str], fold: int, split: str) -> FoldSplit:
+    """Fold k validates on the k-th group (material or content type, sorted by name) and trains on the rest.
+
+    A source image's group is its own metadata's, so all its copies sit on one side. Every group is its own fold
+    (no merging of small groups): `n_folds` is the number of groups.
+    """
+    group_of_source: dict[str, str] = {}
+    for source, group in zip(source_ids, group_of_sample):
+        if group_of_source.setdefault(source, group) != group:
+            raise ValueError(f"split={split}: source image '{source}' has copies in two groups "
+                             f"('{group_of_source[source]}', '{group}'); fix metadata.csv")
+    groups = tuple(sorted(set(group_of_source.values())))
+    if len(groups) < 2:
+        raise ValueError(f"split={split}: the data set has only {len(groups)} {split} group(s) {list(groups)}; "
+                         "leave-one-group-out needs at least 2")
+    if not isinstance(fold, int) or not 0 <= fold < len(groups):
+        raise ValueError(f"fold={fold}: split={split} has {len(groups)} groups {list(groups)}, so fold must be in "
+                         f"[0, {len(groups)})")
+    fold_of_sample = np.array([groups.index(group_of_source[s]) for s in source_ids], dtype=np.int64)
+    return FoldSplit(fold, len(groups), -1, np.flatnonzero(fold_of_sample != fold), np.flatnonzero(fold_of_sample == fold),
+                     fold_of_sample, {}, split, groups[fold], groups)
+
+
 def write_splits_json(path: Path, split: FoldSplit, ids: list[str], source_ids: list[str], extra: dict) -> None:
     """`splits.json` in the run folder: the contract later tools read instead of re-deriving folds."""
     payload = {
         "fold": split.fold,
         "n_folds": split.n_folds,
         "seed": split.seed,
-        "split": "source",
+        "split": split.split,
+        "held_out": split.held_out,
+        "groups": list(split.groups),
         "train_ids": [ids[i] for i in split.train_idx],
         "val_ids": [ids[i] for i in split.val_idx],
         "train_sources": sorted({source_ids[i] for i in split.train_idx}),
