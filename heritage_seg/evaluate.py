@@ -15,7 +15,7 @@ import hydra
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from heritage_seg.checkpoints import load_trained_module
 from heritage_seg.cli import exit_on_user_error
@@ -51,37 +51,70 @@ def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, 
         split=run_cfg.get("split", "source"))
     datamodule.prepare_data()
     datamodule.setup("validate")
+    check_against_splits(ckpt, datamodule)
+    return datamodule
+
+
+def check_against_splits(ckpt: Path, datamodule) -> None:
+    """The rebuilt validation fold must be the one the run recorded in its splits.json."""
     splits = ckpt.parent.parent / "splits.json"
     if splits.exists():
         expected = json.loads(splits.read_text())["val_ids"]
         actual = [datamodule.data.ids[i] for i in datamodule.split.val_idx]
         if expected != actual:
             raise ValueError(
-                f"ckpt={ckpt}: the validation fold rebuilt from {data_cfg.root} differs from the run's {splits} "
-                "(data changed?); evaluating it would not be the run's validation set"
+                f"ckpt={ckpt}: the validation fold rebuilt from {datamodule.root} differs from the run's {splits} "
+                "(data changed, or checkpoints of different folds?); it would not be the run's validation set"
             )
-    return datamodule
+
+
+# What must agree between ensemble members: they are evaluated on one validation set with one label map.
+SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "labels")
+
+
+def load_members(ckpts: list[Path]):
+    """One or more checkpoints; several form an ensemble and must share fold, image size and label map."""
+    members = [load_trained_module(c) for c in ckpts]
+    first = members[0][1]
+    for ckpt, (_, run_cfg, _) in zip(ckpts[1:], members[1:]):
+        for key in SAME_VALIDATION_SET:
+            a, b = OmegaConf.select(first, key), OmegaConf.select(run_cfg, key)
+            if OmegaConf.is_config(a):
+                a, b = OmegaConf.to_container(a), OmegaConf.to_container(b)
+            if a != b:
+                raise ValueError(f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
+                                 f"{key}={a} and {ckpt} has {key}={b}")
+    return members
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    ckpt = Path(cfg.ckpt).expanduser().resolve()
-    module, run_cfg, labels = load_trained_module(ckpt)  # a bad checkpoint fails before any folder is touched
+    raw = cfg.ckpt if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
+    ckpts = [Path(str(c)).expanduser().resolve() for c in raw]
+    members = load_members(ckpts)  # bad checkpoints fail before any folder is touched
+    module, run_cfg, labels = members[0]
     claim_run_dir(out_dir, cfg, finished_markers=("metrics.json",))
     device = pick_device(cfg.device)
-    module.to(device)
+    for member, _, _ in members:
+        member.to(device)
     transforms = resolve(bool(cfg.tta))
+    ckpt = ckpts[0]
     datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, cfg.data.batch_size, cfg.data.cache_dir)
+    for other in ckpts[1:]:  # each member's own record of its validation fold must agree too
+        check_against_splits(other, datamodule)
 
     start = time.perf_counter()
-    result = run_evaluation(module, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index,
-                            transforms, device)
+    result = run_evaluation([m for m, _, _ in members], datamodule.val_dataloader(), labels.num_classes,
+                            labels.ignore_index, transforms, device)
     seconds = time.perf_counter() - start
     payload = metrics_payload(
         result.confmat, labels.names,
         tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
         **run_context(run_cfg, ckpt, datamodule.split), data_root=str(datamodule.root),
-        seconds=round(seconds, 3),
+        seconds=round(seconds, 3), members=[str(c) for c in ckpts],
     )
+    if len(members) > 1:
+        payload["encoder"] = "+".join(r.encoder.name for _, r, _ in members)
+        payload["family"] = "ensemble"
     write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples), bool(cfg.save_masks))
     plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")
     plot_class_distribution(payload, out_dir / "class_distribution.png")

@@ -41,7 +41,7 @@ def _confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignor
 
 @torch.no_grad()
 def run_evaluation(
-    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    logits_fn: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]],
     batches: Iterable[dict[str, torch.Tensor]],
     num_classes: int,
     ignore_index: int,
@@ -49,13 +49,20 @@ def run_evaluation(
     device: torch.device | str = "cpu",
     keep_predictions: bool = True,
 ) -> EvalResult:
-    """Every pixel of every batch goes into one confusion matrix; per-image matrices are kept for ranking."""
+    """Every pixel of every batch goes into one confusion matrix; per-image matrices are kept for ranking.
+
+    Several models (an ensemble) average their softmax probabilities, each after its own TTA."""
+    models = list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
     total = np.zeros((num_classes, num_classes), dtype=np.int64)
     result = EvalResult(confmat=total)
     for batch in batches:
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["mask"].to(device, non_blocking=True)
-        probs = predict_probabilities(logits_fn, images, transforms)
+        probs = predict_probabilities(models[0], images, transforms)
+        for model in models[1:]:
+            probs += predict_probabilities(model, images, transforms)
+        if len(models) > 1:
+            probs /= len(models)
         confidence, pred = probs.max(dim=1)
         for i in range(images.shape[0]):
             cm = _confusion(pred[i], masks[i], num_classes, ignore_index).cpu().numpy()

@@ -140,3 +140,22 @@ def test_training_ends_with_metrics_of_the_best_checkpoint_with_and_without_tta(
     for flag, payload in ((False, plain), (True, tta)):
         assert payload["confusion_matrix"] == evaluated[flag][1]["confusion_matrix"]
         assert payload["miou"] == pytest.approx(evaluated[flag][1]["miou"], abs=1e-9)
+
+
+def test_an_ensemble_of_a_checkpoint_with_itself_gives_exactly_its_metrics(trained, evaluated, tmp_path):
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    payload = _evaluate(f"[{ckpt},{ckpt}]", tmp_path / "ens")
+    assert payload["confusion_matrix"] == evaluated[False][1]["confusion_matrix"]
+    assert payload["miou"] == evaluated[False][1]["miou"]
+    assert payload["members"] == [str(ckpt), str(ckpt)] and payload["family"] == "ensemble"
+
+
+def test_an_ensemble_mixing_folds_is_refused(trained, tmp_path):
+    import torch
+
+    ckpt = torch.load(trained / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    ckpt["hyper_parameters"]["run_config"]["fold"] = 1
+    torch.save(ckpt, tmp_path / "fold1.ckpt")
+    with pytest.raises(ValueError, match="same validation set.*fold=0.*fold1.ckpt has fold=1"):
+        _evaluate(f"[{trained / 'checkpoints' / 'best.ckpt'},{tmp_path / 'fold1.ckpt'}]", tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()

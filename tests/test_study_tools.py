@@ -86,3 +86,20 @@ def test_split_material_trains_on_other_materials_and_the_aggregate_reports_each
     assert group["held_out"] == {0: "Canvas", 5: "Wood"}
     assert "| split=material | Canvas |" in (tmp_path / "sweep" / "cv_results.md").read_text().replace("(baseline)",
                                                                                                         "split=material")
+
+
+@pytest.mark.slow
+def test_lr_finder_writes_its_plot_and_suggestion(tmp_path, sample_root):
+    import json
+
+    from PIL import Image
+
+    from heritage_seg.lr_find import lr_find
+
+    overrides = [o for o in tiny_train_overrides(tmp_path, sample_root) if not o.startswith("+trainer.limit")]
+    suggestion = lr_find(compose_config(overrides + ["lr_find.num_training=20"], config_name="lr_find"))
+    record = json.loads((tmp_path / "lr_find.json").read_text())
+    assert suggestion is not None and 1e-7 <= suggestion <= 1.0 and record["suggested_lr"] == suggestion
+    assert len(record["lr"]) == len(record["loss"]) >= 12 and record["lr"] == sorted(record["lr"])
+    with Image.open(tmp_path / "lr_find.png") as img:
+        img.verify()
