@@ -15,9 +15,9 @@ import hydra
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
-from heritage_seg.checkpoints import load_trained_module
+from heritage_seg.checkpoints import first_difference, load_trained_module
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.evaluation import format_table, metrics_payload, run_context, run_evaluation
 from heritage_seg.files import write_json_atomic
@@ -75,15 +75,12 @@ SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "l
 def load_members(ckpts: list[Path]):
     """One or more checkpoints; several form an ensemble and must share fold, image size and label map."""
     members = [load_trained_module(c) for c in ckpts]
-    first = members[0][1]
     for ckpt, (_, run_cfg, _) in zip(ckpts[1:], members[1:]):
-        for key in SAME_VALIDATION_SET:
-            a, b = OmegaConf.select(first, key), OmegaConf.select(run_cfg, key)
-            if OmegaConf.is_config(a):
-                a, b = OmegaConf.to_container(a), OmegaConf.to_container(b)
-            if a != b:
-                raise ValueError(f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
-                                 f"{key}={a} and {ckpt} has {key}={b}")
+        difference = first_difference(members[0][1], run_cfg, SAME_VALIDATION_SET)
+        if difference:
+            key, a, b = difference
+            raise ValueError(f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
+                             f"{key}={a} and {ckpt} has {key}={b}")
     return members
 
 

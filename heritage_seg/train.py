@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.augment import BatchFlipRotate
-from heritage_seg.checkpoints import read_checkpoint
+from heritage_seg.checkpoints import first_difference, read_checkpoint
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.data.folds import check_fold
 from heritage_seg.data.labels import LabelMap
@@ -50,12 +50,10 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
             "(or drop resume=true to start a new run)"
         )
     saved = OmegaConf.create(read_checkpoint(last)["hyper_parameters"]["run_config"])
-    for key in RUN_IDENTITY:
-        was, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
-        if OmegaConf.is_config(was):
-            was, now = OmegaConf.to_container(was, resolve=True), OmegaConf.to_container(now, resolve=True)
-        if was != now:
-            raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")
+    difference = first_difference(saved, cfg, RUN_IDENTITY)
+    if difference:
+        key, was, now = difference
+        raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")
     return last
 
 
