@@ -38,7 +38,8 @@ def resolve_precision(precision: str | int | None) -> str | int | None:
 
 
 # Keys that must agree between an interrupted run and the command that resumes it.
-RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "labels")
+# (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
+RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "labels", "trainer.max_epochs")
 
 
 def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
@@ -118,9 +119,16 @@ def train(cfg: DictConfig) -> float:
     cfg.encoder.name = smp_encoder_name(cfg.encoder)  # recorded resolved, so later tools rebuild the same model
     check_encoder_name(cfg.encoder.name)
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
-    resume_from = resume_checkpoint(run_dir, cfg) if cfg.get("resume") else None
+    resume = cfg.get("resume", False)
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume={resume}: choose false, true or auto")
+    # auto (what a requeued sweep job gets): continue if the folder has a last.ckpt, else start in it afresh
+    has_last = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    resume_from = resume_checkpoint(run_dir, cfg) if resume is True or (resume == "auto" and has_last) else None
     if writer and resume_from is None:
-        claim_run_dir(run_dir, cfg, finished_markers=("checkpoints/*.ckpt", "splits.json"))
+        # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
+        markers = ("checkpoints/*.ckpt", "metrics.json") if resume == "auto" else ("checkpoints/*.ckpt", "splits.json")
+        claim_run_dir(run_dir, cfg, finished_markers=markers)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)

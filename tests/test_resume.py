@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -48,3 +50,25 @@ def test_resume_with_another_fold_is_refused(tmp_path, sample_root):
     train(compose_config(_overrides(run_dir, sample_root, "trainer.max_epochs=1")))
     with pytest.raises(ValueError, match="was trained with fold=0, this command says fold=1"):
         train(compose_config(_overrides(run_dir, sample_root, "resume=true", "fold=1")))
+
+
+def test_resume_auto_starts_afresh_when_the_job_never_saved_a_checkpoint_and_continues_otherwise(tmp_path, sample_root):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "splits.json").write_text("{}")  # left by an attempt preempted before its first epoch ended
+    stop = ["+callbacks.stop._target_=tests.helpers.StopAfterEpoch", "+callbacks.stop.epochs=1"]
+    with pytest.raises(SimulatedPreemption):
+        train(compose_config(_overrides(run_dir, sample_root, "resume=auto", *stop)))
+    first = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert first["epoch"] == 0 and json.loads((run_dir / "splits.json").read_text())["fold"] == 0
+    train(compose_config(_overrides(run_dir, sample_root, "resume=auto")))  # what a requeued job runs
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 8
+    with pytest.raises(ValueError, match="resume=maybe: choose false, true or auto"):
+        train(compose_config(_overrides(tmp_path / "other", sample_root, "resume=maybe")))
+
+
+def test_resume_with_another_schedule_length_is_refused(tmp_path, sample_root):
+    run_dir = tmp_path / "run"
+    train(compose_config(_overrides(run_dir, sample_root, "trainer.max_epochs=1")))
+    with pytest.raises(ValueError, match="trainer.max_epochs=1, this command says trainer.max_epochs=2"):
+        train(compose_config(_overrides(run_dir, sample_root, "resume=true", "trainer.max_epochs=2")))

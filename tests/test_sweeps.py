@@ -83,10 +83,10 @@ def test_slurm_launcher_has_project_defaults_and_resolves_without_a_cluster():
     assert (ddp.gpus_per_node, ddp.tasks_per_node) == (4, 4)
 
 
-def test_a_requeued_job_comes_back_with_resume_true():
+def test_a_requeued_job_comes_back_with_resume_auto():
     launcher = instantiate(_hydra_cfg("hydra/launcher=submitit_slurm").hydra.launcher)
     delayed = launcher.checkpoint(["encoder=mit_b3", "fold=1", "resume=false"], "hydra.sweep.dir", 3, "j", {})
-    assert delayed.args[0] == ["encoder=mit_b3", "fold=1", "resume=true"]
+    assert delayed.args[0] == ["encoder=mit_b3", "fold=1", "resume=auto"]
     assert delayed.args[1:3] == ("hydra.sweep.dir", 3)
 
 

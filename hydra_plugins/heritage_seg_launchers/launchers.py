@@ -1,7 +1,8 @@
 """Hydra submitit launchers with what a long encoder × fold sweep needs beyond the plugin's own.
 
-- A job requeued after a timeout or preemption comes back with `resume=true`, so it continues from its
-  `last.ckpt` instead of refusing its own run folder (submitit calls `checkpoint()` on SIGUSR1).
+- A job requeued after a timeout or preemption comes back with `resume=auto`, so it continues from its
+  `last.ckpt` (or restarts in its own folder if it never got to one) instead of refusing that folder
+  (submitit calls `checkpoint()` on SIGUSR1).
 - Every job is waited for; one failed job never hides the others, and the sweep ends by listing each failed
   job with its overrides, run folder and log files.
 - Locally, jobs run `local_sweep_parallelism` at a time (default 1): parallel training jobs on a few CPU
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def with_resume(overrides: Sequence[str]) -> list[str]:
-    return [o for o in overrides if not o.lstrip("+~").startswith("resume=")] + ["resume=true"]
+    """auto: continue from last.ckpt when the job got that far, else start again in the same folder."""
+    return [o for o in overrides if not o.lstrip("+~").startswith("resume=")] + ["resume=auto"]
 
 
 class _SweepLauncher(BaseSubmititLauncher):
