@@ -23,7 +23,7 @@ from heritage_seg.evaluation import format_table, metrics_payload, run_context, 
 from heritage_seg.files import write_json_atomic
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
-                                  plot_iou_per_class, save_png)
+                                  plot_iou_per_class, save_image)
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
     pred_dir = out_dir / "predictions"
     if save_masks:
         for index, pred in zip(result.indices, result.predictions):
-            save_png(pred_dir / "masks" / f"{ids[index]}.png", pred)
+            save_image(pred_dir / "masks" / f"{ids[index]}.png", pred)
     scores = result.per_image_miou()
     order = np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable")
     n = min(num_examples, len(order) // 2 if len(order) > 1 else len(order))
@@ -137,9 +137,9 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
         index = result.indices[k]
         stem = pred_dir / f"{kind}{rank + 1:02d}_{ids[index]}"
         image = np.asarray(data.images[index])
-        save_png(Path(f"{stem}_input.png"), image)
-        save_png(Path(f"{stem}_gt.png"), colorize(np.asarray(data.masks[index]), labels))
-        save_png(Path(f"{stem}_pred.png"), colorize(result.predictions[k], labels))
+        save_image(Path(f"{stem}_input.png"), image)
+        save_image(Path(f"{stem}_gt.png"), colorize(np.asarray(data.masks[index]), labels))
+        save_image(Path(f"{stem}_pred.png"), colorize(result.predictions[k], labels))
         overlay_figure(image, result.predictions[k], result.confidence[k], labels, Path(f"{stem}_overlay.png"),
                        title=f"{ids[index]}  mIoU {scores[k]:.3f}")
 

@@ -39,9 +39,6 @@ def save_image(path: Path, image: Image.Image | np.ndarray) -> None:
     _save_atomic(path, lambda tmp: img.save(tmp, format=fmt, **options))
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
-    save_image(path, array)
-
 
 def save_figure(fig, path: Path) -> None:
     _save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))

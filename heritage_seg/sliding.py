@@ -93,8 +93,9 @@ def sliding_window_predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(H, W, 3) uint8 scan -> (H, W) uint8 class ids and (H, W) uint8 confidence (max probability x 255)."""
     height, width = image.shape[:2]
-    (pad_h, pad_w), (top, _, left, _) = _layout(height, width, window, stride)
-    padded = reflect_pad(image, *_layout(height, width, window, stride)[1])
+    (pad_h, pad_w), pads = _layout(height, width, window, stride)
+    top, _, left, _ = pads
+    padded = reflect_pad(image, *pads)
     weights = torch.from_numpy(blend_weights(window, blend)).to(device)
     ys, xs = window_starts(pad_h, window, stride), window_starts(pad_w, window, stride)
 
