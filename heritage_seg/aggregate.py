@@ -22,11 +22,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.files import write_json_atomic, write_text_atomic
+from heritage_seg.metrics import segmentation_metrics
 from heritage_seg.reports import plt, save_figure
 
 log = logging.getLogger(__name__)
 IGNORED_OVERRIDE_PREFIXES = ("fold=", "resume=", "hydra.", "hydra/", "run_dir=", "data.cache_dir=")
-SUMMARY_METRICS = ("miou", "pixel_accuracy", "mean_dice")
+SUMMARY_METRICS = ("miou_gt", "miou", "pixel_accuracy", "mean_dice")
+# Both means are reported (see heritage_seg/metrics.py): over the classes in the validation truth (what selected
+# the checkpoint) and strict (truth or prediction, mmsegmentation's figure, comparable with the seed's table).
+PAIRED_METRICS = ("miou_gt", "miou")
 
 
 @dataclass
@@ -47,6 +51,13 @@ def _overrides(run_dir: Path) -> list[str]:
     return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
 
 
+def _with_miou_gt(metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json written before miou_gt existed: recompute it from the confusion matrix it holds."""
+    if "miou_gt" not in metrics and metrics.get("confusion_matrix") is not None:
+        metrics["miou_gt"] = segmentation_metrics(metrics["confusion_matrix"])["miou_gt"]
+    return metrics
+
+
 def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
     """Every run folder under `paths` (a folder with .hydra/config.yaml) that has a metrics.json."""
     run_dirs: list[Path] = []
@@ -62,7 +73,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
         if not (run_dir / "metrics.json").exists():
             unfinished.append(run_dir)
             continue
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = _with_miou_gt(json.loads((run_dir / "metrics.json").read_text()))
         tta_path = run_dir / "metrics_tta.json"
         overrides = [o for o in _overrides(run_dir) if not o.startswith(IGNORED_OVERRIDE_PREFIXES)]
         runs.append(FinishedRun(
@@ -74,7 +85,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
             encoder=str(metrics.get("encoder", "?")),
             family=str(metrics.get("family") or "?"),
             metrics=metrics,
-            metrics_tta=json.loads(tta_path.read_text()) if tta_path.exists() else None,
+            metrics_tta=_with_miou_gt(json.loads(tta_path.read_text())) if tta_path.exists() else None,
         ))
     if unfinished:
         warnings.warn(f"{len(unfinished)} run folder(s) have no metrics.json (failed or still running), "
@@ -137,23 +148,27 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
             summary["warnings"].append(message)
             log.warning("!!! %s", message)
         plain, tta = _summarise_group(members, "metrics"), _summarise_group(members, "metrics_tta")
-        gain = None
-        if tta is not None:
-            gain = _stats([t - p for t, p in zip(tta["miou"]["per_fold"].values(), plain["miou"]["per_fold"].values())
-                           if t is not None and p is not None])
+        gains = {}
+        for metric in PAIRED_METRICS:  # tta_gain_miou (strict), tta_gain_miou_gt
+            gains[f"tta_gain_{metric}"] = None if tta is None else _stats(
+                [t - p for t, p in zip(tta[metric]["per_fold"].values(), plain[metric]["per_fold"].values())
+                 if t is not None and p is not None])
         summary["groups"][name] = {
             "held_out": {r.fold: r.metrics.get("held_out") for r in members} if members[0].metrics.get("held_out")
             else None,
             "label": ",".join(sorted(override_sets[name] - common)) or "(baseline)",
             "encoder": members[0].encoder, "family": members[0].family, "folds": folds,
-            "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, "tta_gain_miou": gain,
+            "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, **gains,
         }
-    summary["paired_differences"] = paired_differences(summary["groups"])
     summary["baseline"] = pick_baseline(summary["groups"], {n: override_sets[n] - common for n in groups}, baseline)
-    if summary["baseline"] is not None:
-        base = summary["groups"][summary["baseline"]]["no_tta"]["miou"]["per_fold"]
-        for name, group in summary["groups"].items():
-            group["vs_baseline"] = None if name == summary["baseline"] else _paired(group["no_tta"]["miou"]["per_fold"], base)
+    for metric in PAIRED_METRICS:  # keys without a suffix are the strict mIoU's (as before miou_gt existed)
+        suffix = "" if metric == "miou" else f"_{metric}"
+        summary[f"paired_differences{suffix}"] = paired_differences(summary["groups"], metric=metric)
+        if summary["baseline"] is not None:
+            base = summary["groups"][summary["baseline"]]["no_tta"][metric]["per_fold"]
+            for name, group in summary["groups"].items():
+                group[f"vs_baseline{suffix}"] = (None if name == summary["baseline"]
+                                                 else _paired(group["no_tta"][metric]["per_fold"], base))
     return summary
 
 
@@ -202,11 +217,11 @@ def _paired(a: dict[int, float | None], b: dict[int, float | None]) -> dict[str,
     return {"folds": folds, "per_fold": diffs, **_stats(diffs)}
 
 
-def paired_differences(groups: dict[str, Any], variant: str = "no_tta") -> list[dict[str, Any]]:
+def paired_differences(groups: dict[str, Any], variant: str = "no_tta", metric: str = "miou") -> list[dict[str, Any]]:
     """mIoU(A) - mIoU(B) on each fold both have, then mean and sample std of those differences."""
     out = []
     for a, b in itertools.combinations(sorted(groups), 2):
-        paired = _paired(groups[a][variant]["miou"]["per_fold"], groups[b][variant]["miou"]["per_fold"])
+        paired = _paired(groups[a][variant][metric]["per_fold"], groups[b][variant][metric]["per_fold"])
         out.append({"a": a, "b": b, "a_label": groups[a]["label"], "b_label": groups[b]["label"], **paired})
     return out
 
@@ -221,57 +236,83 @@ def _fmt(stats: dict[str, Any] | None, scale: float = 100.0) -> str:
     return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
 
 
+METRIC_TITLES = {
+    "miou_gt": "mIoU over the classes present in the validation truth (what selected each best.ckpt)",
+    "miou": "strict mIoU: classes in truth or prediction, a predicted absent class counts 0 (mmsegmentation's)",
+}
+
+
+def _suffix(metric: str) -> str:
+    return "" if metric == "miou" else f"_{metric}"
+
+
+def _results_table(summary: dict[str, Any], metric: str) -> list[str]:
+    suffix = _suffix(metric)
+    lines = [f"## {METRIC_TITLES[metric]}", "",
+             "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | vs baseline | pixel acc. | mDice |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, g in summary["groups"].items():
+        per_fold = " / ".join(_pct(v) for v in g["no_tta"][metric]["per_fold"].values())
+        lines.append(f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta'][metric])} | {per_fold} | "
+                     f"{_fmt(g['tta'][metric]) if g['tta'] else '-'} | {_fmt(g[f'tta_gain_{metric}'])} | "
+                     f"{'baseline' if name == summary.get('baseline') else _fmt(g.get(f'vs_baseline{suffix}'))} | "
+                     f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
+    return lines
+
+
 def to_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Cross-validation results", "",
              f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
              f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}",
-             "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)", "",
-             "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | vs baseline | pixel acc. | mDice |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, g in summary["groups"].items():
-        per_fold = " / ".join(_pct(v) for v in g["no_tta"]["miou"]["per_fold"].values())
-        lines.append(f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta']['miou'])} | {per_fold} | "
-                     f"{_fmt(g['tta']['miou']) if g['tta'] else '-'} | {_fmt(g['tta_gain_miou'])} | "
-                     f"{'baseline' if name == summary.get('baseline') else _fmt(g.get('vs_baseline'))} | "
-                     f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
+             "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)", ""]
+    for metric in PAIRED_METRICS:
+        lines += _results_table(summary, metric) + [""]
     held_out = [(g, fold, name) for g in summary["groups"].values() if g.get("held_out")
                 for fold, name in g["held_out"].items()]
     if held_out:
-        lines += ["", "## mIoU per held-out group (model never saw this material / content type)", "",
-                  "| group | held out | mIoU | mIoU (TTA) |", "|---|---|---|---|"]
+        lines += ["## mIoU per held-out group (model never saw this material / content type)", "",
+                  "| group | held out | mIoU (truth classes) | mIoU (strict) | mIoU (strict, TTA) |",
+                  "|---|---|---|---|---|"]
         for g, fold, name in held_out:
-            plain = g["no_tta"]["miou"]["per_fold"][fold]
-            tta = g["tta"]["miou"]["per_fold"][fold] if g["tta"] else None
-            lines.append(f"| {g['label']} | {name} | {_pct(plain)} | {_pct(tta)} |")
-    if summary["paired_differences"]:
-        lines += ["", "## Paired differences (same folds), mIoU A − B in points", "",
-                  "| A | B | folds | mean ± std | per fold |", "|---|---|---|---|---|"]
-        for d in summary["paired_differences"]:
-            lines.append(f"| {d['a_label']} | {d['b_label']} | {len(d['folds'])} | {_fmt(d)} | "
-                         + " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]) + " |")
+            values = [g["no_tta"]["miou_gt"]["per_fold"][fold], g["no_tta"]["miou"]["per_fold"][fold],
+                      g["tta"]["miou"]["per_fold"][fold] if g["tta"] else None]
+            lines.append(f"| {g['label']} | {name} | " + " | ".join(_pct(v) for v in values) + " |")
+        lines.append("")
+    for metric in PAIRED_METRICS:
+        differences = summary[f"paired_differences{_suffix(metric)}"]
+        if differences:
+            kind = "mIoU over truth classes" if metric == "miou_gt" else "strict mIoU"
+            lines += [f"## Paired differences (same folds), {kind} A − B in points", "",
+                      "| A | B | folds | mean ± std | per fold |", "|---|---|---|---|---|"]
+            for d in differences:
+                lines.append(f"| {d['a_label']} | {d['b_label']} | {len(d['folds'])} | {_fmt(d)} | "
+                             + " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]) + " |")
+            lines.append("")
     if summary["warnings"]:
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
-    return "\n".join(lines) + "\n"
+        lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     names = list(summary["groups"])
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(names)), 4))
-    for i, name in enumerate(names):
-        g = summary["groups"][name]
-        for offset, variant, color in ((-0.18, "no_tta", "tab:blue"), (0.18, "tta", "tab:orange")):
-            if not g[variant]:
-                continue
-            stats = g[variant]["miou"]
-            ax.bar(i + offset, stats["mean"] or 0, 0.34, yerr=stats["std"] or 0, color=color, alpha=0.7, capsize=3,
-                   label=("no TTA" if variant == "no_tta" else "TTA") if i == 0 else None)
-            points = [v for v in stats["per_fold"].values() if v is not None]
-            ax.scatter([i + offset] * len(points), points, color="black", s=12, zorder=3)
-    labels = [f"{summary['groups'][n]['label']}\n({summary['groups'][n]['family']})" for n in names]
-    ax.set_xticks(range(len(names)), labels, fontsize=8)
-    ax.set_ylabel("validation mIoU")
-    ax.set_title("Cross-validation: mean ± std, dots = folds")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(PAIRED_METRICS), figsize=(2 * max(4, 1.4 * len(names)), 4), sharey=True)
+    for ax, metric in zip(axes, PAIRED_METRICS):
+        for i, name in enumerate(names):
+            g = summary["groups"][name]
+            for offset, variant, color in ((-0.18, "no_tta", "tab:blue"), (0.18, "tta", "tab:orange")):
+                if not g[variant]:
+                    continue
+                stats = g[variant][metric]
+                ax.bar(i + offset, stats["mean"] or 0, 0.34, yerr=stats["std"] or 0, color=color, alpha=0.7,
+                       capsize=3, label=("no TTA" if variant == "no_tta" else "TTA") if i == 0 else None)
+                points = [v for v in stats["per_fold"].values() if v is not None]
+                ax.scatter([i + offset] * len(points), points, color="black", s=12, zorder=3)
+        labels = [f"{summary['groups'][n]['label']}\n({summary['groups'][n]['family']})" for n in names]
+        ax.set_xticks(range(len(names)), labels, fontsize=8)
+        ax.set_title("mIoU over truth classes" if metric == "miou_gt" else "strict mIoU", fontsize=10)
+        ax.legend()
+    axes[0].set_ylabel("validation mIoU")
+    fig.suptitle("Cross-validation: mean ± std, dots = folds")
     save_figure(fig, path)
 
 

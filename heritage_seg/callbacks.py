@@ -16,10 +16,14 @@ from heritage_seg.tta import DEFAULT_TTA
 log = logging.getLogger("heritage_seg")
 
 
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 class EpochSummary(L.Callback):
     """One log line per validation epoch, so a sweep's log files (no progress bar there) show how a run went."""
 
-    def __init__(self, keys: tuple[str, ...] = ("val/loss", "val/mIoU")):
+    def __init__(self, keys: tuple[str, ...] = ("val/loss", "val/mIoU_gt", "val/mIoU")):
         self.keys = keys
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -63,6 +67,7 @@ class FinalValidationReport(L.Callback):
                                       tta_transforms=list(transforms), num_images=len(result.indices),
                                       **run_context(model.hparams["run_config"], best, trainer.datamodule.split))
             write_json_atomic(self.output_dir / filename, payload)
-            log.info("best checkpoint on the validation fold (tta=%s): mIoU %.4f -> %s", len(transforms) > 1,
-                     payload["miou"] or float("nan"), self.output_dir / filename)
+            log.info("best checkpoint on the validation fold (tta=%s): mIoU over truth classes %.4f, strict "
+                     "mIoU %.4f -> %s", len(transforms) > 1, _or_nan(payload["miou_gt"]), _or_nan(payload["miou"]),
+                     self.output_dir / filename)
         del model

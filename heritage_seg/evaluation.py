@@ -123,7 +123,8 @@ def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: 
         for c, name in enumerate(class_names)
     }
     return {
-        "miou": _json_number(m["miou"]),
+        "miou": _json_number(m["miou"]),        # strict: classes in truth or prediction (mmsegmentation's)
+        "miou_gt": _json_number(m["miou_gt"]),  # classes present in the ground truth: the selection criterion
         "pixel_accuracy": _json_number(m["pixel_accuracy"]),
         "mean_dice": _json_number(m["mean_dice"]),
         "per_class": per_class,
@@ -143,6 +144,7 @@ def format_table(payload: dict[str, Any]) -> str:
     for name, row in payload["per_class"].items():
         lines.append(f"{name:<15} | " + " | ".join(pct(row[k]) for k in ("iou", "dice", "precision", "recall", "f1")))
     lines.append("-" * 60)
-    lines.append(f"mIoU {pct(payload['miou'])}   mDice {pct(payload['mean_dice'])}   "
-                 f"pixel accuracy {pct(payload['pixel_accuracy'])}   (tta={payload.get('tta')})")
+    lines.append(f"mIoU (truth classes) {pct(payload.get('miou_gt'))}   mIoU (strict) {pct(payload['miou'])}   "
+                 f"mDice {pct(payload['mean_dice'])}   pixel accuracy {pct(payload['pixel_accuracy'])}   "
+                 f"(tta={payload.get('tta')})")
     return "\n".join(lines)

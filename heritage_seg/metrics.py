@@ -3,6 +3,14 @@
 As mmsegmentation does: counts are accumulated over every pixel of the set first, then turned into metrics.
 A class absent from both ground truth and prediction has undefined IoU/Dice (NaN) and is left out of the
 means; it is never counted as 0 or 1.
+
+Two means are reported:
+- `miou` (strict, mmsegmentation's figure): over every class present in the ground truth OR the prediction,
+  so a class absent from the set but predicted somewhere counts as IoU 0.
+- `miou_gt`: over the classes present in the ground truth only. Stray pixels of an absent class still cost,
+  as false negatives of the true class under them, but a handful of them can no longer outweigh finding a
+  rare class. It is the checkpoint-selection and early-stopping criterion (see README, "Choosing the best
+  epoch"): the strict mean rewards a model that never predicts rare damage over one that finds it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,10 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full_like(num, np.nan, dtype=np.float64)
     np.divide(num, den, out=out, where=den > 0)
     return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def segmentation_metrics(confmat) -> dict[str, np.ndarray | float]:
@@ -42,7 +54,8 @@ def segmentation_metrics(confmat) -> dict[str, np.ndarray | float]:
         "f1": dice,  # per class, F1 and Dice are the same number
         "gt_pixels": gt,
         "pred_pixels": pred,
-        "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-        "mean_dice": float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan"),
+        "miou": _nanmean(iou),
+        "miou_gt": _nanmean(iou[gt > 0]),
+        "mean_dice": _nanmean(dice),
         "pixel_accuracy": float(tp.sum() / total) if total > 0 else float("nan"),
     }

@@ -74,9 +74,12 @@ class SegmentationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = segmentation_metrics(self.val_confmat.compute())
         self.val_confmat.reset()
-        miou = metrics["miou"]
-        self.log("val/mIoU", 0.0 if np.isnan(miou) else miou, prog_bar=True)
-        self.log("val/mDice", 0.0 if np.isnan(metrics["mean_dice"]) else metrics["mean_dice"])
+        # val/mIoU_gt (classes present in the validation truth) is what selects best.ckpt and drives early
+        # stopping (conf/train.yaml `monitor`); val/mIoU is the strict mean (truth or prediction), see metrics.py
+        for key, name, bar in (("miou_gt", "val/mIoU_gt", True), ("miou", "val/mIoU", True),
+                               ("mean_dice", "val/mDice", False)):
+            value = metrics[key]
+            self.log(name, 0.0 if np.isnan(value) else value, prog_bar=bar)
         self.log("val/pixel_accuracy", metrics["pixel_accuracy"])
         for name, iou in zip(self.class_names, metrics["iou"]):
             if not np.isnan(iou):  # absent from truth and prediction: undefined, not logged

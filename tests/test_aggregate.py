@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from heritage_seg.aggregate import aggregate
+from heritage_seg.metrics import segmentation_metrics
 from tests.conftest import REPO
 
 CLASSES = ["Clean", "Cracks"]
@@ -110,3 +112,23 @@ def test_ablation_table_pairs_every_level_against_the_default_config(tmp_path):
     assert "| loss=dice_focal | convnext | CNN | 60.00 ± 10.00 | 50.00 / 60.00 / 70.00 | - | - | baseline |" in markdown
     assert "| loss=dice | convnext | CNN | 55.00 ± 8.89 | 45.00 / 58.00 / 62.00 | - | - | -5.00 ± 3.00 |" in markdown
     assert aggregate([tmp_path], baseline="loss=dice")["baseline"] == "encoder=convnext,loss=dice"
+
+
+def test_both_means_are_reported_and_older_metrics_get_miou_gt_from_their_confusion_matrix(tmp_path):
+    """A fold where the model also predicts an absent class: strict and truth-class means differ, both shown."""
+    for fold in range(2):
+        run = fake_run(tmp_path, f"encoder=convnext,fold={fold}", ["encoder=convnext"], fold, miou=0.0)
+        payload = json.loads((run / "metrics.json").read_text())
+        # Clean 90/100 right, Cracks 5/10, 5 clean pixels called "Hair" (absent from the truth)
+        cm = [[90, 5, 5], [5, 5, 0], [0, 0, 0]]
+        m = segmentation_metrics(cm)
+        payload.update(miou=m["miou"], confusion_matrix=cm)  # an older metrics.json: no miou_gt key
+        (run / "metrics.json").write_text(json.dumps(payload))
+    summary = aggregate([tmp_path])
+    group = summary["groups"]["encoder=convnext"]["no_tta"]
+    assert group["miou_gt"]["mean"] == pytest.approx(np.mean([90 / 105, 5 / 15]))
+    assert group["miou"]["mean"] == pytest.approx(np.mean([90 / 105, 5 / 15, 0.0]))
+    markdown = (tmp_path / "cv_results.md").read_text()
+    assert "classes present in the validation truth" in markdown and "strict mIoU" in markdown
+    assert f"| {100 * group['miou_gt']['mean']:.2f} ± 0.00 |" in markdown
+    assert f"| {100 * group['miou']['mean']:.2f} ± 0.00 |" in markdown

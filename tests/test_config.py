@@ -26,8 +26,9 @@ def test_each_encoder_composes_with_the_seed_base_config(encoder, name, family):
     assert (loss.dice_weight, loss.focal_weight, loss.gamma, loss.smooth) == (0.5, 0.5, 2.0, 1.0)
     assert loss.class_weights == "inverse_sqrt" and loss.ignore_index == 255
     es, ckpt = cfg.callbacks.early_stopping, cfg.callbacks.model_checkpoint
-    assert (es.monitor, es.mode, es.patience, es.min_delta) == ("val/mIoU", "max", 10, 0.001)
-    assert (ckpt.monitor, ckpt.filename, ckpt.dirpath) == ("val/mIoU", "best", "/tmp/x/checkpoints")
+    # one selection rule for both: mIoU over the classes in the validation truth (not the strict mean)
+    assert (es.monitor, es.mode, es.patience, es.min_delta) == ("val/mIoU_gt", "max", 10, 0.001)
+    assert (ckpt.monitor, ckpt.filename, ckpt.dirpath) == ("val/mIoU_gt", "best", "/tmp/x/checkpoints")
     last = cfg.callbacks.last_checkpoint
     assert (last.filename, last.monitor, last.every_n_epochs, last.dirpath) == ("last", None, 1, "/tmp/x/checkpoints")
     assert "tensorboard" in cfg.logger

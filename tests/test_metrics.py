@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
 
@@ -49,3 +50,33 @@ def test_ignore_pixels_are_not_counted_and_iou_matches_torchmetrics():
     np.testing.assert_allclose(m["iou"][:4], reference[:4].numpy(), rtol=1e-6)
     assert math.isnan(m["iou"][4])  # torchmetrics reports 0 here; we leave the class out
     assert m["miou"] == np.mean(m["iou"][:4])
+
+
+def _thin_damage_confusion(finds_damage: bool) -> np.ndarray:
+    """Validation truth: Clean (class 0) and one thin class (1); classes 2..5 absent from the truth.
+
+    The model that finds the damage gets 60 % of the thin pixels and marks 8 stray clean pixels as each of the
+    four absent classes; the other one predicts only Clean."""
+    cm = np.zeros((6, 6), dtype=np.int64)
+    clean, thin = 9_900, 100
+    if finds_damage:
+        cm[0, 0], cm[0, 1], cm[0, 2:6] = clean - 20 - 32, 20, 8
+        cm[1, 1], cm[1, 0] = 60, 40
+    else:
+        cm[0, 0], cm[1, 0] = clean, thin
+    return cm
+
+
+def test_selection_metric_prefers_finding_the_thin_class_over_predicting_nothing():
+    finder, nothing = (segmentation_metrics(_thin_damage_confusion(f)) for f in (True, False))
+    assert finder["iou"][1] == pytest.approx(60 / 120) and nothing["iou"][1] == 0.0
+    # the strict mean counts each stray absent class as 0 and so prefers the model that finds nothing ...
+    assert finder["miou"] < nothing["miou"]
+    # ... the mean over the classes in the truth does not, and still charges the stray pixels to Clean
+    assert finder["miou_gt"] > nothing["miou_gt"]
+    assert finder["miou_gt"] == pytest.approx(np.mean([finder["iou"][0], finder["iou"][1]]))
+    assert finder["iou"][0] < 1 - 52 / 9_900  # the 52 clean pixels called damage are Clean's false negatives
+
+
+def test_selection_metric_is_undefined_without_annotated_pixels():
+    assert math.isnan(segmentation_metrics(np.zeros((3, 3)))["miou_gt"])
