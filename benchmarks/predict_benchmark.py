@@ -53,6 +53,59 @@ def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, d
     }
 
 
+def write_test_scan(path: Path, width: int, height: int) -> None:
+    """A smooth width x height JPEG, built in row strips (the parent process writes it, the child measures)."""
+    import numpy as np
+    from PIL import Image
+
+    scan = np.empty((height, width, 3), np.uint8)
+    x = np.arange(width)
+    for top in range(0, height, 512):
+        y = np.arange(top, min(top + 512, height))[:, None]
+        scan[top: top + 512, :, 0] = (x * 255 // width)[None, :]
+        scan[top: top + 512, :, 1] = (y * 255 // height)
+        scan[top: top + 512, :, 2] = (x[None, :] + y) % 256
+    Image.fromarray(scan).save(path, quality=90)
+
+
+def run_outputs_case(scan_path: Path, window: int) -> dict:
+    """The whole `predict` path on one width x height scan (decode, sliding windows, mask/confidence PNGs,
+    overlay JPEG, connected-component report) with a stand-in 1x1-convolution model, so what is measured is
+    heritage_seg's own work around the network: its peak memory must grow with the scan's area only by the
+    uint8 outputs (a few bytes per pixel), never by float copies of the whole scan."""
+    import tempfile
+
+    import torch
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO))
+    from heritage_seg.data.labels import LabelMap
+    from heritage_seg.predict import predict_image
+
+    labels = LabelMap.from_config(OmegaConf.load(REPO / "conf" / "labels" / "artefact.yaml"))
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, labels.num_classes, 1).eval()
+    stand_in = lambda x: model(x.float() / 255.0)  # noqa: E731
+    with Image.open(scan_path) as img:
+        width, height = img.size
+    cfg = OmegaConf.create({"scale": 1.0, "window": window, "stride": None, "tta": False, "batch_size": 8,
+                            "blend": "gaussian", "overlay_alpha": 0.5})
+    with tempfile.TemporaryDirectory() as tmp:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        with torch.no_grad():
+            report = predict_image(scan_path, stand_in, labels, cfg, Path(tmp), torch.device("cpu"))
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    pixels = width * height
+    return {"case": "predict outputs", "width": width, "height": height, "windows": report["windows"],
+            "seconds": round(seconds, 1), "peak_rss_mib": round(peak / 1024),
+            "rss_growth_mib": round((peak - before) / 1024),
+            "growth_bytes_per_pixel": round((peak - before) * 1024 / pixels, 1),
+            "float32_rgb_copy_of_the_scan_mib": round(pixels * 12 / 2**20)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
@@ -61,11 +114,34 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--scan-outputs", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
+                        help="instead: peak memory of the whole predict path on one WIDTH x HEIGHT scan with a "
+                             "stand-in model (e.g. 12000 9000)")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "TTA"), help=argparse.SUPPRESS)
+    parser.add_argument("--one-scan", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_scan:  # child process: the predict path on one scan file, JSON on stdout
+        print(json.dumps(run_outputs_case(args.one_scan, args.window)))
+        return
     if args.one:  # child process: one case, JSON on stdout
         print(json.dumps(run_case(int(args.one[0]), args.one[1] == "1", args.encoder, args.window,
                                   args.batch_size, args.device)))
+        return
+    if args.scan_outputs:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            scan = Path(tmp) / "scan.jpg"
+            write_test_scan(scan, *args.scan_outputs)
+            proc = subprocess.run([sys.executable, __file__, "--one-scan", str(scan), "--window", str(args.window)],
+                                  capture_output=True, text=True, check=True)
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(json.dumps(r))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),
+                                            "machine": platform.processor() or platform.machine(),
+                                            "results": [r]}, indent=2))
         return
     results = []
     for size in args.sizes:

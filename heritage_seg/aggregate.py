@@ -7,6 +7,7 @@ comparison is the PAIRED per-fold difference between groups, reported beside the
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -44,6 +45,7 @@ class FinishedRun:
     family: str
     metrics: dict[str, Any]
     metrics_tta: dict[str, Any] | None
+    val_set: str | None = None  # fingerprint of the validation ids (splits.json); None: not recorded
 
 
 def _overrides(run_dir: Path) -> list[str]:
@@ -56,6 +58,15 @@ def _with_miou_gt(metrics: dict[str, Any]) -> dict[str, Any]:
     if "miou_gt" not in metrics and metrics.get("confusion_matrix") is not None:
         metrics["miou_gt"] = segmentation_metrics(metrics["confusion_matrix"])["miou_gt"]
     return metrics
+
+
+def _validation_set(run_dir: Path) -> str | None:
+    """Runs are paired only when they were validated on the same images (same split, seed, n_folds, data)."""
+    path = run_dir / "splits.json"
+    if not path.exists():
+        return None
+    ids = json.loads(path.read_text()).get("val_ids")
+    return None if ids is None else hashlib.sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
@@ -86,6 +97,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
             family=str(metrics.get("family") or "?"),
             metrics=metrics,
             metrics_tta=_with_miou_gt(json.loads(tta_path.read_text())) if tta_path.exists() else None,
+            val_set=_validation_set(run_dir),
         ))
     if unfinished:
         warnings.warn(f"{len(unfinished)} run folder(s) have no metrics.json (failed or still running), "
@@ -102,7 +114,7 @@ def _stats(values: Sequence[float | None]) -> dict[str, Any]:
     defined = np.array([v for v in values if v is not None], dtype=np.float64)
     return {
         "mean": float(defined.mean()) if defined.size else None,
-        "std": float(defined.std(ddof=1)) if defined.size > 1 else (0.0 if defined.size else None),
+        "std": float(defined.std(ddof=1)) if defined.size > 1 else None,  # one fold: undefined, not 0
         "n": int(defined.size),
     }
 
@@ -128,17 +140,15 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
     groups: dict[str, list[FinishedRun]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
-    all_folds = sorted({r.fold for r in runs})
-    n_folds = max(r.n_folds for r in runs)
-    expected = list(range(n_folds)) if n_folds else all_folds
     # Overrides shared by every group say nothing about the comparison: shown once, left out of the labels.
     override_sets = {name: set(members[0].overrides) for name, members in groups.items()}
     common = set.intersection(*override_sets.values()) if len(groups) > 1 else set()
-    summary: dict[str, Any] = {"groups": {}, "expected_folds": expected, "common_overrides": sorted(common),
-                               "warnings": []}
+    summary: dict[str, Any] = {"groups": {}, "common_overrides": sorted(common), "warnings": []}
     for name, members in sorted(groups.items()):
         members.sort(key=lambda r: r.fold)
         folds = [r.fold for r in members]
+        n_folds = max(r.n_folds for r in members)  # per group: split=material has as many folds as materials
+        expected = list(range(n_folds)) if n_folds else folds
         if len(set(folds)) != len(folds):
             raise ValueError(f"group '{name}': fold(s) {sorted({f for f in folds if folds.count(f) > 1})} appear "
                              "in more than one run folder; pass only one sweep per group")
@@ -156,19 +166,26 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
         summary["groups"][name] = {
             "held_out": {r.fold: r.metrics.get("held_out") for r in members} if members[0].metrics.get("held_out")
             else None,
-            "label": ",".join(sorted(override_sets[name] - common)) or "(baseline)",
-            "encoder": members[0].encoder, "family": members[0].family, "folds": folds,
+            "label": ",".join(sorted(override_sets[name] - common)) or "(defaults)",
+            "encoder": members[0].encoder, "family": members[0].family, "folds": folds, "expected_folds": expected,
+            "validation_sets": {r.fold: r.val_set for r in members},
             "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, **gains,
         }
+    summary["expected_folds"] = sorted({f for g in summary["groups"].values() for f in g["expected_folds"]})
     summary["baseline"] = pick_baseline(summary["groups"], {n: override_sets[n] - common for n in groups}, baseline)
     for metric in PAIRED_METRICS:  # keys without a suffix are the strict mIoU's (as before miou_gt existed)
         suffix = "" if metric == "miou" else f"_{metric}"
         summary[f"paired_differences{suffix}"] = paired_differences(summary["groups"], metric=metric)
         if summary["baseline"] is not None:
-            base = summary["groups"][summary["baseline"]]["no_tta"][metric]["per_fold"]
+            base = summary["groups"][summary["baseline"]]
             for name, group in summary["groups"].items():
-                group[f"vs_baseline{suffix}"] = (None if name == summary["baseline"]
-                                                 else _paired(group["no_tta"][metric]["per_fold"], base))
+                group[f"vs_baseline{suffix}"] = None if name == summary["baseline"] else _paired(group, base, metric)
+    for d in summary["paired_differences"]:
+        if d["unpaired_folds"]:
+            message = (f"groups '{d['a_label']}' and '{d['b_label']}': fold(s) {d['unpaired_folds']} were validated "
+                       "on different images (another split, seed, n_folds or data), so they are not paired")
+            summary["warnings"].append(message)
+            log.warning("!!! %s", message)
     return summary
 
 
@@ -207,21 +224,27 @@ def pick_baseline(groups: dict[str, Any], differing: dict[str, set[str]], baseli
         current = OmegaConf.select(defaults, key, default=None)
         return current is not None and str(current).lower() == value.lower()
 
-    found = [n for n in sorted(groups) if differing[n] and all(is_default(o) for o in differing[n])]
+    # a group with no differing override at all ran the config's defaults: it is the baseline too
+    found = [n for n in sorted(groups) if all(is_default(o) for o in differing[n])]
     return found[0] if found else None
 
 
-def _paired(a: dict[int, float | None], b: dict[int, float | None]) -> dict[str, Any]:
-    folds = sorted(set(a) & set(b))
+def _paired(group_a: dict[str, Any], group_b: dict[str, Any], metric: str, variant: str = "no_tta") -> dict[str, Any]:
+    """Per-fold differences over the folds on which both groups were validated on the same images."""
+    a, b = group_a[variant][metric]["per_fold"], group_b[variant][metric]["per_fold"]
+    sets_a, sets_b = group_a["validation_sets"], group_b["validation_sets"]
+    common = sorted(set(a) & set(b))
+    folds = [f for f in common if sets_a.get(f) == sets_b.get(f)]  # unrecorded (None) on both: by fold index
     diffs = [a[f] - b[f] for f in folds if a[f] is not None and b[f] is not None]
-    return {"folds": folds, "per_fold": diffs, **_stats(diffs)}
+    return {"folds": folds, "unpaired_folds": [f for f in common if f not in folds], "per_fold": diffs,
+            **_stats(diffs)}
 
 
 def paired_differences(groups: dict[str, Any], variant: str = "no_tta", metric: str = "miou") -> list[dict[str, Any]]:
     """mIoU(A) - mIoU(B) on each fold both have, then mean and sample std of those differences."""
     out = []
     for a, b in itertools.combinations(sorted(groups), 2):
-        paired = _paired(groups[a][variant][metric]["per_fold"], groups[b][variant][metric]["per_fold"])
+        paired = _paired(groups[a], groups[b], metric, variant)
         out.append({"a": a, "b": b, "a_label": groups[a]["label"], "b_label": groups[b]["label"], **paired})
     return out
 
@@ -233,6 +256,8 @@ def _pct(value: float | None) -> str:
 def _fmt(stats: dict[str, Any] | None, scale: float = 100.0) -> str:
     if not stats or stats.get("mean") is None:
         return "-"
+    if stats.get("std") is None:
+        return f"{scale * stats['mean']:.2f} (1 fold, no std)"
     return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
 
 

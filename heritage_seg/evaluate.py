@@ -130,7 +130,9 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
         for index, pred in zip(result.indices, result.predictions):
             save_image(pred_dir / "masks" / f"{ids[index]}.png", pred)
     scores = result.per_image_miou()
-    order = np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable")
+    # only images with scored pixels are ranked: one whose pixels are all unannotated has no score (NaN)
+    scored = np.flatnonzero(np.isfinite(scores))
+    order = scored[np.argsort(-scores[scored], kind="stable")]
     n = min(num_examples, len(order) // 2 if len(order) > 1 else len(order))
     chosen = [("best", r, order[r]) for r in range(n)] + [("worst", r, order[-1 - r]) for r in range(n)]
     for kind, rank, k in chosen:

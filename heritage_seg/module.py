@@ -16,6 +16,14 @@ from heritage_seg.metrics import segmentation_metrics
 CHECKPOINT_FORMAT = 1
 
 
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite: the run stops before a broken model is checkpointed."""
+
+
+class ScheduleMismatch(ValueError):
+    """A resumed run's restored learning-rate schedule was laid out for another number of steps."""
+
+
 class SegmentationModule(L.LightningModule):
     def __init__(
         self,
@@ -47,6 +55,9 @@ class SegmentationModule(L.LightningModule):
         # absent classes be NaN (left out of mIoU, as mmsegmentation does) instead of torchmetrics' 0 or 1,
         # and gives Dice/precision/recall from the same counts. It syncs across DDP ranks in compute().
         self.val_confmat = MulticlassConfusionMatrix(len(self.class_names), ignore_index=ignore_index)
+        # First global step whose training loss was not finite (-1: none). Kept on the device and read once per
+        # epoch, before validation and so before any checkpoint of that epoch is written: no per-step sync.
+        self.register_buffer("first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (or float 0..255) NCHW images -> logits (N, C, H, W)."""
@@ -63,7 +74,41 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["image"]), batch["mask"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch["image"].shape[0])
+        bad = ~torch.isfinite(loss.detach()) & (self.first_nonfinite_step < 0)
+        self.first_nonfinite_step = torch.where(bad, self.global_step, self.first_nonfinite_step)
         return loss
+
+    def check_finite(self) -> None:
+        step = int(self.first_nonfinite_step)  # the one host-device sync, once per epoch
+        if step >= 0:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            raise TrainingDiverged(
+                f"training diverged: the training loss became NaN/inf at global step {step} (epoch "
+                f"{self.current_epoch + 1}, learning rate then ~{lr:.3g}). Likely cause: a learning rate far too high "
+                "(lower optim.lr, or run python -m heritage_seg.lr_find) or fp16 overflow (trainer.precision="
+                "bf16-mixed or 32-true). Nothing of this epoch was saved; checkpoints/last.ckpt is from before the "
+                "divergence. Start a new run with a lower optim.lr."
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        if self._trainer is not None and not self.trainer.sanity_checking:
+            self.check_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()  # for runs without validation
+
+    def on_train_start(self) -> None:
+        """On resume, Lightning restores OneCycle as it was laid out: for the original number of steps."""
+        expected = int(self.trainer.estimated_stepping_batches)
+        for config in self.trainer.lr_scheduler_configs:
+            total = getattr(config.scheduler, "total_steps", None)
+            if total is not None and total != expected:
+                raise ScheduleMismatch(
+                    f"resume: the learning-rate schedule restored from the checkpoint is laid out for {total} steps, "
+                    f"but this command trains for {expected} (data.batch_size, trainer.devices, "
+                    "trainer.accumulate_grad_batches, trainer.limit_train_batches or the data differ from the run's). "
+                    "Resume with the run's own settings, or start a new run."
+                )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch["image"])

@@ -23,18 +23,17 @@ from tqdm import tqdm
 
 from heritage_seg.checkpoints import load_trained_module
 from heritage_seg.cli import exit_on_user_error
-from heritage_seg.data.imageio import open_image, to_rgb
+from heritage_seg.data.imageio import object_mask, open_image, to_rgb
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import IMAGE_EXTENSIONS
 from heritage_seg.evaluate import pick_device
 from heritage_seg.files import write_json_atomic, write_text_atomic
-from heritage_seg.reports import save_image
+from heritage_seg.reports import blend_damage, save_image
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.sliding import count_windows, sliding_window_predict
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
-CLEAN = 0  # class id of "Clean" in the label map: reported apart from damage
 CSV_FIELDS = ["image", "class", "kind", "pixels", "percent_of_object", "regions", "largest_region_pixels",
               "largest_region_bbox_x0", "largest_region_bbox_y0", "largest_region_bbox_x1", "largest_region_bbox_y1"]
 
@@ -51,25 +50,29 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
-    """Per class: pixels, % of the object, connected regions (8-connected), largest region and its bbox."""
-    total = int(mask.size)
-    counts = np.bincount(mask.reshape(-1), minlength=labels.num_classes)
+    """Per class: pixels, % of the object, connected regions (8-connected), largest region and its bbox.
+    Pixels marked `labels.ignore_index` (transparent in a cut-out) are not object and not counted."""
+    counts = np.bincount(mask.reshape(-1), minlength=256)
+    total = int(counts[: labels.num_classes].sum())
     classes = {}
     for class_id, name in enumerate(labels.names):
         entry: dict[str, Any] = {"pixels": int(counts[class_id]),
-                                 "percent_of_object": round(100.0 * counts[class_id] / total, 4)}
-        if class_id != CLEAN:
+                                 "percent_of_object": round(100.0 * counts[class_id] / max(total, 1), 4)}
+        if class_id != labels.clean_index:
             entry.update(_regions(mask == class_id) if counts[class_id] else
                          {"regions": 0, "largest_region_pixels": 0, "largest_region_bbox": None})
         classes[name] = entry
-    damage = total - int(counts[CLEAN])
+    damage = total - int(counts[labels.clean_index])
     return {
         "object_pixels": total,
-        "clean": classes.pop(labels.names[CLEAN]),
-        "damage_total": {"pixels": damage, "percent_of_object": round(100.0 * damage / total, 4)},
+        "clean": classes.pop(labels.clean_name),
+        "clean_class": labels.clean_name,
+        "damage_total": {"pixels": damage, "percent_of_object": round(100.0 * damage / max(total, 1), 4)},
         "damage": classes,
+        "transparent_pixels": int(counts[labels.ignore_index]),
         "background": "not predicted: the model has no background class, so every pixel of the scan counts as "
-                      "object; crop mounts and frames first for exact percentages",
+                      "object, except transparent pixels of a cut-out (alpha 0); crop mounts and frames first for "
+                      "exact percentages",
     }
 
 
@@ -83,11 +86,10 @@ def _regions(binary: np.ndarray) -> dict[str, Any]:
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float) -> Image.Image:
-    """Damage colours over the scan (Clean stays transparent; opacity follows confidence) with a legend."""
-    colour = labels.palette()[mask].astype(np.float32)
-    a = (alpha * confidence.astype(np.float32) / 255.0 * (mask != CLEAN))[..., None]
-    blended = Image.fromarray((image * (1 - a) + colour * a).astype(np.uint8))
-    present = [c for c in np.unique(mask) if c != CLEAN]
+    """Damage colours over the scan (the clean class stays transparent; opacity follows confidence), legend."""
+    blended = Image.fromarray(blend_damage(image, mask, confidence, labels, alpha))
+    counts = np.bincount(mask.reshape(-1), minlength=256)
+    present = [c for c in np.flatnonzero(counts[: labels.num_classes]) if c != labels.clean_index]
     if present:
         _draw_legend(blended, [(labels.names[c], labels.colors[c]) for c in present])
     return blended
@@ -117,8 +119,18 @@ def palette_mask(mask: np.ndarray, labels: LabelMap) -> Image.Image:
     return img
 
 
-def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device) -> dict[str, Any]:
-    image = np.asarray(to_rgb(open_image(path, str(path)), str(path)))
+def output_stems(paths: list[Path]) -> dict[Path, str]:
+    """`scan.tif` -> `scan`; when two inputs share a stem (scan.tif, scan.jpg) both keep their type: scan_tif."""
+    stems = [p.stem for p in paths]
+    return {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths}
+
+
+def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device,
+                  stem_name: str | None = None) -> dict[str, Any]:
+    decoded = open_image(path, str(path))  # turned as its EXIF orientation says: as every viewer shows it
+    inside = object_mask(decoded)  # a cut-out's transparent pixels are not object
+    image = np.asarray(to_rgb(decoded, str(path)))
+    del decoded
     height, width = image.shape[:2]
     scale = float(cfg.scale)
     if not scale > 0:
@@ -137,12 +149,16 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     if work is not image:  # back to the scan's own pixels
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
         confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
+    if inside is not None:
+        mask = np.where(inside, mask, np.uint8(labels.ignore_index))
+        confidence = np.where(inside, confidence, np.uint8(0))
 
-    stem = out_dir / path.stem
+    stem = out_dir / (stem_name or path.stem)
     save_image(Path(f"{stem}_mask.png"), palette_mask(mask, labels))
     save_image(Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))
     save_image(Path(f"{stem}_overlay.jpg"), overlay(image, mask, confidence, labels, float(cfg.overlay_alpha)))
-    report = {"image": path.name, "source": str(path), "width": width, "height": height, "scale": scale,
+    report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
+              "scale": scale,
               "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
               **class_report(mask, labels)}
     write_json_atomic(Path(f"{stem}_report.json"), report)
@@ -150,7 +166,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
 
 
 def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"image": report["image"], "class": "Clean", "kind": "clean", **report["clean"]}]
+    rows = [{"image": report["image"], "class": report["clean_class"], "kind": "clean", **report["clean"]}]
     for name, entry in report["damage"].items():
         bbox = entry.get("largest_region_bbox") or [None] * 4
         rows.append({"image": report["image"], "class": name, "kind": "damage", "pixels": entry["pixels"],
@@ -164,13 +180,16 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inputs = list_inputs(Path(str(cfg.input)).expanduser())
     module, _, labels = load_trained_module(cfg.ckpt)
     if not cfg.overwrite:
-        claim_run_dir(out_dir, cfg, finished_markers=("report.csv", "*_report.json", "*_mask.png"))
+        claim_run_dir(out_dir, cfg, finished_markers=("report.csv", "*_report.json", "*_mask.png"),
+                      option="output" if cfg.output else "hydra.run.dir",
+                      remedy="pass overwrite=true to replace them, or choose another output=<folder>")
     device = pick_device(cfg.device)
     module.to(device)
     done, failed, rows = [], {}, []
+    stems = output_stems(inputs)
     for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
         try:
-            report = predict_image(path, module, labels, cfg, out_dir, device)
+            report = predict_image(path, module, labels, cfg, out_dir, device, stems[path])
         except (ValueError, FileNotFoundError, OSError) as err:  # one bad scan must not stop the others
             failed[str(path)] = str(err)
             log.error("skipped %s: %s", path, err)

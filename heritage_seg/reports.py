@@ -103,14 +103,30 @@ def colorize(mask: np.ndarray, labels: LabelMap) -> np.ndarray:
     return labels.palette()[mask]
 
 
+def blend_damage(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float,
+                 rows: int = 256) -> np.ndarray:
+    """Damage colours over the image, opacity = alpha x confidence; the clean class and pixels outside the
+    object (ignore value) stay as they are. uint8 in, uint8 out, in strips of `rows` with 16-bit integer
+    arithmetic: a few bytes per pixel of the strip, not float copies of a whole 100-Mpx scan."""
+    out = np.empty_like(image)
+    palette = labels.palette()
+    scale = int(round(alpha * 256))
+    for top in range(0, image.shape[0], rows):
+        m = mask[top: top + rows]
+        damaged = (m != labels.clean_index) & (m < labels.num_classes)
+        a = ((confidence[top: top + rows].astype(np.uint16) * scale) >> 8) * damaged  # 0..255
+        a = a[..., None]
+        strip = image[top: top + rows].astype(np.uint16) * (255 - a) + palette[m].astype(np.uint16) * a
+        out[top: top + rows] = ((strip + 127) // 255).astype(np.uint8)
+    return out
+
+
 def overlay_figure(image: np.ndarray, pred: np.ndarray, confidence: np.ndarray, labels: LabelMap,
                    path: Path, title: str = "") -> None:
     """Prediction colours over the image, opacity = the model's confidence; legend of the classes shown."""
-    alpha = (confidence.astype(np.float32) / 255.0)[..., None] * 0.6
-    damaged = (pred != 0)[..., None]  # keep Clean transparent so the object stays visible
-    blend = image * (1 - alpha * damaged) + colorize(pred, labels) * alpha * damaged
+    blend = blend_damage(image, pred, confidence, labels, alpha=0.6)
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [1, 1]})
-    axes[0].imshow(blend.astype(np.uint8))
+    axes[0].imshow(blend)
     axes[0].set_title(title or "prediction over image")
     conf = axes[1].imshow(confidence, cmap="magma", vmin=0, vmax=255)
     axes[1].set_title("confidence (max probability)")

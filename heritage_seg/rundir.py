@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -9,18 +14,54 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 
-def claim_run_dir(run_dir: Path, cfg: DictConfig, finished_markers: Sequence[str]) -> None:
+CLAIM = ".claim"  # created exclusively by the run that owns the folder (who, where, when)
+
+
+def _take_claim(run_dir: Path, option: str, reclaim: bool) -> None:
+    """Exclusive create: of two runs started at once into one folder exactly one gets it (checking for result
+    files alone would let both pass, since those appear only after the data is prepared)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    claim = run_dir / CLAIM
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
+                         "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
+    fd, tmp = tempfile.mkstemp(prefix=".claim-", dir=run_dir)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(record)
+    try:
+        os.link(tmp, claim)  # atomic, fails if the claim exists, and the claim is complete when it appears
+    except FileExistsError:
+        if not reclaim:
+            try:
+                owner = json.loads(claim.read_text())
+                who = f"process {owner.get('pid')} on {owner.get('host')}"
+            except (OSError, ValueError):
+                who = "another run"
+            raise FileExistsError(
+                f"{option}={run_dir}: already claimed by {who}, which writes its results there; it is left to "
+                f"that run. Choose another {option} (the default folder name is unique per start), or, to continue "
+                "an interrupted run there, pass resume=auto."
+            ) from None
+        os.replace(tmp, claim)  # the same job, requeued before it saved anything: it takes its folder back
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def claim_run_dir(run_dir: Path, cfg: DictConfig, finished_markers: Sequence[str], option: str = "hydra.run.dir",
+                  remedy: str = "", reclaim: bool = False) -> None:
     """Refuse a folder holding any of `finished_markers` (globs), then write `.hydra/` into it.
 
     Hydra would write `.hydra/` before the task starts and so overwrite a finished run's record; the primary
     configs turn that off (hydra.output_subdir: null) and the same three files are written here, after the check.
+    `option` is the setting the user passed to choose the folder, named in the message with `remedy`.
+    `reclaim`: the folder may already be claimed by an earlier attempt of this same run (resume=auto).
     """
     existing = [p for pattern in finished_markers for p in sorted(run_dir.glob(pattern))]
     if existing:
         raise FileExistsError(
-            f"hydra.run.dir={run_dir}: already holds results ({existing[0].relative_to(run_dir)}); they are left "
-            "untouched. Choose another hydra.run.dir (or leave it out for a fresh timestamped folder)."
+            f"{option}={run_dir}: already holds results ({existing[0].relative_to(run_dir)}); they are left "
+            f"untouched. {remedy or f'Choose another {option} (or leave it out for a fresh timestamped folder).'}"
         )
+    _take_claim(run_dir, option, reclaim)
     record = run_dir / ".hydra"
     record.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, record / "config.yaml")

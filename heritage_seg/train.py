@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from heritage_seg.cli import exit_on_user_error
 from heritage_seg.data.folds import check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.files import write_json_atomic
-from heritage_seg.losses import class_weights_from_counts
+from heritage_seg.losses import build_loss
 from heritage_seg.models import build_unet, check_encoder_name, normalisation, smp_encoder_name
 from heritage_seg.module import SegmentationModule
 from heritage_seg.rundir import claim_run_dir
@@ -58,6 +59,20 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
     return last
 
 
+FINISHED = "finished.json"  # written when fit ends normally: resume=auto|true leave such a run as it is
+
+
+def finished_run(run_dir: Path) -> dict | None:
+    """What a finished run recorded, or None. Runs from before finished.json: their metrics.json (written when
+    fit ended) marks them finished too."""
+    if (run_dir / FINISHED).is_file():
+        return json.loads((run_dir / FINISHED).read_text())
+    if (run_dir / "metrics.json").is_file():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        return {"reason": "metrics.json present", "best_score": metrics.get("miou_gt", metrics.get("miou"))}
+    return None
+
+
 def use_channels_last(cfg: DictConfig) -> bool:
     setting = cfg.get("perf", {}).get("channels_last", "auto")
     return torch.cuda.is_available() if setting == "auto" else bool(setting)
@@ -84,15 +99,13 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     datamodule.prepare_data()
     datamodule.setup("fit")
 
-    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
-    strategy = loss_cfg.pop("class_weights")
-    counts = datamodule.train_class_pixel_counts()
-    weights = class_weights_from_counts(counts, strategy, loss_cfg.pop("class_weight_max_ratio", None))
-    log.info("class weights (%s): %s", strategy, ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, weights)))
+    loss, used = build_loss(OmegaConf.to_container(cfg.loss, resolve=True), datamodule.train_class_pixel_counts())
+    log.info("class weights (%s, absent classes: %s): %s", used["strategy"], used["absent_class_weight"],
+             ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, used["weights"])))
     mean, std = normalisation(cfg.encoder.name)
     module = SegmentationModule(
         model=model,
-        loss=instantiate(loss_cfg, class_weights=weights.tolist()),
+        loss=loss,
         optimizer=instantiate(cfg.optim.optimizer),
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         class_names=labels.names,
@@ -105,8 +118,7 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     )
     if cfg.get("perf", {}).get("compile"):
         module.model.compile()  # in place: state_dict keys (and so checkpoints) stay as without compile
-    class_weight_record = {"strategy": strategy, "classes": list(labels.names),
-                           "train_pixel_counts": counts.tolist(), "weights": weights.tolist()}
+    class_weight_record = {"classes": list(labels.names), **used}
     return datamodule, module, class_weight_record
 
 
@@ -125,10 +137,15 @@ def train(cfg: DictConfig) -> float:
     # auto (what a requeued sweep job gets): continue if the folder has a last.ckpt, else start in it afresh
     has_last = (run_dir / "checkpoints" / "last.ckpt").is_file()
     resume_from = resume_checkpoint(run_dir, cfg) if resume is True or (resume == "auto" and has_last) else None
+    if resume and (finished := finished_run(run_dir)) is not None:
+        # Lightning restores early-stopping counters but not `should_stop`: fitting again would train on.
+        log.info("resume=%s: %s already finished (%s); nothing to do, its results are left as they are",
+                 resume, run_dir, finished["reason"])
+        return float(finished["best_score"]) if finished.get("best_score") is not None else float("nan")
     if writer and resume_from is None:
         # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
         markers = ("checkpoints/*.ckpt", "metrics.json") if resume == "auto" else ("checkpoints/*.ckpt", "splits.json")
-        claim_run_dir(run_dir, cfg, finished_markers=markers)
+        claim_run_dir(run_dir, cfg, finished_markers=markers, reclaim=resume == "auto")
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)
@@ -147,12 +164,28 @@ def train(cfg: DictConfig) -> float:
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_score if checkpoint is not None else None
-    best_miou = float(best) if best is not None else float("nan")
+    best_score = float(best) if best is not None else float("nan")
+    if trainer.interrupted:  # e.g. SIGTERM handled by Lightning: the run is not finished, resume may continue it
+        log.warning("training was interrupted at epoch %d; resume=true continues it", trainer.current_epoch)
+        return best_score
+    if writer:
+        stopper = trainer.early_stopping_callback
+        if stopper is not None and stopper.stopped_epoch > 0:
+            reason = "early stopping"
+        elif trainer.current_epoch >= trainer.max_epochs:  # after fit, current_epoch counts the completed epochs
+            reason = "max_epochs reached"
+        else:
+            reason = "stopped before max_epochs (trainer.max_steps or max_time)"
+        write_json_atomic(run_dir / FINISHED, {
+            "reason": reason, "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+            "monitor": checkpoint.monitor if checkpoint is not None else None,
+            "best_score": None if best is None else best_score,
+            "best_checkpoint": checkpoint.best_model_path if checkpoint is not None else None})
     log.info("run folder:      %s", run_dir)
     if checkpoint is not None:
         log.info("best checkpoint: %s", checkpoint.best_model_path)
-    log.info("best val/mIoU:   %.4f", best_miou)
-    return best_miou
+        log.info("best %s: %.4f", checkpoint.monitor, best_score)
+    return best_score
 
 
 # conf/hydra/launcher/submitit_{local,slurm}.yaml carry the project's launcher defaults under the plugin's own

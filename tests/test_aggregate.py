@@ -26,7 +26,7 @@ def fake_run(root, name, overrides, fold, miou, miou_tta=None, cracks=0.2, famil
     def payload(value, tta):
         return {"miou": value, "pixel_accuracy": 0.9, "mean_dice": value + 0.1, "classes": CLASSES, "tta": tta,
                 "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": cracks}},
-                "encoder": overrides[0].split("=")[1], "family": family, "fold": fold, "n_folds": 3}
+                "encoder": overrides[0].split("=")[1] if overrides else "convnext", "family": family, "fold": fold, "n_folds": 3}
 
     (run / "metrics.json").write_text(json.dumps(payload(miou, False)))
     if miou_tta is not None:
@@ -132,3 +132,41 @@ def test_both_means_are_reported_and_older_metrics_get_miou_gt_from_their_confus
     assert "classes present in the validation truth" in markdown and "strict mIoU" in markdown
     assert f"| {100 * group['miou_gt']['mean']:.2f} ± 0.00 |" in markdown
     assert f"| {100 * group['miou']['mean']:.2f} ± 0.00 |" in markdown
+
+
+def test_one_fold_has_no_std_and_a_group_running_the_defaults_is_the_baseline(tmp_path):
+    fake_run(tmp_path, "plain,fold=0", [], 0, 0.5, family="?")
+    fake_run(tmp_path, "loss=dice,fold=0", ["loss=dice"], 0, 0.4)
+    summary = aggregate([tmp_path])
+    plain = summary["groups"]["(defaults)"]
+    assert plain["no_tta"]["miou"]["std"] is None, "the std of one fold is undefined, not 0"
+    assert summary["baseline"] == "(defaults)" and plain["label"] == "(defaults)"
+    dice = summary["groups"]["loss=dice"]
+    assert dice["vs_baseline"]["per_fold"] == pytest.approx([-0.1])
+    markdown = (tmp_path / "cv_results.md").read_text()
+    assert "| (defaults) | convnext | ? | 50.00 (1 fold, no std) |" in markdown and "± 0.00" not in markdown
+
+
+def test_only_runs_validated_on_the_same_images_are_paired(tmp_path):
+    """split=material (6 folds) beside the 3-fold baseline: same fold numbers, other validation images."""
+    def with_splits(run, val_ids):
+        (run / "splits.json").write_text(json.dumps({"val_ids": val_ids}))
+
+    for fold in range(3):
+        for encoder in ("convnext", "mit_b3"):
+            run = fake_run(tmp_path, f"encoder={encoder},fold={fold}", [f"encoder={encoder}"], fold, 0.5 + fold / 10)
+            with_splits(run, [f"src{fold}", f"src{fold + 3}"])
+    for fold in range(6):
+        run = fake_run(tmp_path, f"material,fold={fold}", ["encoder=convnext", "split=material"], fold, 0.3)
+        payload = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**payload, "n_folds": 6}))
+        with_splits(run, [f"material{fold}"])
+    summary = aggregate([tmp_path])
+    assert not any("missing fold" in w for w in summary["warnings"]), summary["warnings"]
+    assert summary["groups"]["encoder=convnext,split=material"]["expected_folds"] == list(range(6))
+    pairs = {(d["a"], d["b"]): d for d in summary["paired_differences"]}
+    same = pairs[("encoder=convnext", "encoder=mit_b3")]
+    assert same["folds"] == [0, 1, 2] and same["unpaired_folds"] == []
+    other = pairs[("encoder=convnext", "encoder=convnext,split=material")]
+    assert other["folds"] == [] and other["unpaired_folds"] == [0, 1, 2] and other["mean"] is None
+    assert any("fold(s) [0, 1, 2] were validated on different images" in w for w in summary["warnings"])

@@ -159,3 +159,19 @@ def test_an_ensemble_mixing_folds_is_refused(trained, tmp_path):
     with pytest.raises(ValueError, match="same validation set.*fold=0.*fold1.ckpt has fold=1"):
         _evaluate(f"[{trained / 'checkpoints' / 'best.ckpt'},{tmp_path / 'fold1.ckpt'}]", tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()
+
+
+def test_best_and_worst_panels_rank_only_images_with_scored_pixels(tmp_path, labels):
+    from types import SimpleNamespace
+
+    from heritage_seg.evaluate import write_examples
+    from heritage_seg.evaluation import EvalResult
+
+    good, bad, unscored = np.diag([90, 10]), np.array([[50, 40], [5, 5]]), np.zeros((2, 2), np.int64)
+    result = EvalResult(confmat=good + bad, indices=[0, 1, 2], per_image_confmat=[unscored, good, bad],
+                        predictions=[np.zeros((8, 8), np.uint8)] * 3, confidence=[np.full((8, 8), 200, np.uint8)] * 3)
+    data = SimpleNamespace(ids=["blank", "good", "bad"], images=np.zeros((3, 8, 8, 3), np.uint8),
+                           masks=np.full((3, 8, 8), labels.ignore_index, np.uint8))
+    write_examples(tmp_path, result, data, labels, num_examples=5, save_masks=False)
+    panels = sorted(p.name for p in (tmp_path / "predictions").glob("*_overlay.png"))
+    assert panels == ["best01_good_overlay.png", "worst01_bad_overlay.png"], "an unscored image is neither"

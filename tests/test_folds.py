@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from heritage_seg.data.cache import build_cache, load_cache
 from heritage_seg.data.folds import assign_folds, make_split
+from heritage_seg.data.readers import open_reader
 
 
 def _toy(n_sources=30, n_classes=6, seed=0):
@@ -82,9 +84,7 @@ def test_data_set_too_small_for_n_folds():
 
 def test_leave_one_material_out_holds_exactly_one_material_and_none_of_its_sources_in_training(sample_root, labels,
                                                                                                tmp_path):
-    from heritage_seg.data.cache import build_cache, load_cache
     from heritage_seg.data.folds import leave_one_group_out
-    from heritage_seg.data.readers import open_reader
 
     data = load_cache(build_cache(open_reader(sample_root), 64, labels, tmp_path))
     sources = [r.source_id for r in data.records]
@@ -99,3 +99,17 @@ def test_leave_one_material_out_holds_exactly_one_material_and_none_of_its_sourc
         assert split.n_folds == 6
     with pytest.raises(ValueError, match=r"fold=6: split=material has 6 groups"):
         leave_one_group_out(sources, materials, 6, "material")
+
+
+def test_folds_do_not_move_with_the_image_size(sample_root, labels, tmp_path):
+    """Class presence is read at the source resolution: thin damage that the 32 px cache loses keeps its fold."""
+    splits = {}
+    for size in (32, 128):
+        data = load_cache(build_cache(open_reader(sample_root), size, labels, tmp_path))
+        sources = [r.source_id for r in data.records]
+        splits[size] = [make_split(sources, data.class_presence(labels.num_classes), f, 3, 42).val_idx.tolist()
+                        for f in range(3)]
+        if size == 32:  # the premise: at 32 px some masks lose a class they hold at full resolution
+            resized = np.stack([np.bincount(m.reshape(-1), minlength=256)[:16] > 0 for m in data.masks])
+            assert (resized != data.class_presence(labels.num_classes)).any()
+    assert splits[32] == splits[128]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heritage_seg.losses import DiceFocalLoss, class_weights_from_counts
+from heritage_seg.losses import DiceFocalLoss, class_weights_from_counts, dice_classes_from_counts
 
 
 def test_inverse_sqrt_weights_hand_computed():
@@ -60,3 +60,31 @@ def test_loss_gives_gradients_and_prefers_the_right_answer():
     logits = torch.zeros(1, 3, 8, 8, requires_grad=True)
     loss(logits, target).backward()
     assert logits.grad.abs().sum() > 0
+
+
+def test_absent_classes_can_be_left_out_of_the_weighted_means():
+    # absent_class_weight=zero: same present weights as "max", absent classes get 0 (out of Dice and Focal)
+    np.testing.assert_allclose(class_weights_from_counts([100, 25, 0, 4], "inverse_sqrt", absent="zero"),
+                               [0.375, 0.75, 0.0, 1.875])
+    np.testing.assert_array_equal(class_weights_from_counts([300, 0, 100], "none", absent="zero"), [1, 0, 1])
+    with pytest.raises(ValueError, match="loss.absent_class_weight=drop"):
+        class_weights_from_counts([1, 2], absent="drop")
+
+
+def test_dice_over_present_classes_is_not_diluted_by_absent_ones():
+    """16 outputs, 2 classes in the data: with dice_classes the Dice term equals that of a 2-class model."""
+    torch.manual_seed(0)
+    target = (torch.rand(2, 16, 16) < 0.05).long() * 9  # Clean and one thin class (id 9)
+    logits = torch.randn(2, 16, 16, 16)
+    present = dice_classes_from_counts(np.bincount(target.reshape(-1), minlength=16), "present")
+    assert present == [0, 9] and dice_classes_from_counts([5, 0, 3], "all") is None
+    diluted = DiceFocalLoss(dice_weight=1.0, focal_weight=0.0)(logits, target)
+    focused = DiceFocalLoss(dice_weight=1.0, focal_weight=0.0, dice_classes=present)(logits, target)
+    probs = logits.softmax(1)
+    # smp's soft Dice is Tversky(0.5, 0.5): (I + smooth) / (I + (fp + fn) / 2 + smooth), smooth 1 here
+    dice_of = [1 - (2 * (probs[:, c] * (target == c)).sum() + 2) / (probs[:, c].sum() + (target == c).sum() + 2)
+               for c in present]
+    torch.testing.assert_close(focused, torch.stack(dice_of).mean())
+    torch.testing.assert_close(diluted, torch.stack(dice_of).sum() / 16)  # absent classes add 0 but count
+    with pytest.raises(ValueError, match="loss.dice_classes=some"):
+        dice_classes_from_counts([1, 2], "some")

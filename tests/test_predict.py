@@ -92,3 +92,74 @@ def test_scale_keeps_outputs_at_full_resolution(trained_run, scans, tmp_path):
 def test_missing_input_is_named(trained_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="input=.*nowhere: no such file or folder"):
         predict(_cfg(trained_run / "checkpoints" / "best.ckpt", tmp_path / "nowhere"), tmp_path / "out")
+
+
+def test_a_portrait_phone_photo_is_mapped_as_viewers_show_it(trained_run, tmp_path):
+    stored = np.full((60, 90, 3), 120, np.uint8)  # stored landscape, Orientation=6: viewed as 60 wide x 90 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif)
+    predict(_cfg(trained_run / "checkpoints" / "best.ckpt", tmp_path / "phone.jpg"), tmp_path / "out")
+    for suffix in ("_mask.png", "_overlay.jpg", "_confidence.png"):
+        with Image.open(tmp_path / "out" / f"phone{suffix}") as img:
+            assert img.size == (60, 90), suffix
+    report = json.loads((tmp_path / "out" / "phone_report.json").read_text())
+    assert (report["width"], report["height"]) == (60, 90)
+
+
+def test_transparent_pixels_of_a_cut_out_are_not_object(trained_run, scans, tmp_path, labels):
+    rgb = np.asarray(Image.open(scans / "painting.tif").convert("RGB"))
+    alpha = np.zeros(rgb.shape[:2], np.uint8)
+    alpha[:, : rgb.shape[1] // 3] = 255  # a third of the picture is the object, the rest is cut away
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "cutout.png")
+    predict(_cfg(trained_run / "checkpoints" / "best.ckpt", tmp_path / "cutout.png"), tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "cutout_report.json").read_text())
+    inside = int((alpha > 0).sum())
+    assert report["object_pixels"] == inside and report["transparent_pixels"] == alpha.size - inside
+    shares = report["clean"]["percent_of_object"] + report["damage_total"]["percent_of_object"]
+    assert shares == pytest.approx(100.0, abs=1e-3)
+    mask = np.asarray(Image.open(tmp_path / "out" / "cutout_mask.png"))
+    assert (mask[alpha == 0] == labels.ignore_index).all() and (mask[alpha > 0] < labels.num_classes).all()
+    overlay = np.asarray(Image.open(tmp_path / "out" / "cutout_overlay.jpg")).astype(int)
+    outside = overlay[20:, rgb.shape[1] // 3 + 10:]  # below the legend: no damage colour painted over the cut-away
+    assert np.abs(outside - rgb[20:, rgb.shape[1] // 3 + 10:]).mean() < 6
+
+
+def test_scans_with_the_same_name_keep_their_own_outputs(trained_run, scans, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgb = Image.open(scans / "painting.tif").convert("RGB")
+    rgb.save(folder / "scan.tif")
+    rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "scan.jpg")
+    result = predict(_cfg(trained_run / "checkpoints" / "best.ckpt", folder), tmp_path / "out")
+    assert sorted(result["done"]) == ["scan.jpg", "scan.tif"]
+    for stem in ("scan_jpg", "scan_tif"):
+        report = json.loads((tmp_path / "out" / f"{stem}_report.json").read_text())
+        assert report["image"] == f"{stem.replace('_', '.')}" and report["outputs"] == stem
+        assert (tmp_path / "out" / f"{stem}_mask.png").is_file()
+
+
+def test_refusing_an_output_folder_names_output_and_overwrite(predicted, trained_run, scans):
+    out, _ = predicted
+    cfg = _cfg(trained_run / "checkpoints" / "best.ckpt", scans / "painting.tif", f"output={out}")
+    with pytest.raises(FileExistsError, match=r"^output=.*already holds results.*overwrite=true") as info:
+        predict(cfg, out)
+    assert "hydra.run.dir" not in str(info.value)
+
+
+def test_overlay_blend_in_strips_equals_the_float_formula(labels):
+    from heritage_seg.reports import blend_damage
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    mask = rng.integers(0, labels.num_classes, (37, 23)).astype(np.uint8)
+    mask[0] = labels.ignore_index  # outside a cut-out
+    confidence = rng.integers(0, 256, (37, 23), dtype=np.uint8)
+    out = blend_damage(image, mask, confidence, labels, alpha=0.5, rows=5)
+    np.testing.assert_array_equal(out, blend_damage(image, mask, confidence, labels, alpha=0.5, rows=1000))
+    damaged = ((mask != labels.clean_index) & (mask < labels.num_classes))[..., None]
+    a = 0.5 * confidence[..., None] / 255.0 * damaged
+    reference = image * (1 - a) + labels.palette()[mask] * a
+    assert np.abs(out.astype(float) - reference).max() <= 1.0
+    untouched = ~damaged[..., 0]
+    np.testing.assert_array_equal(out[untouched], image[untouched])  # clean and outside pixels stay as they are

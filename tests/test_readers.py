@@ -179,3 +179,77 @@ def test_sample_generation_never_overwrites_a_foreign_folder(tmp_path, labels):
     with pytest.raises(FileExistsError, match="left untouched"):
         generate_sample(tmp_path / "mine", labels)
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("text", [
+    "\ufeffid,material,content\nimg0,Paper,Line art\n",            # UTF-8 byte-order mark (Excel's "CSV UTF-8")
+    "id, material, content\nimg0, Paper, Line art\n",             # spaces after the commas
+    "ID;Material;Content\nimg0;Paper;Line art\n",                 # ';' as some locales write it
+])
+def test_metadata_csv_is_read_as_spreadsheets_write_it(tmp_path, text):
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    (folder / "metadata.csv").write_text(text, encoding="utf-8")
+    info = {r.id: r for r in open_reader(folder).records()}
+    assert (info["img0"].material, info["img0"].content) == ("Paper", "Line art")
+    assert info["img1"].material == "unknown"
+
+
+def test_metadata_csv_without_an_id_column_says_what_it_read(tmp_path):
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    (folder / "metadata.csv").write_text("name,material\nimg0,Paper\n")
+    with pytest.raises(ValueError, match=r"metadata.csv: needs an 'id' column.*\['name', 'material'\]"):
+        open_reader(folder)
+
+
+def test_changing_the_source_id_pattern_rebuilds_the_cache(tmp_path, labels):
+    folder = make_folder(tmp_path / "f", n=3)
+    default = load_cache(build_cache(open_reader(folder), 32, labels, tmp_path / "cache"))
+    assert {r.source_id for r in default.records} == {"img0", "img1", "img2"}
+    per_file = open_reader(folder, r"^(?P<source>.+)$")  # every file its own source
+    data = load_cache(build_cache(per_file, 32, labels, tmp_path / "cache"))
+    assert {r.source_id for r in data.records} == {"img0", "img0_aug1", "img1", "img2"}
+
+
+def test_exif_orientation_is_applied_to_images_not_to_masks(tmp_path, labels):
+    """A portrait phone photo stored landscape with Orientation=6 (rotate 90° clockwise to view)."""
+    folder = make_folder(tmp_path / "f", n=2, aug=False)
+    stored = np.zeros((40, 48, 3), np.uint8)
+    stored[:, :8] = 255  # a white band on the stored left edge: the top edge as viewers show it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(folder / "images" / "img0.jpg", exif=exif, quality=95)
+    (folder / "images" / "img0.png").unlink()
+    mask = np.zeros((48, 40), np.uint8)  # annotated on the image as viewed: portrait
+    Image.fromarray(mask, mode="L").save(folder / "annotations" / "img0.png")
+    data = load_cache(build_cache(open_reader(folder), 32, labels, tmp_path / "cache"))
+    image = data.images[data.ids.index("img0")]
+    assert image[:4].mean() > 200 and image[-4:].mean() < 50, "the white band must be at the top, as viewed"
+
+
+def test_float_images_in_the_unit_range_are_not_black():
+    from heritage_seg.data.imageio import to_rgb
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 16, dtype=np.float32), (4, 1))
+    rgb = np.asarray(to_rgb(Image.fromarray(ramp, mode="F"), "ramp.tif"))
+    assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == 255 and 120 <= rgb[0, 8, 0] <= 140
+    wide = np.asarray(to_rgb(Image.fromarray(ramp * 200, mode="F"), "wide.tif"))
+    assert wide[0, -1, 0] == 200, "floats already on a 0..255 scale keep it"
+
+
+def test_thin_sample_profile_has_one_thin_class_at_about_one_percent(tmp_path, labels):
+    from heritage_seg.data.sample import generate_sample
+
+    root = generate_sample(tmp_path / "thin", labels, num_images=24, num_augmented=0, profile="thin", image_px=96)
+    again = generate_sample(tmp_path / "again", labels, num_images=24, num_augmented=0, profile="thin", image_px=96)
+    masks = [np.asarray(Image.open(p)) for p in sorted((root / "annotations").iterdir())]
+    assert all((again / "annotations" / p.name).read_bytes() == p.read_bytes()
+               for p in (root / "annotations").iterdir())
+    assert all(m.shape == (96, 96) for m in masks)
+    values = set(np.unique(np.concatenate([np.unique(m) for m in masks])))
+    assert values == {0, 9}, "only Clean and Cracks (raw 9): every other class absent"
+    share = np.mean([(m == 9).mean() for m in masks])
+    assert 0.005 < share < 0.02
+    assert 0 < sum((m == 9).any() for m in masks) < len(masks), "most images hold cracks, some none"
+    from scipy import ndimage
+    depth = np.concatenate([ndimage.distance_transform_edt(m == 9)[m == 9] for m in masks])
+    assert (depth > 2).mean() < 0.05, "2-3 px lines: only where lines cross is a pixel > 2 px from the edge"

@@ -8,6 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from heritage_seg.module import TrainingDiverged
 from heritage_seg.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 from tests.helpers import SimulatedPreemption
@@ -70,3 +71,57 @@ def test_resume_auto_starts_afresh_when_the_job_never_saved_a_checkpoint_and_con
     with pytest.raises(ValueError, match="resume=maybe: choose false, true or auto"):
         train(compose_config(_overrides(tmp_path / "other", sample_root, "resume=maybe")))
 
+
+
+def test_a_finished_run_is_left_as_it_is_by_a_relaunch_with_resume(tmp_path, sample_root):
+    """An early-stopped run relaunched with resume=auto (a requeued sweep) or true is not trained again."""
+    run_dir = tmp_path / "run"
+    stop_early = ["callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0"]
+    train(compose_config(_overrides(run_dir, sample_root, *stop_early)))
+    finished = json.loads((run_dir / "finished.json").read_text())
+    assert finished["reason"] == "early stopping" and finished["epochs"] == 2
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    for resume in ("auto", "true"):
+        assert train(compose_config(_overrides(run_dir, sample_root, *stop_early, f"resume={resume}"))) == \
+            pytest.approx(finished["best_score"])
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+
+
+def test_resume_with_another_number_of_steps_is_refused_before_training(tmp_path, sample_root):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SimulatedPreemption):
+        train(compose_config(_overrides(run_dir, sample_root, "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
+                                        "+callbacks.stop.epochs=1")))
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    fewer = [o.replace("limit_train_batches=2", "limit_train_batches=1") for o in _overrides(run_dir, sample_root)]
+    with pytest.raises(ValueError, match="laid out for 8 steps, but this command trains for 4 .*data.batch_size"):
+        train(compose_config(fewer + ["resume=true"]))
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_the_checkpoint_from_before(tmp_path, sample_root):
+    run_dir = tmp_path / "run"
+    poison = ["+callbacks.poison._target_=tests.helpers.PoisonWeightsAtEpoch", "+callbacks.poison.epoch=1"]
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf at global step 2 \(epoch 2.*lower optim.lr"):
+        train(compose_config(_overrides(run_dir, sample_root, *poison)))
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values()
+                                      if v.is_floating_point())
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "finished.json").exists()
+
+
+@pytest.mark.slow
+def test_a_diverging_run_exits_non_zero_with_one_line(tmp_path, sample_root):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    overrides = [o for o in _overrides(tmp_path / "run", sample_root) if not o.startswith("run_dir=")]
+    proc = subprocess.run([sys.executable, "-m", "heritage_seg.train", *overrides, "optim.lr=1e12",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "training diverged" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "run" / "metrics.json").exists()

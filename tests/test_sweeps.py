@@ -113,3 +113,23 @@ def test_ddp_on_two_cpu_processes_syncs_metrics_and_only_rank_0_writes(tmp_path)
     # equals the single-process one
     assert synced == pytest.approx(metrics["miou_gt"], abs=1e-6)
     assert not list(run_dir.glob(".pl_hydra*")) and len(list(run_dir.glob("**/config.yaml"))) == 1
+
+
+@pytest.mark.slow
+def test_a_plain_sbatch_job_requeued_into_its_own_folder_continues(tmp_path):
+    """The documented plain-sbatch command: its folder is named by SLURM_JOB_ID (the same after a requeue, unlike
+    the default timestamp) and resume=auto continues from last.ckpt when the job script runs again."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SLURM_JOB_ID": "4242"}
+    command = [sys.executable, "-m", "heritage_seg.train", *[o.replace("max_epochs=1", "max_epochs=3") for o in TINY],
+               f"data.root={tmp_path / 'sample'}", "resume=auto", "hydra.run.dir=" + str(tmp_path) +
+               "/sbatch/${oc.env:SLURM_JOB_ID}"]
+    preempted = command + ["+callbacks.stop._target_=tests.helpers.StopAfterEpoch", "+callbacks.stop.epochs=1"]
+    first = subprocess.run(preempted, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode != 0 and "simulated preemption" in first.stderr + first.stdout
+    run_dir = tmp_path / "sbatch" / "4242"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 0
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # the requeue
+    assert again.returncode == 0, again.stderr[-3000:]
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2 and last["global_step"] == 6, "continued from epoch 1, not restarted"
+    assert json.loads((run_dir / "finished.json").read_text())["epochs"] == 3

@@ -1,7 +1,8 @@
 """Resize every image once to `image_size`, keep the result on disk, and load it back as uint8 arrays.
 
-The cache key covers the source files (path, size, mtime), the size and the label map, so editing a mask or
-the label map rebuilds it, and every later run (any encoder, any fold) starts without decoding a PNG.
+The cache key covers the source files (path, size, mtime), the size, the label map and the source-id pattern,
+so editing a mask, the label map or the grouping rebuilds it, and every later run (any encoder, any fold)
+starts without decoding a PNG.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import Reader, RecordInfo, Sample
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: class presence at the source resolution (presence.npy), EXIF-oriented images
 
 
 @dataclass
@@ -33,6 +34,7 @@ class PreparedData:
     records: list[RecordInfo]
     images: np.ndarray
     masks: np.ndarray
+    presence: np.ndarray | None = None  # (N, 256) bool: class ids present in each mask at its source resolution
 
     @property
     def ids(self) -> list[str]:
@@ -44,12 +46,16 @@ class PreparedData:
         return np.bincount(masks.reshape(-1), minlength=256)[:num_classes].astype(np.int64)
 
     def class_presence(self, num_classes: int) -> np.ndarray:
-        """(N, C) bool: which classes occur in each image."""
+        """(N, C) bool: which classes occur in each image, read at the SOURCE resolution when the cache holds it:
+        a 2-px crack must not vanish (and move its image to another fold) because the cache is 32 px."""
+        if self.presence is not None:
+            return self.presence[:, :num_classes].copy()
         return np.stack([np.bincount(m.reshape(-1), minlength=256)[:num_classes] > 0 for m in self.masks])
 
 
-def preprocess(sample: Sample, image_size: int, labels: LabelMap) -> tuple[np.ndarray, np.ndarray]:
-    """One sample -> (S, S, 3) uint8 image (bilinear, antialiased) and (S, S) uint8 class-id mask (nearest)."""
+def preprocess(sample: Sample, image_size: int, labels: LabelMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sample -> (S, S, 3) uint8 image (bilinear, antialiased), (S, S) uint8 class-id mask (nearest) and the
+    (256,) bool presence of each class id at the source resolution."""
     if sample.image.size != sample.mask.size:
         raise ValueError(
             f"{sample.name}: image is {sample.image.size[0]}x{sample.image.size[1]} but its mask is "
@@ -57,17 +63,20 @@ def preprocess(sample: Sample, image_size: int, labels: LabelMap) -> tuple[np.nd
         )
     raw = raw_mask_array(sample.mask, f"{sample.name} (mask)")
     present = np.flatnonzero(np.bincount(raw.reshape(-1), minlength=256)).astype(np.uint8)
-    labels.encode(present, f"{sample.name} (mask)")  # checks every raw value at full resolution, in O(pixels)
+    present_ids = labels.encode(present, f"{sample.name} (mask)")  # checks every raw value at full resolution
+    presence = np.zeros(256, dtype=bool)
+    presence[present_ids] = True
     size = (image_size, image_size)
     image = to_rgb(sample.image, sample.name).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     mask = Image.fromarray(raw).resize(size, Image.Resampling.NEAREST)
-    return np.asarray(image, dtype=np.uint8), labels.encode(np.asarray(mask), sample.name)
+    return np.asarray(image, dtype=np.uint8), labels.encode(np.asarray(mask), sample.name), presence
 
 
 def cache_key(reader: Reader, image_size: int, labels: LabelMap) -> str:
+    # the source-id pattern too: the cache stores each image's source id, which decides the folds
     payload = json.dumps(
         [CACHE_VERSION, reader.form, str(reader.root.resolve()), reader.fingerprint(), image_size, labels.to_dict(),
-         list(labels.ignore_raw)],
+         list(labels.ignore_raw), reader.source_pattern],
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
@@ -90,17 +99,19 @@ def build_cache(reader: Reader, image_size: int, labels: LabelMap, cache_dir: st
     try:
         images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, image_size, image_size, 3))
         masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, image_size, image_size))
+        presence = np.zeros((n, 256), dtype=bool)
         seen = []
         for i, sample in enumerate(reader.samples()):
             if i >= n or sample.info.id != records[i].id:
                 raise RuntimeError(f"{reader.root}: data changed while it was being read; run again")
-            images[i], masks[i] = preprocess(sample, image_size, labels)
+            images[i], masks[i], presence[i] = preprocess(sample, image_size, labels)
             seen.append(sample.info)
         if len(seen) != n:
             raise RuntimeError(f"{reader.root}: expected {n} samples, read {len(seen)}")
         images.flush()
         masks.flush()
         del images, masks
+        np.save(tmp / "presence.npy", presence)
         meta = {"records": [r.__dict__ for r in seen], "image_size": image_size, "root": str(reader.root)}
         (tmp / "meta.json").write_text(json.dumps(meta))
         try:
@@ -118,4 +129,5 @@ def load_cache(path: Path, preload: bool = True) -> PreparedData:
     meta = json.loads((path / "meta.json").read_text())
     mode = None if preload else "r"
     records = [RecordInfo(**r) for r in meta["records"]]
-    return PreparedData(records, np.load(path / "images.npy", mmap_mode=mode), np.load(path / "masks.npy", mmap_mode=mode))
+    return PreparedData(records, np.load(path / "images.npy", mmap_mode=mode), np.load(path / "masks.npy", mmap_mode=mode),
+                        np.load(path / "presence.npy"))

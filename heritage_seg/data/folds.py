@@ -1,7 +1,8 @@
 """K-fold over SOURCE images, stratified by each source's rarest class, seeded.
 
 Earlier work split offline-augmented copies at random and validated on flipped copies of training images.
-Here every copy/tile of a source lands in the same fold. Folds depend only on the data, `n_folds` and
+Here every copy/tile of a source lands in the same fold. Class presence is read at the source resolution
+(cache.PreparedData.class_presence), so folds do not move with the image size. Folds depend only on the data, `n_folds` and
 `seed` (never on the encoder), so every encoder is compared on identical folds.
 Written by hand: sklearn's StratifiedGroupKFold would do, but sklearn is not a dependency.
 """

@@ -1,4 +1,5 @@
-"""The label map, read from `conf/labels/*.yaml`: class names, colours, raw mask value -> class id."""
+"""The label map, read from `conf/labels/*.yaml`: class names, colours, raw mask value -> class id, and which
+class means "no damage" (`clean`), so predict's damage statistics and overlays need no class hard-coded."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class LabelMap:
     ignore_index: int
     ignore_raw: tuple[int, ...]
     ignore_color: tuple[int, int, int]
+    clean_index: int
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "LabelMap":
@@ -37,6 +39,15 @@ class LabelMap:
             raise ValueError(f"label map: ignore_index {ignore_index} must be in [{len(classes)}, 255]")
         if any(not 0 <= v <= 255 for v in raw + ignore_raw):
             raise ValueError("label map: raw mask values must fit in uint8 (0..255)")
+        if len(classes) < 2:
+            raise ValueError(f"label map: needs at least 2 classes (the clean class and a damage type), got {names}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"label map: class names must be unique, got {names}")
+        # checkpoints written before `clean` existed hold the ARTeFACT map, whose clean class is "Clean"
+        clean = str(cfg.get("clean") or ("Clean" if "Clean" in names else ""))
+        if clean not in names:
+            raise ValueError(f"label map: `clean: {clean or '<missing>'}` must name the class that means no damage, "
+                             f"one of {list(names)}")
         return cls(
             names=names,
             colors=tuple(_hex_to_rgb(str(c["color"])) for c in classes),
@@ -44,11 +55,19 @@ class LabelMap:
             ignore_index=ignore_index,
             ignore_raw=ignore_raw,
             ignore_color=_hex_to_rgb(str(cfg.get("ignore_color", "#000000"))),
+            clean_index=names.index(clean),
         )
 
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+    @property
+    def clean_name(self) -> str:
+        return self.names[self.clean_index]
+
+    def damage_ids(self) -> list[int]:
+        return [c for c in range(self.num_classes) if c != self.clean_index]
 
     def lookup_table(self) -> np.ndarray:
         """256-entry table raw value -> class id; unknown raw values map to -1 so they can be reported."""

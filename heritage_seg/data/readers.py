@@ -105,13 +105,22 @@ class FolderReader:
 
     @staticmethod
     def _read_metadata(path: Path) -> dict[str, dict[str, str]]:
+        """metadata.csv as spreadsheets write it: a UTF-8 byte-order mark, `,` or `;` (some locales), spaces
+        after the separators, header names in any case."""
         if not path.exists():
             return {}
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if rows and "id" not in rows[0]:
-            raise ValueError(f"{path}: needs an 'id' column (and optionally 'material', 'content')")
-        return {row["id"]: row for row in rows}
+        text = path.read_text(encoding="utf-8-sig")
+        first = text.splitlines()[0] if text.strip() else ""
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        reader = csv.reader(text.splitlines(), delimiter=delimiter, skipinitialspace=True)
+        rows = [[cell.strip() for cell in row] for row in reader if any(cell.strip() for cell in row)]
+        if not rows:
+            return {}
+        header = [h.lower() for h in rows[0]]
+        if "id" not in header:
+            raise ValueError(f"{path}: needs an 'id' column (and optionally 'material', 'content'); its header is "
+                             f"{rows[0]} (read with separator '{delimiter}')")
+        return {row[header.index("id")]: dict(zip(header, row)) for row in rows[1:]}
 
     def records(self) -> list[RecordInfo]:
         out = []
@@ -127,7 +136,8 @@ class FolderReader:
         for info in self.records():
             image_path, mask_path = self._images[info.id], self._masks[info.id]
             yield Sample(
-                info, open_image(image_path, str(image_path)), open_image(mask_path, str(mask_path)), str(image_path)
+                info, open_image(image_path, str(image_path)), open_image(mask_path, str(mask_path), orient=False),
+                str(image_path)
             )
 
     def fingerprint(self) -> str:
@@ -180,7 +190,8 @@ class ParquetReader:
                 yield Sample(
                     info,
                     open_image(self._cell_bytes(row["image"], f"{name}.image"), f"{name}.image"),
-                    open_image(self._cell_bytes(row["annotation"], f"{name}.annotation"), f"{name}.annotation"),
+                    open_image(self._cell_bytes(row["annotation"], f"{name}.annotation"), f"{name}.annotation",
+                               orient=False),
                     name,
                 )
 
