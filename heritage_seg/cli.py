@@ -8,9 +8,7 @@ import logging
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from heritage_seg.models import WeightsUnavailable
-
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailable)
+from heritage_seg.errors import USER_ERRORS
 log = logging.getLogger("heritage_seg")
 
 

@@ -13,26 +13,19 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
 from heritage_seg.checkpoints import first_difference, load_trained_module
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.evaluation import format_table, metrics_payload, run_context, run_evaluation
 from heritage_seg.files import write_json_atomic
-from heritage_seg.rundir import claim_run_dir
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
                                   plot_iou_per_class, save_image)
+from heritage_seg.rundir import claim_run_dir
+from heritage_seg.runtime import build_datamodule, pick_device
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, batch_size=None, cache_dir=None):
@@ -46,10 +39,7 @@ def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, 
             f"ckpt={ckpt}: the data it was trained on ({data_cfg.root}) is gone; pass data.root=<folder> "
             "pointing at the same data set"
         )
-    datamodule = instantiate(data_cfg, _partial_=True)(
-        labels=labels, fold=run_cfg.fold, n_folds=run_cfg.n_folds, seed=run_cfg.seed,
-        split=run_cfg.get("split", "source"))
-    datamodule.prepare_data()
+    datamodule = build_datamodule(run_cfg, labels, data_cfg)
     datamodule.setup("validate")
     check_against_splits(ckpt, datamodule)
     return datamodule

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from heritage_seg.data.folds import DEFAULT_SPLIT
 from heritage_seg.metrics import segmentation_metrics
 from heritage_seg.tta import predict_probabilities
 
@@ -97,7 +98,7 @@ def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) 
         "family": run_cfg["encoder"].get("family"),
         "fold": run_cfg["fold"],
         "n_folds": run_cfg["n_folds"],
-        "split": run_cfg.get("split", "source"),
+        "split": run_cfg.get("split", DEFAULT_SPLIT),
         "seed": run_cfg["seed"],
         "image_size": run_cfg["data"]["image_size"],
         "checkpoint": str(checkpoint),

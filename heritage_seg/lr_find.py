@@ -22,7 +22,7 @@ from heritage_seg.files import write_json_atomic
 from heritage_seg.models import check_encoder_name, smp_encoder_name
 from heritage_seg.reports import save_figure
 from heritage_seg.rundir import claim_run_dir
-from heritage_seg.train import build_training, resolve_precision
+from heritage_seg.runtime import build_training, resolve_precision
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from heritage_seg.errors import WeightsUnavailable
 from heritage_seg.hub import offline_unless_reachable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -23,8 +24,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
-class WeightsUnavailable(RuntimeError):
-    pass
 
 
 def _weights_help(encoder: str, reason: str) -> str:

@@ -10,18 +10,11 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from heritage_seg.errors import ScheduleMismatch, TrainingDiverged
 from heritage_seg.metrics import segmentation_metrics
 
 # Bumped when what a checkpoint holds changes in a way that later tools must know about.
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingDiverged(ValueError):
-    """The training loss became NaN or infinite: the run stops before a broken model is checkpointed."""
-
-
-class ScheduleMismatch(ValueError):
-    """A resumed run's restored learning-rate schedule was laid out for another number of steps."""
 
 
 class SegmentationModule(L.LightningModule):

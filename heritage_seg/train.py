@@ -9,33 +9,21 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from heritage_seg.augment import BatchFlipRotate
 from heritage_seg.checkpoints import first_difference, read_checkpoint
 from heritage_seg.cli import exit_on_user_error
-from heritage_seg.data.folds import check_fold
+from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.files import write_json_atomic
-from heritage_seg.losses import build_loss
-from heritage_seg.models import build_unet, check_encoder_name, normalisation, smp_encoder_name
-from heritage_seg.module import SegmentationModule
+from heritage_seg.models import check_encoder_name, smp_encoder_name
 from heritage_seg.rundir import claim_run_dir
+from heritage_seg.runtime import build_training, resolve_precision
 
 log = logging.getLogger(__name__)
-
-
-def resolve_precision(precision: str | int | None) -> str | int | None:
-    """`auto`: bf16 autocast on GPUs that support it, fp16 + scaler on older GPUs, fp32 on CPU."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
 
 
 # Keys that must agree between an interrupted run and the command that resumes it.
@@ -73,11 +61,6 @@ def finished_run(run_dir: Path) -> dict | None:
     return None
 
 
-def use_channels_last(cfg: DictConfig) -> bool:
-    setting = cfg.get("perf", {}).get("channels_last", "auto")
-    return torch.cuda.is_available() if setting == "auto" else bool(setting)
-
-
 def cluster_plugins(cfg: DictConfig) -> list:
     """On SLURM, submitit owns requeueing (max_num_timeout); Lightning's own SIGUSR1 requeue would fight it."""
     if SLURMEnvironment.detect() and "plugins" not in cfg.trainer:
@@ -85,48 +68,11 @@ def cluster_plugins(cfg: DictConfig) -> list:
     return []
 
 
-def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
-    """Datamodule (prepared, fold chosen) and LightningModule for `cfg`; also used by the benchmarks."""
-    # On resume the weights come from last.ckpt, so no pretrained download is needed.
-    model = build_unet(cfg.encoder.name, None if resume else cfg.encoder.weights, labels.num_classes,
-                       cfg.encoder.kwargs)
-    augment = instantiate(cfg.augment) if cfg.get("augment") else None
-    on_device = isinstance(augment, BatchFlipRotate)  # batch-level on the device, else per sample in the loader
-    # partial: the LabelMap object must not pass through OmegaConf
-    datamodule = instantiate(cfg.data, _partial_=True)(labels=labels, fold=cfg.fold, n_folds=cfg.n_folds,
-                                                       seed=cfg.seed, augment=None if on_device else augment,
-                                                       split=cfg.get("split", "source"))
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-
-    loss, used = build_loss(OmegaConf.to_container(cfg.loss, resolve=True), datamodule.train_class_pixel_counts())
-    log.info("class weights (%s, absent classes: %s): %s", used["strategy"], used["absent_class_weight"],
-             ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, used["weights"])))
-    mean, std = normalisation(cfg.encoder.name)
-    module = SegmentationModule(
-        model=model,
-        loss=loss,
-        optimizer=instantiate(cfg.optim.optimizer),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        class_names=labels.names,
-        ignore_index=labels.ignore_index,
-        mean=mean,
-        std=std,
-        run_config=OmegaConf.to_container(cfg, resolve=True),
-        batch_augment=augment if on_device else None,
-        channels_last=use_channels_last(cfg),
-    )
-    if cfg.get("perf", {}).get("compile"):
-        module.model.compile()  # in place: state_dict keys (and so checkpoints) stay as without compile
-    class_weight_record = {"classes": list(labels.names), **used}
-    return datamodule, module, class_weight_record
-
-
 def train(cfg: DictConfig) -> float:
     run_dir = Path(cfg.run_dir).resolve()
     labels = LabelMap.from_config(cfg.labels)
     # Cheap checks first: a typo must not wait for the data cache to be built.
-    if cfg.get("split", "source") == "source":  # leave-one-group-out folds are checked against the groups
+    if cfg.get("split", DEFAULT_SPLIT) == "source":  # leave-one-group-out folds are checked against the groups
         check_fold(cfg.fold, cfg.n_folds)
     cfg.encoder.name = smp_encoder_name(cfg.encoder)  # recorded resolved, so later tools rebuild the same model
     check_encoder_name(cfg.encoder.name)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from heritage_seg.module import TrainingDiverged
+from heritage_seg.errors import TrainingDiverged
 from heritage_seg.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 from tests.helpers import SimulatedPreemption

@@ -13,7 +13,8 @@ import pytest
 import timm
 import torch
 
-from heritage_seg.models import WeightsUnavailable, build_unet
+from heritage_seg.errors import WeightsUnavailable
+from heritage_seg.models import build_unet
 from heritage_seg.train import train
 from tests.conftest import REPO, compose_config, tiny_train_overrides
 

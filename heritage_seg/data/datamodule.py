@@ -13,7 +13,8 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from heritage_seg.data.cache import PreparedData, build_cache, cache_path, load_cache
-from heritage_seg.data.folds import FoldSplit, leave_one_group_out, make_split, write_splits_json
+from heritage_seg.data.folds import (DEFAULT_SPLIT, SPLITS, FoldSplit, leave_one_group_out, make_split,
+                                     write_splits_json)
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
 from heritage_seg.data.sample import generate_sample
@@ -61,7 +62,7 @@ class ArtefactDataModule(L.LightningDataModule):
         source_id_pattern: str = DEFAULT_SOURCE_PATTERN,
         augment: Callable[..., Mapping[str, np.ndarray]] | None = None,
         sample: Mapping[str, Any] | None = None,
-        split: str = "source",
+        split: str = DEFAULT_SPLIT,
     ):
         super().__init__()
         if image_size % 32:
@@ -75,7 +76,7 @@ class ArtefactDataModule(L.LightningDataModule):
         self.source_id_pattern = source_id_pattern
         self.augment = augment
         self.sample = dict(sample) if sample else None
-        if split not in ("source", "material", "content"):
+        if split not in SPLITS:
             raise ValueError(f"split={split}: choose source (K-fold over source images), material or content "
                              "(leave one material / content type out)")
         self.split_kind = split

@@ -17,6 +17,10 @@ import numpy as np
 from heritage_seg.files import write_json_atomic
 
 
+SPLITS = ("source", "material", "content")  # K-fold over source images, or leave one material / content out
+DEFAULT_SPLIT = "source"
+
+
 @dataclass(frozen=True)
 class FoldSplit:
     fold: int
@@ -26,7 +30,7 @@ class FoldSplit:
     val_idx: np.ndarray
     fold_of_sample: np.ndarray  # fold index of every sample
     strata: dict[str, int]  # source id -> stratum class id (-1: no class present)
-    split: str = "source"  # source | material | content
+    split: str = DEFAULT_SPLIT  # one of SPLITS
     held_out: str | None = None  # split=material/content: the group this fold validates on
     groups: tuple[str, ...] = ()  # split=material/content: every group, in fold order
 
