@@ -7,6 +7,7 @@ comparison is the PAIRED per-fold difference between groups, reported beside the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -27,7 +28,6 @@ from heritage_seg.metrics import segmentation_metrics
 from heritage_seg.reports import plt, save_figure
 
 log = logging.getLogger(__name__)
-IGNORED_OVERRIDE_PREFIXES = ("fold=", "resume=", "hydra.", "hydra/", "run_dir=", "data.cache_dir=")
 SUMMARY_METRICS = ("miou_gt", "miou", "pixel_accuracy", "mean_dice")
 # Both means are reported (see heritage_seg/metrics.py): over the classes in the validation truth (what selected
 # the checkpoint) and strict (truth or prediction, mmsegmentation's figure, comparable with the seed's table).
@@ -60,6 +60,20 @@ def _with_miou_gt(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+@functools.lru_cache(maxsize=1)
+def _bookkeeping_keys() -> frozenset[str]:
+    """Overrides that say where or how a run ran, not what it trained: the training config's own
+    `hydra.job.config.override_dirname.exclude_keys` (one list for sweep folder names and for grouping here),
+    plus `fold` (what groups are made of) and `run_dir`."""
+    _, cfg = _default_choices()
+    return frozenset(cfg.hydra.job.config.override_dirname.exclude_keys) | {"fold", "run_dir"}
+
+
+def _is_bookkeeping(override: str) -> bool:
+    key = override.lstrip("+~").partition("=")[0]
+    return key in _bookkeeping_keys() or key.startswith(("hydra.", "hydra/"))
+
+
 def _validation_set(run_dir: Path) -> str | None:
     """Runs are paired only when they were validated on the same images (same split, seed, n_folds, data)."""
     path = run_dir / "splits.json"
@@ -86,7 +100,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
             continue
         metrics = _with_miou_gt(json.loads((run_dir / "metrics.json").read_text()))
         tta_path = run_dir / "metrics_tta.json"
-        overrides = [o for o in _overrides(run_dir) if not o.startswith(IGNORED_OVERRIDE_PREFIXES)]
+        overrides = [o for o in _overrides(run_dir) if not _is_bookkeeping(o)]
         runs.append(FinishedRun(
             path=run_dir,
             overrides=tuple(sorted(overrides)),

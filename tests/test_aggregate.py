@@ -170,3 +170,13 @@ def test_only_runs_validated_on_the_same_images_are_paired(tmp_path):
     other = pairs[("encoder=convnext", "encoder=convnext,split=material")]
     assert other["folds"] == [] and other["unpaired_folds"] == [0, 1, 2] and other["mean"] is None
     assert any("fold(s) [0, 1, 2] were validated on different images" in w for w in summary["warnings"])
+
+
+def test_runs_differing_only_in_where_their_data_or_folder_is_form_one_group(tmp_path):
+    """data.root, data.cache_dir, resume and hydra.* are bookkeeping (the config's exclude_keys), not a setting."""
+    for fold, extra in enumerate([["data.root=/mnt/a"], ["data.root=/scratch/b", "resume=auto"],
+                                  ["data.cache_dir=/tmp/c", "hydra.launcher.partition=gpu"]]):
+        fake_run(tmp_path, f"run{fold}", ["encoder=convnext", *extra], fold, 0.5 + fold / 10)
+    summary = aggregate([tmp_path])
+    assert list(summary["groups"]) == ["encoder=convnext"]
+    assert summary["groups"]["encoder=convnext"]["folds"] == [0, 1, 2]
