@@ -188,7 +188,7 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
     summary["expected_folds"] = sorted({f for g in summary["groups"].values() for f in g["expected_folds"]})
     summary["baseline"] = pick_baseline(summary["groups"], {n: override_sets[n] - common for n in groups}, baseline)
     for metric in PAIRED_METRICS:  # keys without a suffix are the strict mIoU's (as before miou_gt existed)
-        suffix = "" if metric == "miou" else f"_{metric}"
+        suffix = _suffix(metric)
         summary[f"paired_differences{suffix}"] = paired_differences(summary["groups"], metric=metric)
         if summary["baseline"] is not None:
             base = summary["groups"][summary["baseline"]]

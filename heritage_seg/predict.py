@@ -85,11 +85,11 @@ def _regions(binary: np.ndarray) -> dict[str, Any]:
             "largest_region_bbox": [int(cols.start), int(rows.start), int(cols.stop), int(rows.stop)]}  # x0,y0,x1,y1
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float) -> Image.Image:
-    """Damage colours over the scan (the clean class stays transparent; opacity follows confidence), legend."""
+def overlay(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float,
+            present: list[int]) -> Image.Image:
+    """Damage colours over the scan (the clean class stays transparent; opacity follows confidence), with a
+    legend of the damage classes `present` (from the scan's report, which has counted them already)."""
     blended = Image.fromarray(blend_damage(image, mask, confidence, labels, alpha))
-    counts = np.bincount(mask.reshape(-1), minlength=256)
-    present = [c for c in np.flatnonzero(counts[: labels.num_classes]) if c != labels.clean_index]
     if present:
         _draw_legend(blended, [(labels.names[c], labels.colors[c]) for c in present])
     return blended
@@ -156,11 +156,13 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     stem = out_dir / (stem_name or path.stem)
     save_image(Path(f"{stem}_mask.png"), palette_mask(mask, labels))
     save_image(Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))
-    save_image(Path(f"{stem}_overlay.jpg"), overlay(image, mask, confidence, labels, float(cfg.overlay_alpha)))
+    classes = class_report(mask, labels)
+    present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
+    save_image(Path(f"{stem}_overlay.jpg"), overlay(image, mask, confidence, labels, float(cfg.overlay_alpha),
+                                                    present))
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
-              "scale": scale,
-              "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
-              **class_report(mask, labels)}
+              "scale": scale, "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
+              **classes}
     write_json_atomic(Path(f"{stem}_report.json"), report)
     return report
 
