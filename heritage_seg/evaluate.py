@@ -18,9 +18,9 @@ from omegaconf import DictConfig, ListConfig
 from heritage_seg.checkpoints import first_difference, load_trained_module
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.evaluation import format_table, metrics_payload, run_context, run_evaluation
-from heritage_seg.files import write_json_atomic
+from heritage_seg.files import save_image, write_json_atomic
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
-                                  plot_iou_per_class, save_image)
+                                  plot_iou_per_class)
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.runtime import build_datamodule, pick_device
 from heritage_seg.tta import resolve

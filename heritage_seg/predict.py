@@ -26,8 +26,8 @@ from heritage_seg.cli import exit_on_user_error
 from heritage_seg.data.imageio import object_mask, open_image, to_rgb
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import IMAGE_EXTENSIONS
-from heritage_seg.files import write_json_atomic, write_text_atomic
-from heritage_seg.reports import blend_damage, save_image
+from heritage_seg.files import save_image, write_json_atomic, write_text_atomic
+from heritage_seg.reports import blend_damage
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.runtime import pick_device
 from heritage_seg.sliding import count_windows, sliding_window_predict

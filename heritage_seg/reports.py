@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,35 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from heritage_seg.data.labels import LabelMap  # noqa: E402
-
-
-def _save_atomic(path: Path, save) -> None:
-    """Write through a temporary file in the same folder, then rename: no half-written pictures."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_image(path: Path, image: Image.Image | np.ndarray) -> None:
-    """PNG or JPEG (by suffix), written atomically."""
-    img = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}[path.suffix.lower()]
-    options = {"quality": 90} if fmt == "JPEG" else {}
-    _save_atomic(path, lambda tmp: img.save(tmp, format=fmt, **options))
-
+from heritage_seg.files import write_file_atomic  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> None:
-    _save_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    write_file_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
 
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from PIL import Image
 from heritage_seg.data.imageio import raw_mask_array, to_rgb
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import Reader, RecordInfo, Sample
+from heritage_seg.files import atomic_folder
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: class presence at the source resolution (presence.npy), EXIF-oriented images
@@ -95,8 +93,7 @@ def build_cache(reader: Reader, image_size: int, labels: LabelMap, cache_dir: st
     records = reader.records()
     n = len(records)
     log.info("Preparing %d images of %s at %d px into %s (once)", n, reader.root, image_size, target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:  # another process may finish the same cache first: theirs is kept
         images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, image_size, image_size, 3))
         masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, image_size, image_size))
         presence = np.zeros((n, 256), dtype=bool)
@@ -114,13 +111,6 @@ def build_cache(reader: Reader, image_size: int, labels: LabelMap, cache_dir: st
         np.save(tmp / "presence.npy", presence)
         meta = {"records": [r.__dict__ for r in seen], "image_size": image_size, "root": str(reader.root)}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished the same cache first
-            if not (target / "meta.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.files import atomic_folder
 
 GENERATOR_VERSION = 2
 PROFILES = ("mixed", "thin")
@@ -226,9 +225,7 @@ def generate_sample(root: str | Path, labels: LabelMap, num_images: int = 48, nu
         )
     if not 0 <= num_augmented < num_images:
         raise ValueError(f"data.sample: num_augmented={num_augmented} must be in [0, num_images={num_images})")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    with atomic_folder(root) as tmp:  # an empty root folder (checked above) is replaced
         (tmp / "images").mkdir()
         (tmp / "annotations").mkdir()
         n_sources = num_images - num_augmented
@@ -252,9 +249,4 @@ def generate_sample(root: str | Path, labels: LabelMap, num_images: int = 48, nu
             writer.writeheader()
             writer.writerows(rows)
         (tmp / "sample.json").write_text(json.dumps(spec))
-        if root.exists():
-            root.rmdir()  # empty, checked above
-        tmp.rename(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
