@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from heritage_seg.data.labels import LabelMap  # noqa: E402
-from heritage_seg.evaluation import run_evaluation  # noqa: E402
+from heritage_seg.scoring import run_evaluation  # noqa: E402
 from heritage_seg.runtime import build_training, resolve_precision  # noqa: E402
 from heritage_seg.tta import DEFAULT_TTA  # noqa: E402
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from heritage_seg.evaluation import metrics_payload, run_context, run_evaluation
+from heritage_seg.scoring import metrics_payload, run_context, run_evaluation
 from heritage_seg.files import write_json_atomic
+from heritage_seg.rundir import METRICS, METRICS_TTA
 from heritage_seg.tta import DEFAULT_TTA
 
 log = logging.getLogger("heritage_seg")
@@ -59,7 +60,7 @@ class FinalValidationReport(L.Callback):
         model.load_state_dict(torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"])
         model.eval()
         labels_n, ignore = len(model.class_names), model.ignore_index
-        runs = [("metrics.json", ("identity",))] + ([("metrics_tta.json", DEFAULT_TTA)] if self.tta else [])
+        runs = [(METRICS, ("identity",))] + ([(METRICS_TTA, DEFAULT_TTA)] if self.tta else [])
         for filename, transforms in runs:
             result = run_evaluation(model, trainer.datamodule.full_val_dataloader(), labels_n, ignore, transforms,
                                     pl_module.device, keep_predictions=False)

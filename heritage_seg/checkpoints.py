@@ -14,18 +14,6 @@ from heritage_seg.models import build_unet, normalisation
 from heritage_seg.module import CHECKPOINT_FORMAT, SegmentationModule
 
 
-def first_difference(a: DictConfig, b: DictConfig, keys: tuple[str, ...]) -> tuple[str, Any, Any] | None:
-    """The first of `keys` whose value differs between two run configs, as (key, value in a, value in b)."""
-    for key in keys:
-        va, vb = OmegaConf.select(a, key), OmegaConf.select(b, key)
-        if OmegaConf.is_config(va) or OmegaConf.is_config(vb):
-            va = OmegaConf.to_container(va, resolve=True) if OmegaConf.is_config(va) else va
-            vb = OmegaConf.to_container(vb, resolve=True) if OmegaConf.is_config(vb) else vb
-        if va != vb:
-            return key, va, vb
-    return None
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path).expanduser()
     if not path.is_file():

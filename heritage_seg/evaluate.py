@@ -15,13 +15,13 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, ListConfig
 
-from heritage_seg.checkpoints import first_difference, load_trained_module
+from heritage_seg.checkpoints import load_trained_module
 from heritage_seg.cli import exit_on_user_error
-from heritage_seg.evaluation import format_table, metrics_payload, run_context, run_evaluation
+from heritage_seg.scoring import format_table, metrics_payload, run_context, run_evaluation
 from heritage_seg.files import save_image, write_json_atomic
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
                                   plot_iou_per_class)
-from heritage_seg.rundir import claim_run_dir
+from heritage_seg.rundir import METRICS, SAME_VALIDATION_SET, SPLITS, claim_run_dir, first_difference, run_dir_of
 from heritage_seg.runtime import build_datamodule, pick_device
 from heritage_seg.tta import resolve
 
@@ -47,7 +47,7 @@ def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, 
 
 def check_against_splits(ckpt: Path, datamodule) -> None:
     """The rebuilt validation fold must be the one the run recorded in its splits.json."""
-    splits = ckpt.parent.parent / "splits.json"
+    splits = run_dir_of(ckpt) / SPLITS
     if splits.exists():
         expected = json.loads(splits.read_text())["val_ids"]
         actual = [datamodule.data.ids[i] for i in datamodule.split.val_idx]
@@ -56,10 +56,6 @@ def check_against_splits(ckpt: Path, datamodule) -> None:
                 f"ckpt={ckpt}: the validation fold rebuilt from {datamodule.root} differs from the run's {splits} "
                 "(data changed, or checkpoints of different folds?); it would not be the run's validation set"
             )
-
-
-# What must agree between ensemble members: they are evaluated on one validation set with one label map.
-SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "labels")
 
 
 def load_members(ckpts: list[Path]):
@@ -79,7 +75,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     ckpts = [Path(str(c)).expanduser().resolve() for c in raw]
     members = load_members(ckpts)  # bad checkpoints fail before any folder is touched
     module, run_cfg, labels = members[0]
-    claim_run_dir(out_dir, cfg, finished_markers=("metrics.json",))
+    claim_run_dir(out_dir, cfg, finished_markers=(METRICS,))
     device = pick_device(cfg.device)
     for member, _, _ in members:
         member.to(device)
@@ -106,7 +102,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")
     plot_class_distribution(payload, out_dir / "class_distribution.png")
     plot_iou_per_class(payload, out_dir / "iou_per_class.png")
-    write_json_atomic(out_dir / "metrics.json", payload)  # last: its presence means the evaluation finished
+    write_json_atomic(out_dir / METRICS, payload)  # last: its presence means the evaluation finished
     print(format_table(payload))
     log.info("%d images in %.1f s (tta=%s); results in %s", len(result.indices), seconds, cfg.tta, out_dir)
     return payload

@@ -32,7 +32,7 @@ def class_weights_from_counts(counts: Sequence[int], strategy: str = "inverse_sq
     if absent not in ABSENT_CLASS_WEIGHTS:
         raise ValueError(f"loss.absent_class_weight={absent}: choose one of {ABSENT_CLASS_WEIGHTS}")
     if strategy not in WEIGHT_STRATEGIES:
-        raise ValueError(f"loss.class_weights={strategy}: choose one of {WEIGHT_STRATEGIES}")
+        raise ValueError(f"loss.class_weighting={strategy}: choose one of {WEIGHT_STRATEGIES}")
     present = counts > 0
     if not present.any():
         raise ValueError("class weights: the training fold has no annotated pixels")
@@ -59,11 +59,14 @@ def dice_classes_from_counts(counts: Sequence[int], which: str = "all") -> list[
 def build_loss(loss_cfg: Mapping[str, Any], counts: Sequence[int]) -> tuple[nn.Module, dict[str, Any]]:
     """The loss a `conf/loss/*.yaml` describes, for a training fold with these per-class pixel counts.
 
-    The config names strategies (`class_weights: inverse_sqrt`, `absent_class_weight`, `dice_classes`); they
-    become the numbers the loss module takes here, in one place. Returns the loss and what was used, for
-    class_weights.json."""
+    The config names strategies (`class_weighting: inverse_sqrt`, `absent_class_weight`, `dice_classes`); they
+    become the numbers the loss module takes (`class_weights`, `dice_classes` ids) here, in one place. Returns
+    the loss and what was used, for class_weights.json."""
     cfg = dict(loss_cfg)
-    strategy = cfg.pop("class_weights")
+    if "class_weights" in cfg:
+        raise ValueError("loss.class_weights: renamed loss.class_weighting (inverse_sqrt | inverse | none); the "
+                         "weights themselves are computed from the training fold")
+    strategy = cfg.pop("class_weighting")
     absent = cfg.pop("absent_class_weight", "max")
     weights = class_weights_from_counts(counts, strategy, cfg.pop("class_weight_max_ratio", None), absent)
     dice_classes = dice_classes_from_counts(counts, cfg.pop("dice_classes", "all"))

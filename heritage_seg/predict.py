@@ -17,8 +17,7 @@ from typing import Any
 import hydra
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
+from PIL import Image
 from tqdm import tqdm
 
 from heritage_seg.checkpoints import load_trained_module
@@ -26,16 +25,15 @@ from heritage_seg.cli import exit_on_user_error
 from heritage_seg.data.imageio import object_mask, open_image, to_rgb
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import IMAGE_EXTENSIONS
+from heritage_seg.damage import CSV_FIELDS, class_report, csv_rows
 from heritage_seg.files import save_image, write_json_atomic, write_text_atomic
-from heritage_seg.reports import blend_damage
+from heritage_seg.reports import palette_mask, scan_overlay
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.runtime import pick_device
 from heritage_seg.sliding import count_windows, sliding_window_predict
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
-CSV_FIELDS = ["image", "class", "kind", "pixels", "percent_of_object", "regions", "largest_region_pixels",
-              "largest_region_bbox_x0", "largest_region_bbox_y0", "largest_region_bbox_x1", "largest_region_bbox_y1"]
 
 
 def list_inputs(path: Path) -> list[Path]:
@@ -47,76 +45,6 @@ def list_inputs(path: Path) -> list[Path]:
             raise FileNotFoundError(f"input={path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         return files
     raise FileNotFoundError(f"input={path}: no such file or folder")
-
-
-def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
-    """Per class: pixels, % of the object, connected regions (8-connected), largest region and its bbox.
-    Pixels marked `labels.ignore_index` (transparent in a cut-out) are not object and not counted."""
-    counts = np.bincount(mask.reshape(-1), minlength=256)
-    total = int(counts[: labels.num_classes].sum())
-    classes = {}
-    for class_id, name in enumerate(labels.names):
-        entry: dict[str, Any] = {"pixels": int(counts[class_id]),
-                                 "percent_of_object": round(100.0 * counts[class_id] / max(total, 1), 4)}
-        if class_id != labels.clean_index:
-            entry.update(_regions(mask == class_id) if counts[class_id] else
-                         {"regions": 0, "largest_region_pixels": 0, "largest_region_bbox": None})
-        classes[name] = entry
-    damage = total - int(counts[labels.clean_index])
-    return {
-        "object_pixels": total,
-        "clean": classes.pop(labels.clean_name),
-        "clean_class": labels.clean_name,
-        "damage_total": {"pixels": damage, "percent_of_object": round(100.0 * damage / max(total, 1), 4)},
-        "damage": classes,
-        "transparent_pixels": int(counts[labels.ignore_index]),
-        "background": "not predicted: the model has no background class, so every pixel of the scan counts as "
-                      "object, except transparent pixels of a cut-out (alpha 0); crop mounts and frames first for "
-                      "exact percentages",
-    }
-
-
-def _regions(binary: np.ndarray) -> dict[str, Any]:
-    regions, n = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
-    sizes = np.bincount(regions.reshape(-1))[1:]
-    largest = int(np.argmax(sizes))
-    rows, cols = ndimage.find_objects(regions, max_label=largest + 1)[largest]
-    return {"regions": int(n), "largest_region_pixels": int(sizes[largest]),
-            "largest_region_bbox": [int(cols.start), int(rows.start), int(cols.stop), int(rows.stop)]}  # x0,y0,x1,y1
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float,
-            present: list[int]) -> Image.Image:
-    """Damage colours over the scan (the clean class stays transparent; opacity follows confidence), with a
-    legend of the damage classes `present` (from the scan's report, which has counted them already)."""
-    blended = Image.fromarray(blend_damage(image, mask, confidence, labels, alpha))
-    if present:
-        _draw_legend(blended, [(labels.names[c], labels.colors[c]) for c in present])
-    return blended
-
-
-def _draw_legend(img: Image.Image, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
-    size = max(12, min(img.size) // 40)
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    draw = ImageDraw.Draw(img)
-    pad, box = size // 2, size
-    width = max(draw.textlength(name, font=font) for name, _ in entries) + box + 3 * pad
-    height = len(entries) * (box + pad) + pad
-    draw.rectangle([pad, pad, pad + width, pad + height], fill=(255, 255, 255))
-    for i, (name, colour) in enumerate(entries):
-        y = 2 * pad + i * (box + pad)
-        draw.rectangle([2 * pad, y, 2 * pad + box, y + box], fill=colour, outline=(0, 0, 0))
-        draw.text((3 * pad + box, y), name, fill=(0, 0, 0), font=font)
-
-
-def palette_mask(mask: np.ndarray, labels: LabelMap) -> Image.Image:
-    """Pixel values ARE the class ids; the embedded palette just makes the file viewable."""
-    img = Image.fromarray(mask, mode="L").convert("P")
-    img.putpalette(labels.palette().reshape(-1).tolist())
-    return img
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
@@ -158,24 +86,13 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     save_image(Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))
     classes = class_report(mask, labels)
     present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
-    save_image(Path(f"{stem}_overlay.jpg"), overlay(image, mask, confidence, labels, float(cfg.overlay_alpha),
+    save_image(Path(f"{stem}_overlay.jpg"), scan_overlay(image, mask, confidence, labels, float(cfg.overlay_alpha),
                                                     present))
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
               "scale": scale, "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
               **classes}
     write_json_atomic(Path(f"{stem}_report.json"), report)
     return report
-
-
-def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"image": report["image"], "class": report["clean_class"], "kind": "clean", **report["clean"]}]
-    for name, entry in report["damage"].items():
-        bbox = entry.get("largest_region_bbox") or [None] * 4
-        rows.append({"image": report["image"], "class": name, "kind": "damage", "pixels": entry["pixels"],
-                     "percent_of_object": entry["percent_of_object"], "regions": entry["regions"],
-                     "largest_region_pixels": entry["largest_region_pixels"],
-                     **dict(zip(CSV_FIELDS[-4:], bbox))})
-    return rows
 
 
 def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Pictures of an evaluation: confusion matrix, class distribution, per-class IoU, prediction panels."""
+"""Pictures: an evaluation's confusion matrix, class distribution, per-class IoU and prediction panels; a
+scan's damage overlay and palette mask. One blend of damage colours over an image (blend_damage) serves both."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from heritage_seg.data.labels import LabelMap  # noqa: E402
 from heritage_seg.files import write_file_atomic  # noqa: E402
@@ -113,3 +115,37 @@ def overlay_figure(image: np.ndarray, pred: np.ndarray, confidence: np.ndarray, 
     handles = [Patch(color=np.array(labels.colors[c]) / 255, label=labels.names[c]) for c in present]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     save_figure(fig, path)
+
+
+def scan_overlay(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float,
+            present: list[int]) -> Image.Image:
+    """Damage colours over the scan (the clean class stays transparent; opacity follows confidence), with a
+    legend of the damage classes `present` (from the scan's report, which has counted them already)."""
+    blended = Image.fromarray(blend_damage(image, mask, confidence, labels, alpha))
+    if present:
+        _draw_legend(blended, [(labels.names[c], labels.colors[c]) for c in present])
+    return blended
+
+
+def _draw_legend(img: Image.Image, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
+    size = max(12, min(img.size) // 40)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
+    pad, box = size // 2, size
+    width = max(draw.textlength(name, font=font) for name, _ in entries) + box + 3 * pad
+    height = len(entries) * (box + pad) + pad
+    draw.rectangle([pad, pad, pad + width, pad + height], fill=(255, 255, 255))
+    for i, (name, colour) in enumerate(entries):
+        y = 2 * pad + i * (box + pad)
+        draw.rectangle([2 * pad, y, 2 * pad + box, y + box], fill=colour, outline=(0, 0, 0))
+        draw.text((3 * pad + box, y), name, fill=(0, 0, 0), font=font)
+
+
+def palette_mask(mask: np.ndarray, labels: LabelMap) -> Image.Image:
+    """Pixel values ARE the class ids; the embedded palette just makes the file viewable."""
+    img = Image.fromarray(mask, mode="L").convert("P")
+    img.putpalette(labels.palette().reshape(-1).tolist())
+    return img

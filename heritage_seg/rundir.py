@@ -1,20 +1,108 @@
-"""Claiming a run folder: never write into one that holds finished results; record the config once claimed."""
+"""The run folder: what a run writes, under which names, what identifies it, and claiming it.
+
+The run folder is the contract between training and everything after it (evaluate, aggregate, resume): later
+tools read what a run wrote and never re-derive it. Its names live here and nowhere else, except that
+conf/callbacks/default.yaml spells checkpoints/{best,last}.ckpt for Lightning's ModelCheckpoint
+(tests/test_config.py checks the two agree).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+# What a run folder holds
+CONFIG_DIR = ".hydra"                      # config.yaml (resolved run config), hydra.yaml, overrides.yaml
+CONFIG = f"{CONFIG_DIR}/config.yaml"
+OVERRIDES = f"{CONFIG_DIR}/overrides.yaml"
+CHECKPOINTS = "checkpoints"
+BEST = f"{CHECKPOINTS}/best.ckpt"          # best `monitor` so far
+LAST = f"{CHECKPOINTS}/last.ckpt"          # rewritten every epoch: what resume continues from
+SPLITS = "splits.json"                     # the fold's train/val ids: evaluate and aggregate read it
+CLASS_WEIGHTS = "class_weights.json"
+METRICS = "metrics.json"                   # the end-of-fit (or evaluate) report; its presence = finished
+METRICS_TTA = "metrics_tta.json"
+FINISHED = "finished.json"                 # fit ended normally: resume=auto|true leave the run as it is
+CLAIM = ".claim"                           # created exclusively by the run that owns the folder
 
-CLAIM = ".claim"  # created exclusively by the run that owns the folder (who, where, when)
+# Keys that must agree between an interrupted run and the command that resumes it.
+# (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
+RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "labels", "trainer.max_epochs")
+# What must agree between ensemble members: they are evaluated on one validation set with one label map.
+SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "labels")
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    """The run folder of a checkpoint written by training (<run>/checkpoints/<name>.ckpt)."""
+    return Path(ckpt).parent.parent
+
+
+def first_difference(a: DictConfig, b: DictConfig, keys: Sequence[str]) -> tuple[str, Any, Any] | None:
+    """The first of `keys` whose value differs between two run configs, as (key, value in a, value in b)."""
+    for key in keys:
+        va, vb = OmegaConf.select(a, key), OmegaConf.select(b, key)
+        if OmegaConf.is_config(va) or OmegaConf.is_config(vb):
+            va = OmegaConf.to_container(va, resolve=True) if OmegaConf.is_config(va) else va
+            vb = OmegaConf.to_container(vb, resolve=True) if OmegaConf.is_config(vb) else vb
+        if va != vb:
+            return key, va, vb
+    return None
+
+
+def finished_run(run_dir: Path) -> dict | None:
+    """What a finished run recorded, or None. Runs from before finished.json: their metrics.json (written when
+    fit ended) marks them finished too."""
+    if (run_dir / FINISHED).is_file():
+        return json.loads((run_dir / FINISHED).read_text())
+    if (run_dir / METRICS).is_file():
+        metrics = json.loads((run_dir / METRICS).read_text())
+        return {"reason": f"{METRICS} present", "best_score": metrics.get("miou_gt", metrics.get("miou"))}
+    return None
+
+
+def recorded_overrides(run_dir: Path) -> list[str]:
+    path = run_dir / OVERRIDES
+    return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
+
+
+@functools.lru_cache(maxsize=1)
+def default_train_config() -> tuple[dict[str, str], DictConfig]:
+    """The training config as composed with no overrides: its group choices (loss=dice_focal …) and values."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    state = Singleton.get_state()  # under `python -m heritage_seg.aggregate` Hydra is already initialised
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose("train", overrides=["run_dir=."], return_hydra_config=True)
+    finally:
+        Singleton.set_state(state)
+    return dict(cfg.hydra.runtime.choices), cfg
+
+
+def bookkeeping_keys() -> frozenset[str]:
+    """Overrides that say where or how a run ran, not what it trained: the training config's own
+    `hydra.job.config.override_dirname.exclude_keys` (one list, for sweep folder names and for aggregate's
+    grouping), plus `fold` (what groups are made of) and `run_dir`."""
+    _, cfg = default_train_config()
+    return frozenset(cfg.hydra.job.config.override_dirname.exclude_keys) | {"fold", "run_dir"}
+
+
+def is_bookkeeping(override: str) -> bool:
+    key = override.lstrip("+~").partition("=")[0]
+    return key in bookkeeping_keys() or key.startswith(("hydra.", "hydra/"))
 
 
 def _take_claim(run_dir: Path, option: str, reclaim: bool) -> None:

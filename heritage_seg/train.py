@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -14,26 +13,22 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from heritage_seg.checkpoints import first_difference, read_checkpoint
+from heritage_seg.checkpoints import read_checkpoint
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.files import write_json_atomic
 from heritage_seg.models import check_encoder_name, smp_encoder_name
-from heritage_seg.rundir import claim_run_dir
+from heritage_seg.rundir import (CHECKPOINTS, CLASS_WEIGHTS, FINISHED, LAST, METRICS, RUN_IDENTITY, SPLITS,
+                                 claim_run_dir, finished_run, first_difference)
 from heritage_seg.runtime import build_training, resolve_precision
 
 log = logging.getLogger(__name__)
 
 
-# Keys that must agree between an interrupted run and the command that resumes it.
-# (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
-RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "labels", "trainer.max_epochs")
-
-
 def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
     """`resume=true`: the run folder's last.ckpt, after checking it belongs to the run this command describes."""
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = run_dir / LAST
     if not last.is_file():
         raise FileNotFoundError(
             f"resume=true: {last} does not exist; pass hydra.run.dir=<folder of the interrupted run> "
@@ -45,20 +40,6 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
         key, was, now = difference
         raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")
     return last
-
-
-FINISHED = "finished.json"  # written when fit ends normally: resume=auto|true leave such a run as it is
-
-
-def finished_run(run_dir: Path) -> dict | None:
-    """What a finished run recorded, or None. Runs from before finished.json: their metrics.json (written when
-    fit ended) marks them finished too."""
-    if (run_dir / FINISHED).is_file():
-        return json.loads((run_dir / FINISHED).read_text())
-    if (run_dir / "metrics.json").is_file():
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        return {"reason": "metrics.json present", "best_score": metrics.get("miou_gt", metrics.get("miou"))}
-    return None
 
 
 def cluster_plugins(cfg: DictConfig) -> list:
@@ -81,7 +62,7 @@ def train(cfg: DictConfig) -> float:
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume={resume}: choose false, true or auto")
     # auto (what a requeued sweep job gets): continue if the folder has a last.ckpt, else start in it afresh
-    has_last = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    has_last = (run_dir / LAST).is_file()
     resume_from = resume_checkpoint(run_dir, cfg) if resume is True or (resume == "auto" and has_last) else None
     if resume and (finished := finished_run(run_dir)) is not None:
         # Lightning restores early-stopping counters but not `should_stop`: fitting again would train on.
@@ -90,14 +71,14 @@ def train(cfg: DictConfig) -> float:
         return float(finished["best_score"]) if finished.get("best_score") is not None else float("nan")
     if writer and resume_from is None:
         # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
-        markers = ("checkpoints/*.ckpt", "metrics.json") if resume == "auto" else ("checkpoints/*.ckpt", "splits.json")
+        markers = (f"{CHECKPOINTS}/*.ckpt", METRICS) if resume == "auto" else (f"{CHECKPOINTS}/*.ckpt", SPLITS)
         claim_run_dir(run_dir, cfg, finished_markers=markers, reclaim=resume == "auto")
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)
     if writer and resume_from is None:
-        datamodule.write_splits(run_dir / "splits.json", encoder=cfg.encoder.name)
-        write_json_atomic(run_dir / "class_weights.json", class_weight_record)
+        datamodule.write_splits(run_dir / SPLITS, encoder=cfg.encoder.name)
+        write_json_atomic(run_dir / CLASS_WEIGHTS, class_weight_record)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]

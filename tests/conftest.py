@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
-def compose_config(overrides: list[str], config_name: str = "train"):
+def compose_config(overrides: list[str], config_name: str = "train", return_hydra_config: bool = False):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture(scope="session")

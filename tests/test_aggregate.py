@@ -180,3 +180,25 @@ def test_runs_differing_only_in_where_their_data_or_folder_is_form_one_group(tmp
     summary = aggregate([tmp_path])
     assert list(summary["groups"]) == ["encoder=convnext"]
     assert summary["groups"]["encoder=convnext"]["folds"] == [0, 1, 2]
+
+
+def test_split_material_trains_on_other_materials_and_the_aggregate_reports_each_held_out_one(tmp_path, sample_root):
+    from heritage_seg.train import train
+    from tests.conftest import compose_config, tiny_train_overrides
+
+    for fold in (0, 5):
+        run_dir = tmp_path / "sweep" / f"material_fold{fold}"
+        cfg = compose_config(tiny_train_overrides(run_dir, sample_root) + ["split=material", f"fold={fold}"])
+        train(cfg)
+        (run_dir / ".hydra" / "overrides.yaml").write_text(f"- split=material\n- fold={fold}\n")
+        splits = json.loads((run_dir / "splits.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert splits["split"] == "material" and splits["n_folds"] == 6 and metrics["n_folds"] == 6
+        assert metrics["held_out"] == splits["held_out"] == sorted(splits["groups"])[fold]
+        assert not set(splits["train_sources"]) & set(splits["val_sources"])
+    summary = aggregate([tmp_path / "sweep"])
+    assert "missing fold(s) [1, 2, 3, 4]" in summary["warnings"][0]
+    (group,) = summary["groups"].values()
+    assert group["held_out"] == {0: "Canvas", 5: "Wood"}
+    assert "| split=material | Canvas |" in (tmp_path / "sweep" / "cv_results.md").read_text().replace("(defaults)",
+                                                                                                        "split=material")

@@ -24,7 +24,7 @@ def test_each_encoder_composes_with_the_seed_base_config(encoder, name, family):
     assert (sched.max_lr, sched.pct_start, sched.anneal_strategy) == (1e-3, 0.3, "cos")
     loss = cfg.loss
     assert (loss.dice_weight, loss.focal_weight, loss.gamma, loss.smooth) == (0.5, 0.5, 2.0, 1.0)
-    assert loss.class_weights == "inverse_sqrt" and loss.ignore_index == 255
+    assert loss.class_weighting == "inverse_sqrt" and loss.ignore_index == 255
     es, ckpt = cfg.callbacks.early_stopping, cfg.callbacks.model_checkpoint
     # one selection rule for both: mIoU over the classes in the validation truth (not the strict mean)
     assert (es.monitor, es.mode, es.patience, es.min_delta) == ("val/mIoU_gt", "max", 10, 0.001)
@@ -52,3 +52,25 @@ def test_label_map_is_the_shared_one(labels):
     assert labels.num_classes == 16 and labels.ignore_index == 255
     assert labels.names[0] == "Clean" and labels.names[15] == "Lightleak"
     assert labels.colors[9] == (0x00, 0x00, 0xA6)  # Cracks #0000A6
+
+
+def test_the_config_writes_the_run_folder_names_that_later_tools_read():
+    """conf/callbacks/default.yaml spells checkpoints/{best,last}.ckpt for Lightning; resume, evaluate and
+    aggregate read them through heritage_seg/rundir.py: the two must not drift apart."""
+    from heritage_seg import rundir
+
+    cfg = compose_config(["run_dir=/tmp/x"])
+    for key, name in (("model_checkpoint", rundir.BEST), ("last_checkpoint", rundir.LAST)):
+        callback = cfg.callbacks[key]
+        assert f"{callback.dirpath}/{callback.filename}.ckpt" == f"/tmp/x/{name}"
+    assert cfg.callbacks.final_validation_report.output_dir == "/tmp/x"
+
+
+def test_bookkeeping_overrides_are_one_list_for_sweep_folders_and_aggregate():
+    from heritage_seg.rundir import bookkeeping_keys, is_bookkeeping
+
+    cfg = compose_config(["run_dir=/tmp/x"], return_hydra_config=True)
+    excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)
+    assert excluded <= bookkeeping_keys() and {"data.root", "resume"} <= excluded
+    assert is_bookkeeping("data.root=/data/artefact") and is_bookkeeping("fold=2")
+    assert not is_bookkeeping("encoder=mit_b3") and not is_bookkeeping("loss.class_weighting=none")

@@ -108,15 +108,43 @@ def test_bad_checkpoints_are_named(tmp_path):
         _evaluate(tmp_path / "foreign.ckpt", tmp_path / "c")
 
 
-def test_moved_data_root_asks_for_data_root(trained, tmp_path):
+def _moved_checkpoint(trained, folder):
+    """The trained run's checkpoint and splits.json copied to `folder`, its recorded data root gone."""
+    import shutil
+
     import torch
 
     ckpt = torch.load(trained / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
-    ckpt["hyper_parameters"]["run_config"]["data"]["root"] = str(tmp_path / "gone")
+    ckpt["hyper_parameters"]["run_config"]["data"]["root"] = str(folder / "gone")
     ckpt["hyper_parameters"]["run_config"]["data"]["sample"] = None
-    torch.save(ckpt, tmp_path / "moved.ckpt")
+    (folder / "checkpoints").mkdir(parents=True)
+    torch.save(ckpt, folder / "checkpoints" / "best.ckpt")
+    shutil.copy(trained / "splits.json", folder / "splits.json")
+    return folder / "checkpoints" / "best.ckpt"
+
+
+def test_moved_data_root_asks_for_data_root(trained, tmp_path):
+    moved = _moved_checkpoint(trained, tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="pass data.root="):
-        _evaluate(tmp_path / "moved.ckpt", tmp_path / "out")
+        _evaluate(moved, tmp_path / "out")
+
+
+def test_data_moved_elsewhere_is_evaluated_with_data_root(trained, evaluated, sample_root, tmp_path):
+    moved = _moved_checkpoint(trained, tmp_path / "run")
+    payload = _evaluate(moved, tmp_path / "out", f"data.root={sample_root}", "num_examples=0")
+    reference = evaluated[False][1]
+    assert payload["data_root"] == str(sample_root)
+    assert payload["confusion_matrix"] == reference["confusion_matrix"] and payload["miou"] == reference["miou"]
+
+
+def test_a_validation_set_that_differs_from_the_runs_splits_json_is_refused(trained, sample_root, tmp_path):
+    moved = _moved_checkpoint(trained, tmp_path / "run")
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    splits["val_ids"] = splits["val_ids"][1:]  # the data changed since training: one validation image fewer
+    (tmp_path / "run" / "splits.json").write_text(json.dumps(splits))
+    with pytest.raises(ValueError, match="validation fold rebuilt from .* differs from the run's .*splits.json"):
+        _evaluate(moved, tmp_path / "out", f"data.root={sample_root}")
+    assert not (tmp_path / "out" / "metrics.json").exists()
 
 
 @pytest.mark.slow
@@ -165,7 +193,7 @@ def test_best_and_worst_panels_rank_only_images_with_scored_pixels(tmp_path, lab
     from types import SimpleNamespace
 
     from heritage_seg.evaluate import write_examples
-    from heritage_seg.evaluation import EvalResult
+    from heritage_seg.scoring import EvalResult
 
     good, bad, unscored = np.diag([90, 10]), np.array([[50, 40], [5, 5]]), np.zeros((2, 2), np.int64)
     result = EvalResult(confmat=good + bad, indices=[0, 1, 2], per_image_confmat=[unscored, good, bad],

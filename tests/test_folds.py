@@ -113,3 +113,25 @@ def test_folds_do_not_move_with_the_image_size(sample_root, labels, tmp_path):
             resized = np.stack([np.bincount(m.reshape(-1), minlength=256)[:16] > 0 for m in data.masks])
             assert (resized != data.class_presence(labels.num_classes)).any()
     assert splits[32] == splits[128]
+
+
+@pytest.mark.parametrize("split,attribute,n_groups", [("material", "material", 6), ("content", "content", 4)])
+def test_the_datamodule_holds_out_one_metadata_group_per_fold(split, attribute, n_groups, sample_root, labels,
+                                                               tmp_path):
+    """split=material|content through the real datamodule: fold k validates on the k-th group by name."""
+    from heritage_seg.runtime import build_datamodule
+    from tests.conftest import compose_config, tiny_train_overrides
+
+    seen = set()
+    for fold in (0, n_groups - 1):
+        cfg = compose_config(tiny_train_overrides(tmp_path, sample_root) + [f"split={split}", f"fold={fold}",
+                                                                            f"data.cache_dir={tmp_path / 'cache'}"])
+        datamodule = build_datamodule(cfg, labels)
+        datamodule.setup("fit")
+        records = datamodule.data.records
+        held_out = {getattr(records[i], attribute) for i in datamodule.split.val_idx}
+        trained_on = {getattr(records[i], attribute) for i in datamodule.split.train_idx}
+        assert held_out == {datamodule.split.held_out} and datamodule.split.held_out not in trained_on
+        assert datamodule.split.n_folds == n_groups == len(trained_on) + 1
+        seen.add(datamodule.split.held_out)
+    assert len(seen) == 2

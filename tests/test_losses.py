@@ -1,12 +1,17 @@
-"""Class weights from hand-computed counts; the ignore index is respected by the loss."""
+"""Class weights from hand-computed counts; the ignore index is respected by the loss; every loss option works."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from heritage_seg.losses import DiceFocalLoss, class_weights_from_counts, dice_classes_from_counts
+from heritage_seg.losses import DiceFocalLoss, build_loss, class_weights_from_counts, dice_classes_from_counts
+from heritage_seg.train import train
+from tests.conftest import compose_config, tiny_train_overrides
 
 
 def test_inverse_sqrt_weights_hand_computed():
@@ -34,7 +39,7 @@ def test_max_ratio_caps_the_spread():
 
 
 def test_unknown_strategy_is_named():
-    with pytest.raises(ValueError, match="loss.class_weights=log"):
+    with pytest.raises(ValueError, match="loss.class_weighting=log"):
         class_weights_from_counts([1, 2], "log")
 
 
@@ -88,3 +93,35 @@ def test_dice_over_present_classes_is_not_diluted_by_absent_ones():
     torch.testing.assert_close(diluted, torch.stack(dice_of).sum() / 16)  # absent classes add 0 but count
     with pytest.raises(ValueError, match="loss.dice_classes=some"):
         dice_classes_from_counts([1, 2], "some")
+
+
+@pytest.mark.parametrize("loss", ["dice_focal", "dice", "focal", "ce"])
+def test_each_loss_gives_a_finite_loss_and_a_gradient(loss):
+    cfg = OmegaConf.to_container(compose_config([f"loss={loss}", "run_dir=/tmp/x"]).loss, resolve=True)
+    fn, _ = build_loss(cfg, counts=[100 * (i + 1) for i in range(16)])
+    torch.manual_seed(0)
+    logits = torch.randn(2, 16, 16, 16, requires_grad=True)
+    target = torch.randint(0, 16, (2, 16, 16))
+    target[:, 0] = 255
+    value = fn(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and logits.grad.abs().sum() > 0
+    active = {k: cfg[k] for k in ("dice_weight", "focal_weight", "ce_weight") if cfg[k]}
+    expected = {"dice_focal": {"dice_weight": 0.5, "focal_weight": 0.5}, "dice": {"dice_weight": 1.0},
+                "focal": {"focal_weight": 1.0}, "ce": {"ce_weight": 1.0}}[loss]
+    assert active == expected
+
+
+def test_class_weights_none_really_means_equal_weights(tmp_path, sample_root):
+    cfg = compose_config(tiny_train_overrides(tmp_path, sample_root) + ["loss.class_weighting=none"])
+    train(cfg)
+    record = json.loads((tmp_path / "class_weights.json").read_text())
+    assert record["strategy"] == "none" and record["weights"] == [1.0] * 16
+    assert len(set(class_weights_from_counts(record["train_pixel_counts"], "inverse_sqrt"))) > 1
+
+
+def test_the_old_option_name_is_named_with_its_new_one():
+    cfg = OmegaConf.to_container(compose_config(["run_dir=/tmp/x"]).loss, resolve=True)
+    cfg["class_weights"] = cfg.pop("class_weighting")
+    with pytest.raises(ValueError, match="renamed loss.class_weighting"):
+        build_loss(cfg, counts=[10, 20])

@@ -163,3 +163,13 @@ def test_overlay_blend_in_strips_equals_the_float_formula(labels):
     assert np.abs(out.astype(float) - reference).max() <= 1.0
     untouched = ~damaged[..., 0]
     np.testing.assert_array_equal(out[untouched], image[untouched])  # clean and outside pixels stay as they are
+
+
+def test_window_and_stride_overrides_change_the_tiling_and_are_recorded(trained_run, scans, tmp_path):
+    out = tmp_path / "pred"
+    predict(_cfg(trained_run / "checkpoints" / "best.ckpt", scans / "painting.tif", "window=96", "stride=40"), out)
+    report = json.loads((out / "painting_report.json").read_text())
+    assert (report["window"], report["stride"]) == (96, 40)
+    assert report["windows"] == count_windows(210, 300, 96, 40) > count_windows(210, 300, 96, 64)
+    with Image.open(out / "painting_mask.png") as img:
+        assert img.size == (300, 210)

@@ -1,4 +1,4 @@
-"""Evaluate a model on a data set: dataset-level confusion matrix, per-image scores, the metrics.json payload.
+"""Score a model on a data set: dataset-level confusion matrix, per-image scores, the metrics.json payload.
 
 Shared by `python -m heritage_seg.evaluate` and the end-of-training evaluation callback, so both write the
 same numbers in the same schema.

@@ -1,0 +1,1 @@
+"""Comparing trained runs (what `heritage_seg.aggregate` prints): find runs, summarise, render."""

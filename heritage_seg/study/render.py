@@ -1,0 +1,99 @@
+"""A study's summary as people read it: the markdown tables and the comparison chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from heritage_seg.reports import plt, save_figure
+from heritage_seg.study.stats import PAIRED_METRICS, suffix
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _fmt(stats: dict[str, Any] | None, scale: float = 100.0) -> str:
+    if not stats or stats.get("mean") is None:
+        return "-"
+    if stats.get("std") is None:
+        return f"{scale * stats['mean']:.2f} (1 fold, no std)"
+    return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
+
+
+METRIC_TITLES = {
+    "miou_gt": "mIoU over the classes present in the validation truth (what selected each best.ckpt)",
+    "miou": "strict mIoU: classes in truth or prediction, a predicted absent class counts 0 (mmsegmentation's)",
+}
+
+
+def _results_table(summary: dict[str, Any], metric: str) -> list[str]:
+    key = suffix(metric)
+    lines = [f"## {METRIC_TITLES[metric]}", "",
+             "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | vs baseline | pixel acc. | mDice |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, g in summary["groups"].items():
+        per_fold = " / ".join(_pct(v) for v in g["no_tta"][metric]["per_fold"].values())
+        lines.append(f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta'][metric])} | {per_fold} | "
+                     f"{_fmt(g['tta'][metric]) if g['tta'] else '-'} | {_fmt(g[f'tta_gain_{metric}'])} | "
+                     f"{'baseline' if name == summary.get('baseline') else _fmt(g.get(f'vs_baseline{key}'))} | "
+                     f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
+    return lines
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# Cross-validation results", "",
+             f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
+             f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}",
+             "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)", ""]
+    for metric in PAIRED_METRICS:
+        lines += _results_table(summary, metric) + [""]
+    held_out = [(g, fold, name) for g in summary["groups"].values() if g.get("held_out")
+                for fold, name in g["held_out"].items()]
+    if held_out:
+        lines += ["## mIoU per held-out group (model never saw this material / content type)", "",
+                  "| group | held out | mIoU (truth classes) | mIoU (strict) | mIoU (strict, TTA) |",
+                  "|---|---|---|---|---|"]
+        for g, fold, name in held_out:
+            values = [g["no_tta"]["miou_gt"]["per_fold"][fold], g["no_tta"]["miou"]["per_fold"][fold],
+                      g["tta"]["miou"]["per_fold"][fold] if g["tta"] else None]
+            lines.append(f"| {g['label']} | {name} | " + " | ".join(_pct(v) for v in values) + " |")
+        lines.append("")
+    for metric in PAIRED_METRICS:
+        differences = summary[f"paired_differences{suffix(metric)}"]
+        if differences:
+            kind = "mIoU over truth classes" if metric == "miou_gt" else "strict mIoU"
+            lines += [f"## Paired differences (same folds), {kind} A − B in points", "",
+                      "| A | B | folds | mean ± std | per fold |", "|---|---|---|---|---|"]
+            for d in differences:
+                lines.append(f"| {d['a_label']} | {d['b_label']} | {len(d['folds'])} | {_fmt(d)} | "
+                             + " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]) + " |")
+            lines.append("")
+    if summary["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def plot_comparison(summary: dict[str, Any], path: Path) -> None:
+    names = list(summary["groups"])
+    fig, axes = plt.subplots(1, len(PAIRED_METRICS), figsize=(2 * max(4, 1.4 * len(names)), 4), sharey=True)
+    for ax, metric in zip(axes, PAIRED_METRICS):
+        for i, name in enumerate(names):
+            g = summary["groups"][name]
+            for offset, variant, color in ((-0.18, "no_tta", "tab:blue"), (0.18, "tta", "tab:orange")):
+                if not g[variant]:
+                    continue
+                stats = g[variant][metric]
+                ax.bar(i + offset, stats["mean"] or 0, 0.34, yerr=stats["std"] or 0, color=color, alpha=0.7,
+                       capsize=3, label=("no TTA" if variant == "no_tta" else "TTA") if i == 0 else None)
+                points = [v for v in stats["per_fold"].values() if v is not None]
+                ax.scatter([i + offset] * len(points), points, color="black", s=12, zorder=3)
+        labels = [f"{summary['groups'][n]['label']}\n({summary['groups'][n]['family']})" for n in names]
+        ax.set_xticks(range(len(names)), labels, fontsize=8)
+        ax.set_title("mIoU over truth classes" if metric == "miou_gt" else "strict mIoU", fontsize=10)
+        ax.legend()
+    axes[0].set_ylabel("validation mIoU")
+    fig.suptitle("Cross-validation: mean ± std, dots = folds")
+    save_figure(fig, path)
+
+

@@ -1,0 +1,85 @@
+"""Finding a study's finished runs: run folders with a metrics.json, grouped by what they trained."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.rundir import CONFIG, METRICS, METRICS_TTA, SPLITS, is_bookkeeping, recorded_overrides
+
+
+@dataclass
+class FinishedRun:
+    path: Path
+    overrides: tuple[str, ...]  # the run's overrides minus fold and bookkeeping ones: what defines its group
+    group: str
+    fold: int
+    n_folds: int
+    encoder: str
+    family: str
+    metrics: dict[str, Any]
+    metrics_tta: dict[str, Any] | None
+    val_set: str | None = None  # fingerprint of the validation ids (splits.json); None: not recorded
+
+
+def with_miou_gt(metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json written before miou_gt existed: recompute it from the confusion matrix it holds."""
+    if "miou_gt" not in metrics and metrics.get("confusion_matrix") is not None:
+        metrics["miou_gt"] = segmentation_metrics(metrics["confusion_matrix"])["miou_gt"]
+    return metrics
+
+
+def _validation_set(run_dir: Path) -> str | None:
+    """Runs are paired only when they were validated on the same images (same split, seed, n_folds, data)."""
+    path = run_dir / SPLITS
+    if not path.exists():
+        return None
+    ids = json.loads(path.read_text()).get("val_ids")
+    return None if ids is None else hashlib.sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
+    """Every run folder under `paths` (a folder with .hydra/config.yaml) that has a metrics.json."""
+    run_dirs: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"runs={path}: no such folder")
+        found = [path] if (path / CONFIG).exists() else []
+        found += sorted(p.parent.parent for p in path.glob(f"**/{CONFIG}") if p.parent.parent != path)
+        run_dirs.extend(found)
+    runs, unfinished = [], []
+    for run_dir in sorted(set(run_dirs)):
+        if not (run_dir / METRICS).exists():
+            unfinished.append(run_dir)
+            continue
+        metrics = with_miou_gt(json.loads((run_dir / METRICS).read_text()))
+        tta_path = run_dir / METRICS_TTA
+        overrides = [o for o in recorded_overrides(run_dir) if not is_bookkeeping(o)]
+        runs.append(FinishedRun(
+            path=run_dir,
+            overrides=tuple(sorted(overrides)),
+            group=",".join(sorted(overrides)) or "(defaults)",
+            fold=int(metrics["fold"]),
+            n_folds=int(metrics.get("n_folds", 0)),
+            encoder=str(metrics.get("encoder", "?")),
+            family=str(metrics.get("family") or "?"),
+            metrics=metrics,
+            metrics_tta=with_miou_gt(json.loads(tta_path.read_text())) if tta_path.exists() else None,
+            val_set=_validation_set(run_dir),
+        ))
+    if unfinished:
+        warnings.warn(f"{len(unfinished)} run folder(s) have no metrics.json (failed or still running), "
+                      f"left out: {', '.join(str(p) for p in unfinished)}", stacklevel=2)
+    if not runs:
+        raise FileNotFoundError(
+            f"runs={', '.join(map(str, paths))}: no finished run (a run folder with metrics.json) found"
+        )
+    return runs
+
+
