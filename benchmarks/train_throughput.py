@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from heritage_seg.data.labels import LabelMap  # noqa: E402
+from heritage_seg.runtime import build_training, resolve_precision, with_autocast  # noqa: E402
 from heritage_seg.scoring import run_evaluation  # noqa: E402
-from heritage_seg.runtime import build_training, resolve_precision  # noqa: E402
 from heritage_seg.tta import DEFAULT_TTA  # noqa: E402
 
 
@@ -119,16 +119,19 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
     if device.type == "cuda":
         result["peak_gpu_mib_real"] = round(torch.cuda.max_memory_allocated() / 2**20)
 
-    # evaluation throughput on the validation fold (same module, eval mode)
+    # evaluation throughput on the validation fold (same module, eval mode, the training precision's autocast):
+    # one untimed pass over the whole fold first, so every batch shape (the last batch is smaller) is warmed up
     module.eval().to(device)
+    logits = with_autocast(module, device, "bf16" if precision == "bf16-mixed" else "32")
     for name, transforms in (("eval_images_per_s", ("identity",)), ("eval_tta_images_per_s", DEFAULT_TTA)):
-        loader = datamodule.full_val_dataloader()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-            run_evaluation(module, [next(iter(loader))], 16, 255, transforms, device, keep_predictions=False)
-            start = time.perf_counter()
-            out = run_evaluation(module, loader, 16, 255, transforms, device, keep_predictions=False)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+        run_evaluation(logits, datamodule.full_val_dataloader(), 16, 255, transforms, device, keep_predictions=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = run_evaluation(logits, datamodule.full_val_dataloader(), 16, 255, transforms, device,
+                             keep_predictions=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         result[name] = round(len(out.indices) / (time.perf_counter() - start), 2)
 
     # (a) bare loop: fresh module of the same config, uint8 batches from the real loader already on the device

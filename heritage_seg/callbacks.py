@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from heritage_seg.scoring import metrics_payload, run_context, run_evaluation
 from heritage_seg.files import write_json_atomic
 from heritage_seg.rundir import METRICS, METRICS_TTA
+from heritage_seg.runtime import describe_device
+from heritage_seg.scoring import metrics_payload, run_context, run_evaluation
 from heritage_seg.tta import DEFAULT_TTA
 
 log = logging.getLogger("heritage_seg")
@@ -37,18 +39,23 @@ class EpochSummary(L.Callback):
 
 
 class FinalValidationReport(L.Callback):
-    """When fit ends, evaluate the BEST checkpoint on the validation fold without and with TTA.
+    """When training ends, evaluate the BEST checkpoint on the validation fold without and with TTA.
 
     Writes `metrics.json` and `metrics_tta.json` (the schema of `heritage_seg.evaluate`) into the run folder,
     so a sweep needs no second pass before `heritage_seg.aggregate`. Runs on rank 0 only, on a copy of the
     module, so the trained module itself is left as fit left it.
+
+    It runs in `on_train_end`, not `on_fit_end`: Lightning 2.6 tears the strategy down (which moves the module to
+    the CPU) BEFORE `on_fit_end`, so an evaluation there would silently run on the CPU in fp32 after a GPU run.
+    Here the module is still on the training device, and the evaluation runs under the training precision's
+    autocast (the precision plugin's forward context); metrics.json records both.
     """
 
     def __init__(self, output_dir: str, tta: bool = True):
         self.output_dir = Path(output_dir)
         self.tta = tta
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         checkpoint = trainer.checkpoint_callback
@@ -56,19 +63,29 @@ class FinalValidationReport(L.Callback):
         if not best:
             log.warning("FinalValidationReport: no best checkpoint was saved; nothing evaluated")
             return
-        model = copy.deepcopy(pl_module)
-        model.load_state_dict(torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"])
+        device = trainer.strategy.root_device
+        model = copy.deepcopy(pl_module).to(device)
+        model.load_state_dict(torch.load(best, map_location=device, weights_only=False)["state_dict"])
         model.eval()
+        precision = trainer.precision_plugin
+
+        def logits(images: torch.Tensor) -> torch.Tensor:
+            with precision.forward_context():  # bf16/fp16 autocast as in training, nothing for 32-true
+                return model(images)
+
         labels_n, ignore = len(model.class_names), model.ignore_index
         runs = [(METRICS, ("identity",))] + ([(METRICS_TTA, DEFAULT_TTA)] if self.tta else [])
         for filename, transforms in runs:
-            result = run_evaluation(model, trainer.datamodule.full_val_dataloader(), labels_n, ignore, transforms,
-                                    pl_module.device, keep_predictions=False)
+            start = time.perf_counter()
+            result = run_evaluation(logits, trainer.datamodule.full_val_dataloader(), labels_n, ignore, transforms,
+                                    device, keep_predictions=False)
+            seconds = time.perf_counter() - start
             payload = metrics_payload(result.confmat, model.class_names, tta=len(transforms) > 1,
                                       tta_transforms=list(transforms), num_images=len(result.indices),
-                                      **run_context(model.hparams["run_config"], best, trainer.datamodule.split))
+                                      **run_context(model.hparams["run_config"], best, trainer.datamodule.split),
+                                      device=describe_device(device), precision=str(trainer.precision),
+                                      seconds=round(seconds, 3))
             write_json_atomic(self.output_dir / filename, payload)
-            log.info("best checkpoint on the validation fold (tta=%s): mIoU over truth classes %.4f, strict "
-                     "mIoU %.4f -> %s", len(transforms) > 1, _or_nan(payload["miou_gt"]), _or_nan(payload["miou"]),
-                     self.output_dir / filename)
-        del model
+            log.info("best checkpoint on the validation fold (tta=%s, %s, %s, %.1f s): mIoU over truth classes "
+                     "%.4f, strict mIoU %.4f -> %s", len(transforms) > 1, payload["device"], payload["precision"],
+                     seconds, _or_nan(payload["miou_gt"]), _or_nan(payload["miou"]), self.output_dir / filename)

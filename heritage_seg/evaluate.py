@@ -22,7 +22,7 @@ from heritage_seg.files import save_image, write_json_atomic
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
                                   plot_iou_per_class)
 from heritage_seg.rundir import METRICS, SAME_VALIDATION_SET, SPLITS, claim_run_dir, first_difference, run_dir_of
-from heritage_seg.runtime import build_datamodule, pick_device
+from heritage_seg.runtime import build_datamodule, describe_device, inference_precision, pick_device, with_autocast
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     ckpts = [Path(str(c)).expanduser().resolve() for c in raw]
     members = load_members(ckpts)  # bad checkpoints fail before any folder is touched
     module, run_cfg, labels = members[0]
-    claim_run_dir(out_dir, cfg, finished_markers=(METRICS,))
     device = pick_device(cfg.device)
+    precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
+    claim_run_dir(out_dir, cfg, finished_markers=(METRICS,))
     for member, _, _ in members:
         member.to(device)
     transforms = resolve(bool(cfg.tta))
@@ -86,14 +87,16 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         check_against_splits(other, datamodule)
 
     start = time.perf_counter()
-    result = run_evaluation([m for m, _, _ in members], datamodule.val_dataloader(), labels.num_classes,
-                            labels.ignore_index, transforms, device)
+    models = [with_autocast(m, device, precision) for m, _, _ in members]
+    result = run_evaluation(models, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index, transforms,
+                            device)
     seconds = time.perf_counter() - start
     payload = metrics_payload(
         result.confmat, labels.names,
         tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
         **run_context(run_cfg, ckpt, datamodule.split), data_root=str(datamodule.root),
-        seconds=round(seconds, 3), members=[str(c) for c in ckpts],
+        seconds=round(seconds, 3), members=[str(c) for c in ckpts], device=describe_device(device),
+        precision="bf16-mixed" if precision == "bf16" else "32-true",
     )
     if len(members) > 1:
         payload["encoder"] = "+".join(r.encoder.name for _, r, _ in members)

@@ -66,7 +66,9 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["image"]), batch["mask"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch["image"].shape[0])
+        # Not on the progress bar: Lightning converts progress-bar values to Python numbers after every batch, a
+        # host-device synchronisation per step on a GPU. The logger gets the step value every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch["image"].shape[0])
         bad = ~torch.isfinite(loss.detach()) & (self.first_nonfinite_step < 0)
         self.first_nonfinite_step = torch.where(bad, self.global_step, self.first_nonfinite_step)
         return loss

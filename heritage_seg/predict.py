@@ -29,7 +29,7 @@ from heritage_seg.damage import CSV_FIELDS, class_report, csv_rows
 from heritage_seg.files import save_image, write_json_atomic, write_text_atomic
 from heritage_seg.reports import palette_mask, scan_overlay
 from heritage_seg.rundir import claim_run_dir
-from heritage_seg.runtime import pick_device
+from heritage_seg.runtime import inference_precision, pick_device, with_autocast
 from heritage_seg.sliding import count_windows, sliding_window_predict
 from heritage_seg.tta import resolve
 
@@ -54,7 +54,7 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
 
 
 def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device,
-                  stem_name: str | None = None) -> dict[str, Any]:
+                  stem_name: str | None = None, precision: str = "32") -> dict[str, Any]:
     decoded = open_image(path, str(path))  # turned as its EXIF orientation says: as every viewer shows it
     inside = object_mask(decoded)  # a cut-out's transparent pixels are not object
     image = np.asarray(to_rgb(decoded, str(path)))
@@ -72,7 +72,8 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     transforms = resolve(bool(cfg.tta))
     total = count_windows(work.shape[0], work.shape[1], window, stride)
     with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
-        mask, confidence = sliding_window_predict(work, module, labels.num_classes, window, stride,
+        logits = with_autocast(module, device, precision)
+        mask, confidence = sliding_window_predict(work, logits, labels.num_classes, window, stride,
                                                   int(cfg.batch_size), transforms, str(cfg.blend), device, bar.update)
     if work is not image:  # back to the scan's own pixels
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
@@ -90,6 +91,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
                                                     present))
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
               "scale": scale, "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
+              "precision": "bf16-mixed" if precision == "bf16" else "32-true",
               **classes}
     write_json_atomic(Path(f"{stem}_report.json"), report)
     return report
@@ -98,17 +100,18 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
 def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inputs = list_inputs(Path(str(cfg.input)).expanduser())
     module, _, labels = load_trained_module(cfg.ckpt)
+    device = pick_device(cfg.device)
+    precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
     if not cfg.overwrite:
         claim_run_dir(out_dir, cfg, finished_markers=("report.csv", "*_report.json", "*_mask.png"),
                       option="output" if cfg.output else "hydra.run.dir",
                       remedy="pass overwrite=true to replace them, or choose another output=<folder>")
-    device = pick_device(cfg.device)
     module.to(device)
     done, failed, rows = [], {}, []
     stems = output_stems(inputs)
     for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
         try:
-            report = predict_image(path, module, labels, cfg, out_dir, device, stems[path])
+            report = predict_image(path, module, labels, cfg, out_dir, device, stems[path], precision)
         except (ValueError, FileNotFoundError, OSError) as err:  # one bad scan must not stop the others
             failed[str(path)] = str(err)
             log.error("skipped %s: %s", path, err)

@@ -4,6 +4,7 @@ datamodule / LightningModule built from a composed config. Entry points import t
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import torch
 from hydra.utils import instantiate
@@ -33,6 +34,41 @@ def resolve_precision(precision: str | int | None) -> str | int | None:
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+INFERENCE_PRECISIONS = ("auto", "32", "bf16")
+
+
+def inference_precision(setting: str | int, device: torch.device) -> str:
+    """evaluate/predict `precision`: `auto` = bf16 autocast on CUDA GPUs that support it (as training there
+    uses), 32 elsewhere; `32` or `bf16` to choose. The softmax and everything after it stay in fp32."""
+    setting = str(setting)
+    if setting not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision={setting}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
+    if setting == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32"
+    return setting
+
+
+def with_autocast(logits_fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                  precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`logits_fn` run under bf16 autocast on `device` (precision "bf16"), or as it is ("32")."""
+    if precision == "32":
+        return logits_fn
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return logits_fn(images)
+
+    return run
+
+
+def describe_device(device: torch.device | str) -> str:
+    """What metrics.json and the benchmarks record: `cuda:0 (NVIDIA H200)`, `cpu`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def use_channels_last(cfg: DictConfig) -> bool:

@@ -65,3 +65,32 @@ def test_download_offline_fails_fast_and_says_where_files_go(tmp_path):
     with pytest.raises(HubUnreachable, match=rf"{tmp_path / 'artefact'}/data/train-\*\.parquet"):
         download(tmp_path / "artefact", "danielaivanova/damaged-media")
     assert not (tmp_path / "artefact").exists()
+
+
+def test_batches_drawn_on_the_device_equal_the_host_path_in_the_same_seeded_order(sample_root, labels, monkeypatch):
+    """data.preload_to=cuda keeps the DataLoader (sampler, seeded shuffling) and only changes where the batch
+    is taken from; checked here with the device path pointed at the CPU."""
+    host, _ = _datamodule(sample_root, labels)
+    device, _ = _datamodule(sample_root, labels)
+    monkeypatch.setattr(device, "_device", lambda: torch.device("cpu"))
+    for train in (True, False):
+        torch.manual_seed(5)
+        expected = list(host.train_dataloader() if train else host.val_dataloader())
+        torch.manual_seed(5)
+        got = list(device.train_dataloader() if train else device.val_dataloader())
+        assert len(got) == len(expected) > 1
+        for a, b in zip(got, expected):
+            assert set(a) == set(b) == {"image", "mask", "index"}
+            for key in a:
+                assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+def test_preload_to_is_checked(sample_root, labels):
+    with pytest.raises(ValueError, match="data.preload_to=gpu: choose one of auto, cpu, cuda"):
+        _datamodule(sample_root, labels, preload_to="gpu")
+    dm, _ = _datamodule(sample_root, labels, preload_to="auto")
+    assert dm._device() is None  # no trainer on a GPU: batches come from host RAM, as before
+    if not torch.cuda.is_available():
+        dm, _ = _datamodule(sample_root, labels, preload_to="cuda")
+        with pytest.raises(ValueError, match="data.preload_to=cuda: no CUDA device here"):
+            dm.train_dataloader()

@@ -203,3 +203,16 @@ def test_best_and_worst_panels_rank_only_images_with_scored_pixels(tmp_path, lab
     write_examples(tmp_path, result, data, labels, num_examples=5, save_masks=False)
     panels = sorted(p.name for p in (tmp_path / "predictions").glob("*_overlay.png"))
     assert panels == ["best01_good_overlay.png", "worst01_bad_overlay.png"], "an unscored image is neither"
+
+
+def test_bf16_autocast_moves_the_metrics_by_less_than_half_a_point(trained, evaluated, tmp_path):
+    """What evaluate/predict use on bf16 GPUs (precision=auto), checked with the CPU's bf16 autocast."""
+    reference = evaluated[False][1]
+    assert reference["precision"] == "32-true" and reference["device"] == "cpu"  # auto on a CPU: fp32
+    bf16 = _evaluate(trained / "checkpoints" / "best.ckpt", tmp_path / "bf16", "precision=bf16", "num_examples=0")
+    assert bf16["precision"] == "bf16-mixed"
+    for key in ("miou", "miou_gt", "pixel_accuracy"):
+        assert abs(bf16[key] - reference[key]) < 0.005, key
+    with pytest.raises(ValueError, match="precision=16: choose one of auto, 32, bf16"):
+        _evaluate(trained / "checkpoints" / "best.ckpt", tmp_path / "fp16", "precision=16")
+    assert not (tmp_path / "fp16").exists()

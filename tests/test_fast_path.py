@@ -44,6 +44,40 @@ def test_batch_augmentation_is_reproducible_from_its_seed():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def _reference_flip_rotate(flags, images, masks):
+    """The previous implementation (boolean-mask indexing): the sync-free one must give exactly its batches."""
+    images, masks = images.clone(), masks.clone()
+    for column, op in enumerate((lambda t: t.flip(-1), lambda t: t.flip(-2))):
+        chosen = flags[:, column]
+        if chosen.any():
+            images[chosen], masks[chosen] = op(images[chosen]), op(masks[chosen])
+    turn = flags[:, 2]
+    if turn.any():
+        images[turn] = images[turn].rot90(1, dims=(-2, -1))
+        masks[turn] = masks[turn].rot90(1, dims=(-2, -1))
+    return images, masks
+
+
+def test_sync_free_augmentation_gives_the_same_batches_as_masked_indexing():
+    augment = BatchFlipRotate(seed=7)
+    draws = torch.Generator().manual_seed(7)  # the augmentation's own stream of draws, replayed
+    for _ in range(5):
+        images = torch.randint(0, 255, (8, 3, 12, 12), dtype=torch.uint8)
+        masks = torch.randint(0, 16, (8, 12, 12))
+        flags = torch.rand(8, 3, generator=draws) < torch.tensor([0.5, 0.5, 0.5])
+        expected = _reference_flip_rotate(flags, images, masks)
+        got = augment(images, masks)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_rot90_on_non_square_batches_is_refused_whatever_the_draws():
+    with pytest.raises(ValueError, match="square"):
+        BatchFlipRotate(seed=0)(torch.zeros(1, 3, 8, 12, dtype=torch.uint8), torch.zeros(1, 8, 12, dtype=torch.long))
+    images, masks = BatchFlipRotate(rot90=0.0, seed=0)(torch.zeros(2, 3, 8, 12, dtype=torch.uint8),
+                                                       torch.zeros(2, 8, 12, dtype=torch.long))
+    assert images.shape == (2, 3, 8, 12) and masks.shape == (2, 8, 12)
+
+
 def _module(model, channels_last):
     return SegmentationModule(model=model, loss=DiceFocalLoss(class_weights=[1.0] * 16), optimizer=None,
                               scheduler=None, class_names=[str(i) for i in range(16)], ignore_index=255,
@@ -80,3 +114,22 @@ def test_train_benchmark_script_runs_at_tiny_size_and_writes_json(tmp_path):
     assert result["encoder"] == "convnext" and result["bare_images_per_s"] > 0
     # figures only, no timing comparison: a loaded machine reorders them (the test flaked while CI ran beside it)
     assert 0 < result["ratio_real_over_bare"] and result["eval_tta_images_per_s"] > 0 and result["eval_images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_sweep_projection_script_runs_the_real_cli_at_tiny_size_and_writes_json(tmp_path):
+    out = tmp_path / "sweep.json"
+    proc = subprocess.run([sys.executable, "benchmarks/sweep_time.py", "--encoders", "convnext", "--images", "16",
+                           "--image-size", "64", "--batch-size", "4", "--epochs", "3", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    (result,) = payload["results"]
+    assert result["encoder"] == "convnext" and result["epochs_run"] == 3
+    assert result["steady_epoch_s"] > 0 and result["first_epoch_incl_startup_s"] > 0 and result["report_wall_s"] > 0
+    assert (result["report_device"], result["report_precision"]) == ("cpu", "32-true")
+    # 3 folds x (first epoch + 49 steady epochs + report + shutdown), from the measured parts
+    one_run = (result["first_epoch_incl_startup_s"] + 49 * result["steady_epoch_s"] + result["report_wall_s"]
+               + result["shutdown_s"]) / 60
+    assert payload["projected_sweep_min"] == pytest.approx(3 * one_run, abs=0.1)
+    assert "projected sweep" in proc.stdout

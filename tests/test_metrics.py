@@ -80,3 +80,19 @@ def test_selection_metric_prefers_finding_the_thin_class_over_predicting_nothing
 
 def test_selection_metric_is_undefined_without_annotated_pixels():
     assert math.isnan(segmentation_metrics(np.zeros((3, 3)))["miou_gt"])
+
+
+def test_per_image_confusion_of_a_batch_equals_one_bincount_per_image_without_ignored_pixels():
+    from heritage_seg.scoring import _per_image_confusion
+
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.randint(0, 5, (3, 7, 9), generator=generator)
+    target = torch.randint(0, 5, (3, 7, 9), generator=generator)
+    target[0, 0] = 255
+    target[2] = 255  # an image without annotated pixels: an all-zero matrix
+    batch = _per_image_confusion(pred, target, 5, 255)
+    for i in range(3):
+        valid = target[i] != 255
+        expected = torch.bincount(target[i][valid] * 5 + pred[i][valid], minlength=25).view(5, 5)
+        assert torch.equal(batch[i], expected)
+    assert batch[2].sum() == 0 and batch.sum() == (target != 255).sum()

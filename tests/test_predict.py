@@ -169,7 +169,7 @@ def test_window_and_stride_overrides_change_the_tiling_and_are_recorded(trained_
     out = tmp_path / "pred"
     predict(_cfg(trained_run / "checkpoints" / "best.ckpt", scans / "painting.tif", "window=96", "stride=40"), out)
     report = json.loads((out / "painting_report.json").read_text())
-    assert (report["window"], report["stride"]) == (96, 40)
+    assert (report["window"], report["stride"], report["precision"]) == (96, 40, "32-true")
     assert report["windows"] == count_windows(210, 300, 96, 40) > count_windows(210, 300, 96, 64)
     with Image.open(out / "painting_mask.png") as img:
         assert img.size == (300, 210)

@@ -45,6 +45,37 @@ class SegmentationDataset(Dataset):
         }
 
 
+class DeviceSegmentationDataset(Dataset):
+    """The same batches as SegmentationDataset, drawn by index from uint8 tensors that already live on the
+    training device (data.preload_to=cuda): no per-step collation, pinning or host-to-device copy of images.
+
+    The DataLoader (and so its sampler, shuffling and seeded order, and the DDP sampler Lightning puts in) is the
+    same as on the host path; `__getitems__` receives a whole batch of indices and `collate_fn` passes it on."""
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, indices: np.ndarray):
+        self.images, self.masks = images, masks  # (N, 3, S, S) and (N, S, S) uint8 on the device
+        self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        index = self.indices[positions]
+        on_device = index.to(self.images.device, non_blocking=True)
+        return {"image": self.images[on_device], "mask": self.masks[on_device].long(), "index": index}
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        batch = self.__getitems__([i])
+        return {key: value[0] for key, value in batch.items()}
+
+
+def _pass_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch
+
+
+PRELOAD_TARGETS = ("auto", "cpu", "cuda")
+
+
 class ArtefactDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -63,8 +94,11 @@ class ArtefactDataModule(L.LightningDataModule):
         augment: Callable[..., Mapping[str, np.ndarray]] | None = None,
         sample: Mapping[str, Any] | None = None,
         split: str = DEFAULT_SPLIT,
+        preload_to: str = "auto",
     ):
         super().__init__()
+        if preload_to not in PRELOAD_TARGETS:
+            raise ValueError(f"data.preload_to={preload_to}: choose one of {', '.join(PRELOAD_TARGETS)}")
         if image_size % 32:
             raise ValueError(f"data.image_size={image_size}: must be a multiple of 32 (the U-Net downsamples 5 times)")
         self.root = Path(root).expanduser()
@@ -80,6 +114,8 @@ class ArtefactDataModule(L.LightningDataModule):
             raise ValueError(f"split={split}: choose source (K-fold over source images), material or content "
                              "(leave one material / content type out)")
         self.split_kind = split
+        self.preload_to = preload_to
+        self._on_device: tuple[torch.Tensor, torch.Tensor] | None = None
         self.data: PreparedData | None = None
         self.split: FoldSplit | None = None
 
@@ -125,9 +161,42 @@ class ArtefactDataModule(L.LightningDataModule):
         if self.data is None or self.split is None:
             raise RuntimeError("ArtefactDataModule: call prepare_data() and setup() first")
 
+    def _device(self) -> torch.device | None:
+        """Where the data set lives for training: `cuda` (the trainer's own device, so each DDP rank uses its
+        GPU) or None for host RAM. `auto` = on the GPU when training on one, unless a per-sample (CPU)
+        augmentation needs the host path."""
+        trainer_device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if self.preload_to == "cpu" or (self.preload_to == "auto" and (
+                trainer_device is None or trainer_device.type != "cuda" or self.augment is not None)):
+            return None
+        if self.augment is not None:
+            raise ValueError("data.preload_to=cuda: the per-sample augmentation (augment=albumentations) runs on the "
+                             "host; use augment=tensor (on the device) or data.preload_to=auto|cpu")
+        if trainer_device is not None and trainer_device.type == "cuda":
+            return trainer_device
+        if not torch.cuda.is_available():
+            raise ValueError("data.preload_to=cuda: no CUDA device here; use data.preload_to=auto or cpu")
+        return torch.device("cuda", torch.cuda.current_device())
+
+    def _device_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._on_device is None or self._on_device[0].device != device:
+            images = torch.from_numpy(np.ascontiguousarray(self.data.images)).to(device).permute(0, 3, 1, 2)
+            masks = torch.from_numpy(np.ascontiguousarray(self.data.masks)).to(device)
+            self._on_device = (images.contiguous(), masks)
+            log.info("data set on %s: %.0f MB of uint8 images and masks", device,
+                     (images.numel() + masks.numel()) / 1e6)
+        return self._on_device
+
     def _loader(self, indices: np.ndarray, train: bool, shard: bool = False) -> DataLoader:
         self._require_setup()
-        dataset = SegmentationDataset(self.data.images, self.data.masks, indices, self.augment if train else None)
+        device = self._device()
+        if device is not None:
+            dataset = DeviceSegmentationDataset(*self._device_tensors(device), indices)
+            extra = {"collate_fn": _pass_batch, "num_workers": 0, "pin_memory": False}
+        else:
+            dataset = SegmentationDataset(self.data.images, self.data.masks, indices, self.augment if train else None)
+            extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
+                     "persistent_workers": self.num_workers > 0}
         sampler = None
         if shard and torch.distributed.is_available() and torch.distributed.is_initialized():
             # Lightning's default DistributedSampler pads the last shard with repeated images, which would count
@@ -139,9 +208,7 @@ class ArtefactDataModule(L.LightningDataModule):
             shuffle=train and sampler is None,
             sampler=sampler,
             drop_last=train and len(indices) > self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
+            **extra,
         )
 
     def train_dataloader(self) -> DataLoader:
