@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,15 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
 
 def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device,
                   stem_name: str | None = None, precision: str = "32") -> dict[str, Any]:
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}  # where a scan's time goes (report.json): decode, mapping, statistics, files
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
     decoded = open_image(path, str(path))  # turned as its EXIF orientation says: as every viewer shows it
     inside = object_mask(decoded)  # a cut-out's transparent pixels are not object
     image = np.asarray(to_rgb(decoded, str(path)))
@@ -67,6 +77,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+    lap("decode")
     window = int(cfg.window or module.hparams["run_config"]["data"]["image_size"])
     stride = int(cfg.stride or max(1, round(window * 2 / 3)))
     transforms = resolve(bool(cfg.tta))
@@ -81,17 +92,21 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     if inside is not None:
         mask = np.where(inside, mask, np.uint8(labels.ignore_index))
         confidence = np.where(inside, confidence, np.uint8(0))
+    lap("mapping")
 
     stem = out_dir / (stem_name or path.stem)
+    classes = class_report(mask, labels)
+    lap("statistics")
     save_image(Path(f"{stem}_mask.png"), palette_mask(mask, labels))
     save_image(Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))
-    classes = class_report(mask, labels)
+    lap("mask_and_confidence_png")
     present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
     save_image(Path(f"{stem}_overlay.jpg"), scan_overlay(image, mask, confidence, labels, float(cfg.overlay_alpha),
                                                     present))
+    lap("overlay_jpg")
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
               "scale": scale, "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
-              "precision": "bf16-mixed" if precision == "bf16" else "32-true",
+              "precision": "bf16-mixed" if precision == "bf16" else "32-true", "seconds": seconds,
               **classes}
     write_json_atomic(Path(f"{stem}_report.json"), report)
     return report
