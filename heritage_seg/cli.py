@@ -18,10 +18,10 @@ def exit_on_user_error(task):
         try:
             return task(cfg)
         except USER_ERRORS as err:
+            log.error("error: %s", err)  # in a sweep too: the job's own log must say why it failed
             # In a sweep, let Hydra record this job as failed and go on with the others.
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise
-            log.error("error: %s", err)
             raise SystemExit(2) from None
 
     return wrapper

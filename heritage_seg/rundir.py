@@ -9,6 +9,7 @@ conf/callbacks/default.yaml spells checkpoints/{best,last}.ckpt for Lightning's 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import socket
@@ -39,6 +40,26 @@ CLAIM = ".claim"                           # created exclusively by the run that
 RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "labels", "trainer.max_epochs")
 # What must agree between ensemble members: they are evaluated on one validation set with one label map.
 SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "labels")
+
+
+MAX_DIRNAME = 200  # a sweep job's folder is named by its overrides; one path component may hold 255 bytes
+
+
+def sweep_dirname(overrides: str) -> str:
+    """A sweep job's folder name (conf/train.yaml `hydra.sweep.subdir`): its overrides as Hydra joins them, with
+    the `/` of path values written `%2F` (Hydra leaves them, which nests folders), and when that is too long for
+    one folder name, its first part plus a hash of the whole. Deterministic, so a requeued job finds its folder
+    again; `aggregate` groups by `.hydra/overrides.yaml`, never by this name."""
+    overrides = overrides.replace("/", "%2F")
+    if len(overrides.encode()) <= MAX_DIRNAME:
+        return overrides
+    digest = hashlib.sha256(overrides.encode()).hexdigest()[:12]
+    head = overrides.encode()[: MAX_DIRNAME - 13].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
+if not OmegaConf.has_resolver("sweep_dirname"):
+    OmegaConf.register_new_resolver("sweep_dirname", sweep_dirname)
 
 
 def run_dir_of(ckpt: Path) -> Path:

@@ -21,7 +21,7 @@ from heritage_seg.files import write_json_atomic
 from heritage_seg.models import check_encoder_name, smp_encoder_name
 from heritage_seg.rundir import (CHECKPOINTS, CLASS_WEIGHTS, FINISHED, LAST, METRICS, RUN_IDENTITY, SPLITS,
                                  claim_run_dir, finished_run, first_difference)
-from heritage_seg.runtime import build_training, resolve_precision
+from heritage_seg.runtime import build_training, resolve_precision, respect_cpu_allocation
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def train(cfg: DictConfig) -> float:
     cfg.encoder.name = smp_encoder_name(cfg.encoder)  # recorded resolved, so later tools rebuild the same model
     check_encoder_name(cfg.encoder.name)
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
+    respect_cpu_allocation()
     resume = cfg.get("resume", False)
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume={resume}: choose false, true or auto")

@@ -45,3 +45,15 @@ def test_default_run_folder_names_differ_below_the_second(config):
         dirs = [compose(config, overrides=overrides, return_hydra_config=True).hydra.run.dir for _ in range(2)]
     assert all(re.search(r"/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}$", d) for d in dirs), dirs
     assert dirs[0] != dirs[1]
+
+
+def test_sweep_folder_names_stay_one_folder_of_legal_length_and_are_stable():
+    from heritage_seg.rundir import MAX_DIRNAME, sweep_dirname
+
+    assert sweep_dirname("encoder=mit_b3,fold=1") == "encoder=mit_b3,fold=1"
+    with_path = "encoder.weights=/models/convnext.pth,fold=0"
+    assert "/" not in sweep_dirname(with_path) and sweep_dirname(with_path).endswith("fold=0")
+    long = ",".join(f"+callbacks.c{i}.value={i * 1000}" for i in range(40))
+    other = long.replace("c39.value=39000", "c39.value=39001")  # differs only at the end
+    assert len(sweep_dirname(long).encode()) <= MAX_DIRNAME < 255
+    assert sweep_dirname(long) == sweep_dirname(long) != sweep_dirname(other)  # a requeued job finds its folder
