@@ -133,3 +133,20 @@ def test_a_plain_sbatch_job_requeued_into_its_own_folder_continues(tmp_path):
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 2 and last["global_step"] == 6, "continued from epoch 1, not restarted"
     assert json.loads((run_dir / "finished.json").read_text())["epochs"] == 3
+
+
+def test_a_slurm_job_uses_no_more_cpu_threads_than_it_was_given(monkeypatch):
+    from heritage_seg.runtime import respect_cpu_allocation
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        respect_cpu_allocation()
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+        respect_cpu_allocation()  # outside SLURM nothing changes
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
