@@ -13,7 +13,8 @@ import torch
 from heritage_seg.files import write_json_atomic
 from heritage_seg.rundir import METRICS, METRICS_TTA
 from heritage_seg.runtime import describe_device
-from heritage_seg.scoring import metrics_payload, run_context, run_evaluation
+from heritage_seg.native import check_resolution, validation_masks
+from heritage_seg.scoring import run_context, run_evaluation, scored_payload
 from heritage_seg.tta import DEFAULT_TTA
 
 log = logging.getLogger("heritage_seg")
@@ -51,9 +52,11 @@ class FinalValidationReport(L.Callback):
     autocast (the precision plugin's forward context); metrics.json records both.
     """
 
-    def __init__(self, output_dir: str, tta: bool = True):
+    def __init__(self, output_dir: str, tta: bool = True, resolution: str = "native", max_side: int | None = None):
         self.output_dir = Path(output_dir)
         self.tta = tta
+        self.native = check_resolution(resolution, max_side)
+        self.max_side = max_side
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -74,18 +77,20 @@ class FinalValidationReport(L.Callback):
                 return model(images)
 
         labels_n, ignore = len(model.class_names), model.ignore_index
+        datamodule = trainer.datamodule
+        native = validation_masks(datamodule, self.max_side) if self.native else None
         runs = [(METRICS, ("identity",))] + ([(METRICS_TTA, DEFAULT_TTA)] if self.tta else [])
         for filename, transforms in runs:
             start = time.perf_counter()
-            result = run_evaluation(logits, trainer.datamodule.full_val_dataloader(), labels_n, ignore, transforms,
-                                    device, keep_predictions=False)
+            result = run_evaluation(logits, datamodule.full_val_dataloader(), labels_n, ignore, transforms,
+                                    device, keep_predictions=False, native_mask=native)
             seconds = time.perf_counter() - start
-            payload = metrics_payload(result.confmat, model.class_names, tta=len(transforms) > 1,
-                                      tta_transforms=list(transforms), num_images=len(result.indices),
-                                      **run_context(model.hparams["run_config"], best, trainer.datamodule.split),
-                                      device=describe_device(device), precision=str(trainer.precision),
-                                      seconds=round(seconds, 3))
+            payload = scored_payload(result, model.class_names, max_side=self.max_side, tta=len(transforms) > 1,
+                                     tta_transforms=list(transforms), num_images=len(result.indices),
+                                     **run_context(model.hparams["run_config"], best, datamodule.split),
+                                     device=describe_device(device), precision=str(trainer.precision),
+                                     seconds=round(seconds, 3))
             write_json_atomic(self.output_dir / filename, payload)
-            log.info("best checkpoint on the validation fold (tta=%s, %s, %s, %.1f s): mIoU over truth classes "
-                     "%.4f, strict mIoU %.4f -> %s", len(transforms) > 1, payload["device"], payload["precision"],
-                     seconds, _or_nan(payload["miou_gt"]), _or_nan(payload["miou"]), self.output_dir / filename)
+            log.info("best checkpoint on the validation fold (tta=%s, %s, %s, %.1f s, %s resolution): mIoU over "
+                     "truth classes %.4f, strict mIoU %.4f -> %s", len(transforms) > 1, payload["device"],
+                     payload["precision"], seconds, payload["resolution"], _or_nan(payload["miou_gt"]), _or_nan(payload["miou"]), self.output_dir / filename)

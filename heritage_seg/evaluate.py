@@ -17,7 +17,8 @@ from omegaconf import DictConfig, ListConfig
 
 from heritage_seg.checkpoints import load_trained_module
 from heritage_seg.cli import exit_on_user_error
-from heritage_seg.scoring import format_table, metrics_payload, run_context, run_evaluation
+from heritage_seg.native import check_resolution, validation_masks
+from heritage_seg.scoring import format_table, run_context, run_evaluation, scored_payload
 from heritage_seg.files import save_image, write_json_atomic
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
                                   plot_iou_per_class)
@@ -76,7 +77,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     members = load_members(ckpts)  # bad checkpoints fail before any folder is touched
     module, run_cfg, labels = members[0]
     device = pick_device(cfg.device)
-    precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
+    precision = inference_precision(cfg.precision, device)  # bad options fail before any folder is touched
+    native = check_resolution(cfg.resolution, cfg.max_side)
     claim_run_dir(out_dir, cfg, finished_markers=(METRICS,))
     for member, _, _ in members:
         member.to(device)
@@ -89,10 +91,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     start = time.perf_counter()
     models = [with_autocast(m, device, precision) for m, _, _ in members]
     result = run_evaluation(models, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index, transforms,
-                            device)
+                            device, native_mask=validation_masks(datamodule, cfg.max_side) if native else None)
     seconds = time.perf_counter() - start
-    payload = metrics_payload(
-        result.confmat, labels.names,
+    payload = scored_payload(
+        result, labels.names, max_side=cfg.max_side,
         tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
         **run_context(run_cfg, ckpt, datamodule.split), data_root=str(datamodule.root),
         seconds=round(seconds, 3), members=[str(c) for c in ckpts], device=describe_device(device),

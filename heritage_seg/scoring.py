@@ -17,6 +17,7 @@ import torch
 
 from heritage_seg.data.folds import DEFAULT_SPLIT
 from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.native import native_confusion
 from heritage_seg.tta import predict_probabilities
 
 VERSIONED_PACKAGES = ("heritage_seg", "torch", "lightning", "segmentation-models-pytorch", "timm", "torchmetrics")
@@ -29,6 +30,9 @@ class EvalResult:
     per_image_confmat: list[np.ndarray] = field(default_factory=list)
     predictions: list[np.ndarray] = field(default_factory=list)   # (H, W) uint8 class ids
     confidence: list[np.ndarray] = field(default_factory=list)    # (H, W) uint8, max probability * 255
+    # the same predictions scored against the masks at their stored resolution (None: not asked for)
+    native_confmat: np.ndarray | None = None
+    native_per_image_confmat: list[np.ndarray] = field(default_factory=list)
 
     def per_image_miou(self) -> np.ndarray:
         return np.array([segmentation_metrics(cm)["miou"] for cm in self.per_image_confmat])
@@ -57,13 +61,18 @@ def run_evaluation(
     transforms: Sequence[str] = ("identity",),
     device: torch.device | str = "cpu",
     keep_predictions: bool = True,
+    native_mask: Callable[[int], np.ndarray] | None = None,
 ) -> EvalResult:
     """Every pixel of every batch goes into one confusion matrix; per-image matrices are kept for ranking.
 
-    Several models (an ensemble) average their softmax probabilities, each after its own TTA."""
+    Several models (an ensemble) average their softmax probabilities, each after its own TTA. With
+    `native_mask` (data-set index -> class-id mask at its stored resolution) the same probabilities are also
+    upsampled to that mask's size and counted there (heritage_seg/native.py): `result.native_confmat`."""
     models = list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
     total = np.zeros((num_classes, num_classes), dtype=np.int64)
     result = EvalResult(confmat=total)
+    if native_mask is not None:
+        result.native_confmat = np.zeros((num_classes, num_classes), dtype=np.int64)
     for batch in batches:
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["mask"].to(device, non_blocking=True)
@@ -77,6 +86,12 @@ def run_evaluation(
         total += per_image.sum(axis=0)
         result.per_image_confmat.extend(per_image)
         result.indices.extend(int(i) for i in batch["index"])
+        if native_mask is not None:
+            for one, index in zip(probs, batch["index"]):
+                mask = torch.from_numpy(native_mask(int(index)))
+                cm = native_confusion(one, mask, num_classes, ignore_index).cpu().numpy()
+                result.native_confmat += cm
+                result.native_per_image_confmat.append(cm)
         if keep_predictions:
             result.predictions.extend(pred.to(torch.uint8).cpu().numpy())
             result.confidence.extend((confidence * 255).round().to(torch.uint8).cpu().numpy())
@@ -143,6 +158,23 @@ def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: 
     }
 
 
+TRAIN_RESOLUTION_KEYS = ("miou", "miou_gt", "pixel_accuracy", "mean_dice", "per_class", "confusion_matrix")
+
+
+def scored_payload(result: EvalResult, class_names: Sequence[str], max_side: int | None = None,
+                   **context: Any) -> dict[str, Any]:
+    """metrics.json for an evaluation: at the masks' own resolution when `result` was scored there
+    (`resolution: native`, the cap `max_side` if one applied), with the figures at the model's input size in a
+    `train_resolution` block (what the seed's table compares with); else at the input size (`resolution: train`)."""
+    train = metrics_payload(result.confmat, class_names, **context)
+    if result.native_confmat is None:
+        return {**train, "resolution": "train"}
+    payload = metrics_payload(result.native_confmat, class_names, **context)
+    payload.update(resolution="native", max_side=max_side,
+                   train_resolution={key: train[key] for key in TRAIN_RESOLUTION_KEYS})
+    return payload
+
+
 def format_table(payload: dict[str, Any]) -> str:
     """Per-class table as mmsegmentation prints it (percent; '-' where undefined)."""
     def pct(v):
@@ -155,4 +187,9 @@ def format_table(payload: dict[str, Any]) -> str:
     lines.append(f"mIoU (truth classes) {pct(payload.get('miou_gt'))}   mIoU (strict) {pct(payload['miou'])}   "
                  f"mDice {pct(payload['mean_dice'])}   pixel accuracy {pct(payload['pixel_accuracy'])}   "
                  f"(tta={payload.get('tta')})")
+    if payload.get("resolution") == "native":
+        train = payload["train_resolution"]
+        cap = f", longest side capped at {payload['max_side']} px" if payload.get("max_side") else ""
+        lines.append(f"at each mask's own resolution{cap}; at the model's input size ({payload.get('image_size')} px): "
+                     f"mIoU (truth classes) {pct(train.get('miou_gt'))}   mIoU (strict) {pct(train['miou'])}")
     return "\n".join(lines)

@@ -202,3 +202,27 @@ def test_split_material_trains_on_other_materials_and_the_aggregate_reports_each
     assert group["held_out"] == {0: "Canvas", 5: "Wood"}
     assert "| split=material | Canvas |" in (tmp_path / "sweep" / "cv_results.md").read_text().replace("(defaults)",
                                                                                                         "split=material")
+
+
+def test_native_and_input_size_figures_are_both_reported_and_mixing_them_is_flagged(tmp_path):
+    sweep = tmp_path / "sweep"
+    for fold, (native, squashed) in enumerate(((0.30, 0.40), (0.32, 0.44))):
+        run = fake_run(sweep, f"a{fold}", ["encoder=convnext"], fold, native)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics.update(resolution="native", max_side=None, train_resolution={
+            "miou": squashed, "miou_gt": squashed, "pixel_accuracy": 0.9, "mean_dice": squashed + 0.1,
+            "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": 0.1}}})
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    summary = aggregate([sweep])
+    (group,) = summary["groups"].values()
+    assert group["resolution"] == "native" and not any("mixes" in w for w in summary["warnings"])
+    assert group["no_tta"]["miou"]["mean"] == pytest.approx(0.31)
+    assert group["train_resolution"]["miou"]["mean"] == pytest.approx(0.42)
+    markdown = (sweep / "cv_results.md").read_text()
+    assert "each mask's own resolution" in markdown and "scored at the model's input size" in markdown
+    assert "| 42.00 ± 2.83 |" in markdown
+
+    fake_run(sweep, "a2", ["encoder=convnext"], 2, 0.5)  # an older run: scored at the input size only
+    summary = aggregate([sweep])
+    assert any("mixes runs scored at the masks' own resolution and at the input size" in w
+               for w in summary["warnings"])

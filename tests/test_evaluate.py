@@ -67,9 +67,66 @@ def test_metrics_are_recomputed_exactly_from_the_saved_masks(evaluated, trained,
         valid = gt != 255
         cm += np.bincount(gt[valid].astype(np.int64) * 16 + pred[valid], minlength=256).reshape(16, 16)
     again = segmentation_metrics(cm)
-    assert again["miou"] == pytest.approx(payload["miou"], abs=1e-6)
-    assert again["pixel_accuracy"] == pytest.approx(payload["pixel_accuracy"], abs=1e-6)
-    np.testing.assert_array_equal(cm, np.asarray(payload["confusion_matrix"]))
+    at_input_size = payload["train_resolution"]  # the saved masks are the model's outputs at its input size
+    assert again["miou"] == pytest.approx(at_input_size["miou"], abs=1e-6)
+    assert again["pixel_accuracy"] == pytest.approx(at_input_size["pixel_accuracy"], abs=1e-6)
+    np.testing.assert_array_equal(cm, np.asarray(at_input_size["confusion_matrix"]))
+
+
+def _native_reference(ckpt, sample_root, labels, val_ids, max_side=None):
+    """The plain way: whole-image F.interpolate of each image's probabilities to its mask's stored size."""
+    import torch
+    import torch.nn.functional as F
+
+    from heritage_seg.checkpoints import load_trained_module
+
+    module, run_cfg, _ = load_trained_module(ckpt)
+    size = run_cfg.data.image_size
+    cm = np.zeros((16, 16), np.int64)
+    for sample_id in val_ids:
+        image = Image.open(sample_root / "images" / f"{sample_id}.png").convert("RGB")
+        mask = labels.encode(np.asarray(Image.open(sample_root / "annotations" / f"{sample_id}.png")))
+        if max_side and max(mask.shape) > max_side:
+            scale = max_side / max(mask.shape)
+            shape = (round(mask.shape[0] * scale), round(mask.shape[1] * scale))
+            mask = np.asarray(Image.fromarray(mask).resize(shape[::-1], Image.Resampling.NEAREST))
+        x = torch.from_numpy(np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)))
+        with torch.no_grad():
+            probs = module(x.permute(2, 0, 1)[None]).float().softmax(dim=1)
+        pred = F.interpolate(probs, size=mask.shape, mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+        valid = mask != 255
+        cm += np.bincount(mask[valid].astype(np.int64) * 16 + pred[valid], minlength=256).reshape(16, 16)
+    return cm
+
+
+def test_metrics_are_counted_at_each_masks_own_resolution(evaluated, trained, labels, sample_root):
+    """Trained at 64 px on larger sample images: metrics.json is scored against the masks as stored."""
+    _, payload = evaluated[False]
+    assert payload["resolution"] == "native" and payload["max_side"] is None and payload["image_size"] == 64
+    val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
+    reference = _native_reference(trained / "checkpoints" / "best.ckpt", sample_root, labels, val_ids)
+    stored = sum(int((labels.encode(np.asarray(Image.open(sample_root / "annotations" / f"{i}.png"))) != 255).sum())
+                 for i in val_ids)  # every annotated pixel as stored
+    assert np.asarray(payload["confusion_matrix"]).sum() == reference.sum() == stored > 64 * 64 * len(val_ids)
+    # bilinear weights as F.interpolate's, applied in strips: at most a handful of near-tie pixels may differ
+    assert np.abs(np.asarray(payload["confusion_matrix"]) - reference).sum() <= 2 * 1e-4 * reference.sum()
+
+
+def test_resolution_train_and_max_side(trained, evaluated, labels, sample_root, tmp_path):
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    train_only = _evaluate(ckpt, tmp_path / "train", "resolution=train", "num_examples=0")
+    assert train_only["resolution"] == "train" and "train_resolution" not in train_only
+    assert train_only["confusion_matrix"] == evaluated[False][1]["train_resolution"]["confusion_matrix"]
+    capped = _evaluate(ckpt, tmp_path / "capped", "max_side=96", "num_examples=0")
+    val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
+    reference = _native_reference(ckpt, sample_root, labels, val_ids, max_side=96)
+    assert capped["max_side"] == 96
+    assert np.asarray(capped["confusion_matrix"]).sum() == reference.sum() <= 96 * 96 * len(val_ids)
+    assert np.abs(np.asarray(capped["confusion_matrix"]) - reference).sum() <= 2 * 1e-4 * reference.sum()
+    for bad, message in (("resolution=full", "resolution=full: choose native"), ("max_side=0", "max_side=0")):
+        with pytest.raises(ValueError, match=message):
+            _evaluate(ckpt, tmp_path / "bad", bad)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_pictures_and_panels_are_valid_pngs(evaluated):
@@ -166,7 +223,9 @@ def test_training_ends_with_metrics_of_the_best_checkpoint_with_and_without_tta(
     assert plain["checkpoint"].endswith("best.ckpt") and plain["fold"] == 0
     # the callback and `evaluate` are one code path: same checkpoint, same fold -> same numbers
     for flag, payload in ((False, plain), (True, tta)):
+        assert payload["resolution"] == "native"
         assert payload["confusion_matrix"] == evaluated[flag][1]["confusion_matrix"]
+        assert payload["train_resolution"] == evaluated[flag][1]["train_resolution"]
         assert payload["miou"] == pytest.approx(evaluated[flag][1]["miou"], abs=1e-9)
 
 

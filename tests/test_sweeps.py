@@ -109,9 +109,9 @@ def test_ddp_on_two_cpu_processes_syncs_metrics_and_only_rank_0_writes(tmp_path)
     synced = float(state["best_model_score"])
     metrics = json.loads((run_dir / "metrics.json").read_text())  # rank 0 alone, whole validation fold
     assert metrics["num_images"] == len(json.loads((run_dir / "splits.json").read_text())["val_ids"])
-    # each image counted once across the two ranks: the synced validation score (val/mIoU_gt, the monitor)
-    # equals the single-process one
-    assert synced == pytest.approx(metrics["miou_gt"], abs=1e-6)
+    # each image counted once across the two ranks: the synced validation score (val/mIoU_gt, the monitor, at
+    # the model's input size) equals the single-process one at that size
+    assert synced == pytest.approx(metrics["train_resolution"]["miou_gt"], abs=1e-6)
     assert not list(run_dir.glob(".pl_hydra*")) and len(list(run_dir.glob("**/config.yaml"))) == 1
 
 

@@ -27,6 +27,10 @@ METRIC_TITLES = {
 }
 
 
+RESOLUTION_NAMES = {"native": "each mask's own resolution", "train": "the model's input size (masks squashed)",
+                    "mixed": "MIXED (see warnings)"}
+
+
 def _results_table(summary: dict[str, Any], metric: str) -> list[str]:
     key = suffix(metric)
     lines = [f"## {METRIC_TITLES[metric]}", "",
@@ -45,9 +49,21 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Cross-validation results", "",
              f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
              f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}",
-             "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)", ""]
+             "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)",
+             "Resolution of each group's figures: "
+             + "; ".join(f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
+                         for g in summary["groups"].values()), ""]
     for metric in PAIRED_METRICS:
         lines += _results_table(summary, metric) + [""]
+    if any(g.get("resolution") == "native" and g.get("train_resolution") for g in summary["groups"].values()):
+        lines += ["## The same runs scored at the model's input size (masks squashed as in training; the seed's "
+                  "table)", "", "| group | encoder | mIoU (truth classes) | mIoU (strict) | pixel acc. |",
+                  "|---|---|---|---|---|"]
+        for g in summary["groups"].values():
+            t = g.get("train_resolution") or {}
+            lines.append(f"| {g['label']} | {g['encoder']} | {_fmt(t.get('miou_gt'))} | {_fmt(t.get('miou'))} | "
+                         f"{_fmt(t.get('pixel_accuracy'))} |")
+        lines.append("")
     held_out = [(g, fold, name) for g in summary["groups"].values() if g.get("held_out")
                 for fold, name in g["held_out"].items()]
     if held_out:

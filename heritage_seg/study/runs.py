@@ -26,6 +26,18 @@ class FinishedRun:
     metrics_tta: dict[str, Any] | None
     val_set: str | None = None  # fingerprint of the validation ids (splits.json); None: not recorded
 
+    @property
+    def resolution(self) -> str:
+        """Where metrics.json was counted: `native` (each mask's stored size) or `train` (the model's input size,
+        also every metrics.json written before native scoring existed)."""
+        return str(self.metrics.get("resolution", "train"))
+
+    @property
+    def metrics_train(self) -> dict[str, Any]:
+        """The figures at the model's input size (comparable with the seed's table), whatever `resolution` is."""
+        block = self.metrics.get("train_resolution")
+        return with_miou_gt(dict(block)) if block else self.metrics
+
 
 def with_miou_gt(metrics: dict[str, Any]) -> dict[str, Any]:
     """metrics.json written before miou_gt existed: recompute it from the confusion matrix it holds."""

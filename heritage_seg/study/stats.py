@@ -78,12 +78,20 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
             summary["warnings"].append(message)
             log.warning("!!! %s", message)
         plain, tta = _summarise_group(members, "metrics"), _summarise_group(members, "metrics_tta")
+        resolutions = sorted({r.resolution for r in members})
+        if len(resolutions) > 1:
+            message = (f"group '{name}' mixes runs scored at the masks' own resolution and at the input size "
+                       f"({', '.join(resolutions)}): its mean mixes two kinds of figure; re-evaluate the older runs")
+            summary["warnings"].append(message)
+            log.warning("!!! %s", message)
         gains = {}
         for metric in PAIRED_METRICS:  # tta_gain_miou (strict), tta_gain_miou_gt
             gains[f"tta_gain_{metric}"] = None if tta is None else _stats(
                 [t - p for t, p in zip(tta[metric]["per_fold"].values(), plain[metric]["per_fold"].values())
                  if t is not None and p is not None])
         summary["groups"][name] = {
+            "resolution": resolutions[0] if len(resolutions) == 1 else "mixed",
+            "train_resolution": _summarise_group(members, "metrics_train"),
             "held_out": {r.fold: r.metrics.get("held_out") for r in members} if members[0].metrics.get("held_out")
             else None,
             "label": ",".join(sorted(override_sets[name] - common)) or "(defaults)",

@@ -1,0 +1,112 @@
+"""Scoring at the annotation's own resolution: the model's class probabilities at its input size, upsampled
+bilinearly to the original mask's size in bounded strips of rows, counted against the original mask.
+
+mmsegmentation resizes the prediction back to the ground truth's size before counting IoU; a mask squashed to
+the training size drops or fattens 3-px cracks and hairs, so only this figure is the IoU a conservator gets on
+the object. `F.interpolate` would build the whole (C, H, W) float map (16 classes of a 100-Mpx scan: 6.4 GB);
+here the same bilinear weights (align_corners=False) are applied one strip of output rows at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from heritage_seg.data.imageio import raw_mask_array
+
+
+def _axis(out_len: int, in_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices and weights of bilinear resizing along one axis, as `F.interpolate(align_corners=False)`."""
+    scale = in_len / out_len
+    src = ((torch.arange(out_len, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=in_len - 1)
+    high = (low + 1).clamp(max=in_len - 1)
+    frac = (src - low).to(torch.float32)
+    return low, high, frac
+
+
+def upsampled_strips(probs: torch.Tensor, height: int, width: int, rows_per_strip: int = 256):
+    """Yield (top, strip) with strip = bilinear(probs)[:, top:top + rows] for the (C, h, w) map `probs` resized
+    to (height, width); at most (C, rows_per_strip, width) floats exist at a time (plus (C, h, width))."""
+    channels, in_h, in_w = probs.shape
+    col_lo, col_hi, col_w = _axis(width, in_w, probs.device)
+    wide = probs[:, :, col_lo] * (1 - col_w) + probs[:, :, col_hi] * col_w  # (C, h, width)
+    row_lo, row_hi, row_w = _axis(height, in_h, probs.device)
+    for top in range(0, height, rows_per_strip):
+        end = min(top + rows_per_strip, height)
+        w = row_w[top:end].view(1, -1, 1)
+        yield top, wide[:, row_lo[top:end]] * (1 - w) + wide[:, row_hi[top:end]] * w
+
+
+def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, ignore_index: int,
+                     rows_per_strip: int = 256) -> torch.Tensor:
+    """(C, C) confusion matrix (rows = truth) of argmax(bilinear(probs) at the mask's size) against `mask`
+    ((H, W) class ids, `ignore_index` not counted), accumulated strip by strip on `probs`' device."""
+    height, width = mask.shape
+    counts = torch.zeros(num_classes * num_classes + 1, dtype=torch.long, device=probs.device)
+    for top, strip in upsampled_strips(probs, height, width, rows_per_strip):
+        pred = strip.argmax(dim=0)
+        target = mask[top: top + pred.shape[0]].to(probs.device, non_blocking=True).long()
+        index = torch.where(target == ignore_index, num_classes * num_classes, target * num_classes + pred)
+        counts.scatter_add_(0, index.reshape(-1), torch.ones_like(index.reshape(-1)))
+    return counts[:-1].view(num_classes, num_classes)
+
+
+RESOLUTIONS = ("native", "train")
+
+
+def check_resolution(resolution: str, max_side: int | None) -> bool:
+    """`resolution`: native (score at the masks' stored size) or train (at the model's input size, the seed's
+    figure); True for native. `max_side`: null, or a positive cap on the longest side of native masks."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution={resolution}: choose native (the masks' own size) or train (the model's input "
+                         "size, as the seed's table)")
+    if max_side is not None and (not isinstance(max_side, int) or max_side < 32):
+        raise ValueError(f"max_side={max_side}: null (no cap) or an integer >= 32 (pixels of the longest side)")
+    return resolution == "native"
+
+
+def cap_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(height, width) scaled so the longest side is at most `max_side` (aspect kept); unchanged if None."""
+    if not max_side or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class NativeMasks:
+    """The class-id masks of a data set at their stored resolution, by image id, for native-resolution scoring.
+
+    Folder data is read one mask at a time when asked; parquet shards are read once (only the id and annotation
+    columns) for the requested ids. `max_side` caps the longest side (nearest neighbour) for huge scans."""
+
+    def __init__(self, reader, labels, ids: list[str], max_side: int | None = None):
+        self.reader, self.labels, self.max_side = reader, labels, max_side
+        self._loaded: dict[str, np.ndarray] | None = None
+        if reader.form != "folder":
+            self._loaded = {i: self._encode(i, m) for i, m in reader.masks(ids)}
+
+    def _encode(self, sample_id: str, img: Image.Image) -> np.ndarray:
+        mask = self.labels.encode(raw_mask_array(img, f"{sample_id} (mask)"), f"{sample_id} (mask)")
+        height, width = cap_size(*mask.shape, self.max_side)
+        if (height, width) != mask.shape:
+            mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+        return mask
+
+    def __call__(self, sample_id: str) -> np.ndarray:
+        if self._loaded is not None:
+            return self._loaded[sample_id]
+        (found_id, img), = list(self.reader.masks([sample_id]))
+        return self._encode(found_id, img)
+
+
+def validation_masks(datamodule, max_side: int | None = None):
+    """Data-set index -> the validation image's class-id mask at its stored resolution, for a prepared
+    ArtefactDataModule (read from the data it was built from: `data.root`)."""
+    from heritage_seg.data.readers import open_reader
+
+    ids = datamodule.data.ids
+    masks = NativeMasks(open_reader(datamodule.root, datamodule.source_id_pattern), datamodule.labels,
+                        [ids[i] for i in datamodule.split.val_idx], max_side)
+    return lambda index: masks(ids[index])
