@@ -69,6 +69,13 @@ def test_outputs_are_written_and_readable(sweep):
     assert "| encoder=convnext | encoder=mit_b3 | 3 | 6.67 ± 2.89 |" in markdown
     with Image.open(sweep / "cv_comparison.png") as img:
         img.verify()
+    tex = (sweep / "cv_results.tex").read_text()
+    assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
+    # these fake runs have no miou_gt (and no confusion matrix to recompute it from): "--"
+    assert "encoder=convnext & CNN & -- & 60.00 $\\pm$ 10.00 & -- & 62.00 $\\pm$ 10.54 &" in tex
+    assert "encoder=mit\\_b3" in tex  # LaTeX special characters escaped
+    body = tex[tex.index("\\midrule"):tex.index("\\bottomrule")]
+    assert all(line.count("&") == 7 for line in body.splitlines()[1:])
 
 
 def test_missing_folds_and_unfinished_runs_are_reported_loudly(sweep):

@@ -118,3 +118,17 @@ def test_cli_reports_a_user_error_in_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2
     assert "fold=5: must be an integer in [0, n_folds) = [0, 3)" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_csv_logger_alone_or_beside_tensorboard(tmp_path, sample_root):
+    import csv
+
+    for choice, expected in (("logger=csv", {"csv"}), ("logger=[tensorboard,csv]", {"csv", "tensorboard"})):
+        run_dir = tmp_path / choice.replace("[", "").replace("]", "").replace(",", "_").replace("=", "_")
+        cfg = compose_config(tiny_train_overrides(run_dir, sample_root) + [choice])
+        assert set(cfg.logger) == expected
+        train(cfg)
+        with open(run_dir / "csv" / "metrics.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert any(row.get("val/mIoU_gt") for row in rows) and any(row.get("train/loss_epoch") for row in rows)
+        assert (run_dir / "tensorboard").is_dir() == ("tensorboard" in expected)
