@@ -11,9 +11,9 @@ import lightning as L
 import torch
 
 from heritage_seg.files import write_json_atomic
+from heritage_seg.native import check_resolution, validation_masks
 from heritage_seg.rundir import METRICS, METRICS_TTA
 from heritage_seg.runtime import describe_device
-from heritage_seg.native import check_resolution, validation_masks
 from heritage_seg.scoring import run_context, run_evaluation, scored_payload
 from heritage_seg.tta import DEFAULT_TTA
 
@@ -93,4 +93,5 @@ class FinalValidationReport(L.Callback):
             write_json_atomic(self.output_dir / filename, payload)
             log.info("best checkpoint on the validation fold (tta=%s, %s, %s, %.1f s, %s resolution): mIoU over "
                      "truth classes %.4f, strict mIoU %.4f -> %s", len(transforms) > 1, payload["device"],
-                     payload["precision"], seconds, payload["resolution"], _or_nan(payload["miou_gt"]), _or_nan(payload["miou"]), self.output_dir / filename)
+                     payload["precision"], seconds, payload["resolution"], _or_nan(payload["miou_gt"]),
+                     _or_nan(payload["miou"]), self.output_dir / filename)

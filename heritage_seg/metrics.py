@@ -59,3 +59,22 @@ def segmentation_metrics(confmat) -> dict[str, np.ndarray | float]:
         "mean_dice": _nanmean(dice),
         "pixel_accuracy": float(tp.sum() / total) if total > 0 else float("nan"),
     }
+
+
+def count_confusion(target: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int,
+                    per_image: bool = False) -> torch.Tensor:
+    """Confusion counts (rows = truth) of class-id tensors, on their device in one scatter-add: (C, C), or
+    (N, C, C) with `per_image` for (N, ...) inputs (image i's pairs offset by i*C*C). Pixels marked
+    `ignore_index` go to one spare bin: no masked selection or bincount, which each wait for the GPU (and
+    bincount has no deterministic CUDA implementation)."""
+    cc = num_classes * num_classes
+    index = target.long() * num_classes + pred.long()
+    n = 1
+    if per_image:
+        n = target.shape[0]
+        index = index + torch.arange(n, device=index.device).view(n, *[1] * (index.dim() - 1)) * cc
+    index = torch.where(target == ignore_index, n * cc, index).reshape(-1)
+    counts = torch.zeros(n * cc + 1, dtype=torch.long, device=index.device)
+    counts.scatter_add_(0, index, torch.ones_like(index))
+    shape = (n, num_classes, num_classes) if per_image else (num_classes, num_classes)
+    return counts[:-1].view(shape)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from heritage_seg.data.imageio import raw_mask_array
+from heritage_seg.metrics import count_confusion
 
 
 def _axis(out_len: int, in_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,13 +45,12 @@ def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, 
     """(C, C) confusion matrix (rows = truth) of argmax(bilinear(probs) at the mask's size) against `mask`
     ((H, W) class ids, `ignore_index` not counted), accumulated strip by strip on `probs`' device."""
     height, width = mask.shape
-    counts = torch.zeros(num_classes * num_classes + 1, dtype=torch.long, device=probs.device)
+    total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=probs.device)
     for top, strip in upsampled_strips(probs, height, width, rows_per_strip):
         pred = strip.argmax(dim=0)
-        target = mask[top: top + pred.shape[0]].to(probs.device, non_blocking=True).long()
-        index = torch.where(target == ignore_index, num_classes * num_classes, target * num_classes + pred)
-        counts.scatter_add_(0, index.reshape(-1), torch.ones_like(index.reshape(-1)))
-    return counts[:-1].view(num_classes, num_classes)
+        target = mask[top: top + pred.shape[0]].to(probs.device, non_blocking=True)
+        total += count_confusion(target, pred, num_classes, ignore_index)
+    return total
 
 
 RESOLUTIONS = ("native", "train")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from heritage_seg.data.folds import DEFAULT_SPLIT
-from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.metrics import count_confusion, segmentation_metrics
 from heritage_seg.native import native_confusion
 from heritage_seg.tta import predict_probabilities
 
@@ -36,20 +36,6 @@ class EvalResult:
 
     def per_image_miou(self) -> np.ndarray:
         return np.array([segmentation_metrics(cm)["miou"] for cm in self.per_image_confmat])
-
-
-def _per_image_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                         ignore_index: int) -> torch.Tensor:
-    """(N, H, W) predictions and targets -> (N, C, C) confusion matrices, counted on the device in one scatter-add
-    (image i's pairs offset by i*C*C, ignored pixels into one spare bin): no masked selection or bincount, which
-    each wait for the GPU, and a batch costs one device-to-host copy instead of one per image."""
-    n, cc = pred.shape[0], num_classes * num_classes
-    image = torch.arange(n, device=pred.device).view(n, 1, 1)
-    index = image * cc + target.long() * num_classes + pred.long()
-    index = torch.where(target == ignore_index, n * cc, index).reshape(-1)
-    counts = torch.zeros(n * cc + 1, dtype=torch.long, device=pred.device)
-    counts.scatter_add_(0, index, torch.ones_like(index))
-    return counts[:-1].view(n, num_classes, num_classes)
 
 
 @torch.no_grad()
@@ -82,7 +68,7 @@ def run_evaluation(
         if len(models) > 1:
             probs /= len(models)
         confidence, pred = probs.max(dim=1)
-        per_image = _per_image_confusion(pred, masks, num_classes, ignore_index).cpu().numpy()  # one copy per batch
+        per_image = count_confusion(masks, pred, num_classes, ignore_index, per_image=True).cpu().numpy()  # one copy
         total += per_image.sum(axis=0)
         result.per_image_confmat.extend(per_image)
         result.indices.extend(int(i) for i in batch["index"])

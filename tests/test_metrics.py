@@ -83,14 +83,14 @@ def test_selection_metric_is_undefined_without_annotated_pixels():
 
 
 def test_per_image_confusion_of_a_batch_equals_one_bincount_per_image_without_ignored_pixels():
-    from heritage_seg.scoring import _per_image_confusion
+    from heritage_seg.metrics import count_confusion
 
     generator = torch.Generator().manual_seed(0)
     pred = torch.randint(0, 5, (3, 7, 9), generator=generator)
     target = torch.randint(0, 5, (3, 7, 9), generator=generator)
     target[0, 0] = 255
     target[2] = 255  # an image without annotated pixels: an all-zero matrix
-    batch = _per_image_confusion(pred, target, 5, 255)
+    batch = count_confusion(target, pred, 5, 255, per_image=True)
     for i in range(3):
         valid = target[i] != 255
         expected = torch.bincount(target[i][valid] * 5 + pred[i][valid], minlength=25).view(5, 5)
