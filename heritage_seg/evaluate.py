@@ -17,13 +17,14 @@ from omegaconf import DictConfig, ListConfig
 
 from heritage_seg.checkpoints import load_trained_module
 from heritage_seg.cli import exit_on_user_error
-from heritage_seg.native import check_resolution, validation_masks
-from heritage_seg.scoring import format_table, run_context, run_evaluation, scored_payload
 from heritage_seg.files import save_image, write_json_atomic
+from heritage_seg.native import check_resolution, validation_masks
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
                                   plot_iou_per_class)
 from heritage_seg.rundir import METRICS, SAME_VALIDATION_SET, SPLITS, claim_run_dir, first_difference, run_dir_of
-from heritage_seg.runtime import build_datamodule, describe_device, inference_precision, pick_device, with_autocast
+from heritage_seg.runtime import (build_datamodule, describe_device, inference_precision, pick_device,
+                                  recorded_precision, with_autocast)
+from heritage_seg.scoring import format_table, run_context, run_evaluation, scored_payload
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
         **run_context(run_cfg, ckpt, datamodule.split), data_root=str(datamodule.root),
         seconds=round(seconds, 3), members=[str(c) for c in ckpts], device=describe_device(device),
-        precision="bf16-mixed" if precision == "bf16" else "32-true",
+        precision=recorded_precision(precision),
     )
     if len(members) > 1:
         payload["encoder"] = "+".join(r.encoder.name for _, r, _ in members)

@@ -30,7 +30,7 @@ from heritage_seg.damage import CSV_FIELDS, class_report, csv_rows
 from heritage_seg.files import save_image, write_json_atomic, write_text_atomic
 from heritage_seg.reports import palette_mask, scan_overlay
 from heritage_seg.rundir import claim_run_dir
-from heritage_seg.runtime import inference_precision, pick_device, with_autocast
+from heritage_seg.runtime import inference_precision, pick_device, recorded_precision, with_autocast
 from heritage_seg.sliding import count_windows, sliding_window_predict
 from heritage_seg.tta import resolve
 
@@ -106,7 +106,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     lap("overlay_jpg")
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
               "scale": scale, "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
-              "precision": "bf16-mixed" if precision == "bf16" else "32-true", "seconds": seconds,
+              "precision": recorded_precision(precision), "seconds": seconds,
               **classes}
     write_json_atomic(Path(f"{stem}_report.json"), report)
     return report

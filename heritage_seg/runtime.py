@@ -62,6 +62,11 @@ def inference_precision(setting: str | int, device: torch.device) -> str:
     return setting
 
 
+def recorded_precision(precision: str) -> str:
+    """How metrics.json and report.json name an inference precision: as Lightning names the training ones."""
+    return {"32": "32-true", "bf16": "bf16-mixed"}[precision]
+
+
 def with_autocast(logits_fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                   precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """`logits_fn` run under bf16 autocast on `device` (precision "bf16"), or as it is ("32")."""
