@@ -89,10 +89,16 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     for other in ckpts[1:]:  # each member's own record of its validation fold must agree too
         check_against_splits(other, datamodule)
 
+    ids = datamodule.data.ids
+
+    def save_native(index: int, prediction: np.ndarray) -> None:  # the masks metrics.json was counted from
+        save_image(out_dir / "predictions" / "masks" / f"{ids[index]}.png", prediction)
+
     start = time.perf_counter()
     models = [with_autocast(m, device, precision) for m, _, _ in members]
     result = run_evaluation(models, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index, transforms,
-                            device, native_mask=validation_masks(datamodule, cfg.max_side) if native else None)
+                            device, native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
+                            native_prediction=save_native if native and cfg.save_masks else None)
     seconds = time.perf_counter() - start
     payload = scored_payload(
         result, labels.names, max_side=cfg.max_side,
@@ -104,7 +110,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     if len(members) > 1:
         payload["encoder"] = "+".join(r.encoder.name for _, r, _ in members)
         payload["family"] = "ensemble"
-    write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples), bool(cfg.save_masks))
+    write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples),
+                   save_masks=bool(cfg.save_masks) and not native)
     plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")
     plot_class_distribution(payload, out_dir / "class_distribution.png")
     plot_iou_per_class(payload, out_dir / "iou_per_class.png")
@@ -115,7 +122,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 
 
 def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_masks: bool) -> None:
-    """predictions/masks/<id>.png for every image; panels for the best and worst by per-image mIoU."""
+    """predictions/masks/<id>.png for every image (`save_masks`: the input-size masks, when those are what was
+    scored; native-size ones are written while scoring); panels for the best and worst by per-image mIoU."""
     ids = data.ids
     pred_dir = out_dir / "predictions"
     if save_masks:

@@ -4,7 +4,8 @@ bilinearly to the original mask's size in bounded strips of rows, counted agains
 mmsegmentation resizes the prediction back to the ground truth's size before counting IoU; a mask squashed to
 the training size drops or fattens 3-px cracks and hairs, so only this figure is the IoU a conservator gets on
 the object. `F.interpolate` would build the whole (C, H, W) float map (16 classes of a 100-Mpx scan: 6.4 GB);
-here the same bilinear weights (align_corners=False) are applied one strip of output rows at a time.
+here the same bilinear weights (align_corners=False) are applied one strip of output rows at a time, each
+strip reading only the few input rows it needs.
 """
 
 from __future__ import annotations
@@ -27,29 +28,35 @@ def _axis(out_len: int, in_len: int, device: torch.device) -> tuple[torch.Tensor
     return low, high, frac
 
 
-def upsampled_strips(probs: torch.Tensor, height: int, width: int, rows_per_strip: int = 256):
+def upsampled_strips(probs: torch.Tensor, height: int, width: int, rows_per_strip: int = 64):
     """Yield (top, strip) with strip = bilinear(probs)[:, top:top + rows] for the (C, h, w) map `probs` resized
-    to (height, width); at most (C, rows_per_strip, width) floats exist at a time (plus (C, h, width))."""
+    to (height, width). Each strip is built from only the input rows it needs, so at most a few
+    (C, rows_per_strip, width) float maps exist at a time: 16 classes x 64 rows x 12,000 px = 49 MB each."""
     channels, in_h, in_w = probs.shape
     col_lo, col_hi, col_w = _axis(width, in_w, probs.device)
-    wide = probs[:, :, col_lo] * (1 - col_w) + probs[:, :, col_hi] * col_w  # (C, h, width)
     row_lo, row_hi, row_w = _axis(height, in_h, probs.device)
     for top in range(0, height, rows_per_strip):
         end = min(top + rows_per_strip, height)
+        first, last = int(row_lo[top]), int(row_hi[end - 1])  # input rows this strip reads (indices are sorted)
+        rows = probs[:, first: last + 1]
+        wide = rows[:, :, col_lo] * (1 - col_w) + rows[:, :, col_hi] * col_w  # (C, few rows, width)
         w = row_w[top:end].view(1, -1, 1)
-        yield top, wide[:, row_lo[top:end]] * (1 - w) + wide[:, row_hi[top:end]] * w
+        yield top, wide[:, row_lo[top:end] - first] * (1 - w) + wide[:, row_hi[top:end] - first] * w
 
 
 def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, ignore_index: int,
-                     rows_per_strip: int = 256) -> torch.Tensor:
+                     rows_per_strip: int = 64, prediction: np.ndarray | None = None) -> torch.Tensor:
     """(C, C) confusion matrix (rows = truth) of argmax(bilinear(probs) at the mask's size) against `mask`
-    ((H, W) class ids, `ignore_index` not counted), accumulated strip by strip on `probs`' device."""
+    ((H, W) class ids, `ignore_index` not counted), accumulated strip by strip on `probs`' device. With
+    `prediction` (an (H, W) uint8 array) the class map at the mask's size is also written there."""
     height, width = mask.shape
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=probs.device)
     for top, strip in upsampled_strips(probs, height, width, rows_per_strip):
         pred = strip.argmax(dim=0)
         target = mask[top: top + pred.shape[0]].to(probs.device, non_blocking=True)
         total += count_confusion(target, pred, num_classes, ignore_index)
+        if prediction is not None:
+            prediction[top: top + pred.shape[0]] = pred.to(torch.uint8).cpu().numpy()
     return total
 
 

@@ -48,12 +48,14 @@ def run_evaluation(
     device: torch.device | str = "cpu",
     keep_predictions: bool = True,
     native_mask: Callable[[int], np.ndarray] | None = None,
+    native_prediction: Callable[[int, np.ndarray], None] | None = None,
 ) -> EvalResult:
     """Every pixel of every batch goes into one confusion matrix; per-image matrices are kept for ranking.
 
     Several models (an ensemble) average their softmax probabilities, each after its own TTA. With
     `native_mask` (data-set index -> class-id mask at its stored resolution) the same probabilities are also
-    upsampled to that mask's size and counted there (heritage_seg/native.py): `result.native_confmat`."""
+    upsampled to that mask's size and counted there (heritage_seg/native.py): `result.native_confmat`; each
+    image's class map at that size is handed to `native_prediction(index, map)` if given (never all kept)."""
     models = list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
     total = np.zeros((num_classes, num_classes), dtype=np.int64)
     result = EvalResult(confmat=total)
@@ -75,7 +77,10 @@ def run_evaluation(
         if native_mask is not None:
             for one, index in zip(probs, batch["index"]):
                 mask = torch.from_numpy(native_mask(int(index)))
-                cm = native_confusion(one, mask, num_classes, ignore_index).cpu().numpy()
+                pred_native = None if native_prediction is None else np.zeros(tuple(mask.shape), dtype=np.uint8)
+                cm = native_confusion(one, mask, num_classes, ignore_index, prediction=pred_native).cpu().numpy()
+                if native_prediction is not None:
+                    native_prediction(int(index), pred_native)
                 result.native_confmat += cm
                 result.native_per_image_confmat.append(cm)
         if keep_predictions:

@@ -50,27 +50,45 @@ def test_metrics_json_has_the_documented_schema(evaluated, trained):
     assert all(on_disk["per_class"][n]["iou"] is None for n in absent)  # null, not 0
 
 
-def test_metrics_are_recomputed_exactly_from_the_saved_masks(evaluated, trained, labels):
-    out_dir, payload = evaluated[False]
-    run_val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
-    from heritage_seg.data.cache import load_cache
-    from heritage_seg.data.readers import open_reader
-    from heritage_seg.data.cache import cache_path
-    import os
-
-    reader = open_reader(payload["data_root"])
-    data = load_cache(cache_path(os.environ["HERITAGE_SEG_CACHE"], reader, 64, labels))
+def _confusion_from_saved_masks(mask_dir, val_ids, truth):
+    """An independent count: every saved prediction mask against its truth, with numpy."""
     cm = np.zeros((16, 16), np.int64)
-    for sample_id in run_val_ids:
-        pred = np.asarray(Image.open(out_dir / "predictions" / "masks" / f"{sample_id}.png"))
-        gt = data.masks[data.ids.index(sample_id)]
+    for sample_id in val_ids:
+        pred = np.asarray(Image.open(mask_dir / f"{sample_id}.png"))
+        gt = truth(sample_id)
+        assert pred.shape == gt.shape, sample_id
         valid = gt != 255
         cm += np.bincount(gt[valid].astype(np.int64) * 16 + pred[valid], minlength=256).reshape(16, 16)
-    again = segmentation_metrics(cm)
-    at_input_size = payload["train_resolution"]  # the saved masks are the model's outputs at its input size
-    assert again["miou"] == pytest.approx(at_input_size["miou"], abs=1e-6)
-    assert again["pixel_accuracy"] == pytest.approx(at_input_size["pixel_accuracy"], abs=1e-6)
-    np.testing.assert_array_equal(cm, np.asarray(at_input_size["confusion_matrix"]))
+    return cm
+
+
+def test_metrics_are_recomputed_exactly_from_the_saved_masks(evaluated, trained, labels, sample_root):
+    """metrics.json (native) is the saved full-size prediction masks counted against the annotations as stored."""
+    out_dir, payload = evaluated[False]
+    val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
+
+    def annotation(sample_id):
+        return labels.encode(np.asarray(Image.open(sample_root / "annotations" / f"{sample_id}.png")))
+
+    cm = _confusion_from_saved_masks(out_dir / "predictions" / "masks", val_ids, annotation)
+    np.testing.assert_array_equal(cm, np.asarray(payload["confusion_matrix"]))
+    assert segmentation_metrics(cm)["miou"] == pytest.approx(payload["miou"], abs=1e-6)
+
+
+def test_input_size_metrics_are_recomputed_exactly_from_the_saved_masks(trained, labels, tmp_path):
+    """resolution=train saves (and scores) the masks at the model's input size, against the cached masks."""
+    import os
+
+    from heritage_seg.data.cache import cache_path, load_cache
+    from heritage_seg.data.readers import open_reader
+
+    payload = _evaluate(trained / "checkpoints" / "best.ckpt", tmp_path, "resolution=train", "num_examples=0")
+    data = load_cache(cache_path(os.environ["HERITAGE_SEG_CACHE"], open_reader(payload["data_root"]), 64, labels))
+    val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
+    cm = _confusion_from_saved_masks(tmp_path / "predictions" / "masks", val_ids,
+                                     lambda sample_id: data.masks[data.ids.index(sample_id)])
+    np.testing.assert_array_equal(cm, np.asarray(payload["confusion_matrix"]))
+    assert payload["resolution"] == "train"
 
 
 def _native_reference(ckpt, sample_root, labels, val_ids, max_side=None):
