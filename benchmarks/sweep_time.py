@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from heritage_seg.data.cache import build_cache  # noqa: E402
+from heritage_seg.data.cache import Resize, build_cache  # noqa: E402
 from heritage_seg.data.labels import LabelMap  # noqa: E402
 from heritage_seg.data.readers import open_reader  # noqa: E402
 from heritage_seg.data.sample import generate_sample  # noqa: E402
@@ -121,7 +121,7 @@ def main() -> None:
         work = Path(tmp)
         root, cache = work / "sample", work / "cache"
         generate_sample(root, labels, num_images=args.images)  # once, before any timed run
-        build_cache(open_reader(root), args.image_size, labels, cache)
+        build_cache(open_reader(root), Resize("squash", args.image_size), labels, cache)
         results = []
         print(f"{'encoder':<10} {'1st epoch':>9} {'epoch':>7} {'report':>7} {'report on':<26} {'run (proj.)':>11}")
         for encoder in args.encoders:

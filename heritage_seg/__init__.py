@@ -10,8 +10,9 @@ Map of the package (README, "Layout"):
         checkpoints.py    checkpoint -> trained module, run config, label map
         files.py          atomic writes (text, JSON, pictures, whole folders)
         cli.py, errors.py user errors -> one line and exit code 2
-      data/               labels (the label map, its clean class), readers (parquet / folder), cache, folds,
-                          sample data, datamodule, download
+      data/               labels (the label map, its clean class), readers (parquet / folder), cache (both
+                          protocols, masks as stored), crops (random training crops), folds, sample data,
+                          datamodule, download
       the model and its training
         models.py         smp U-Net per encoder, weights policy, normalisation
         losses.py         Dice + Focal on smp's losses; class weighting strategies -> weights
@@ -22,7 +23,8 @@ Map of the package (README, "Layout"):
         metrics.py        one confusion matrix -> IoU, Dice, precision, recall, F1
         tta.py            test-time transforms, exact inverses, probability averaging
         scoring.py        dataset-level evaluation loop and the metrics.json schema
-        sliding.py        sliding windows, blending, strip-bounded memory
+        sliding.py        sliding windows, blending (scans: strip-bounded; cached images: whole), per protocol
+        native.py         scoring at the annotation's own resolution (bilinear upsampling in bounded strips)
         damage.py         one scan's damage statistics (per class, connected regions) and report.csv rows
         reports.py        plots, prediction panels, the damage overlay and palette masks
         study/            comparing runs: runs.py (find, group), stats.py (folds, pairs, baseline), render.py

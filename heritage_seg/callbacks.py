@@ -15,6 +15,7 @@ from heritage_seg.native import check_resolution, validation_masks
 from heritage_seg.rundir import METRICS, METRICS_TTA
 from heritage_seg.runtime import describe_device
 from heritage_seg.scoring import run_context, run_evaluation, scored_payload
+from heritage_seg.sliding import protocol_probabilities
 from heritage_seg.tta import DEFAULT_TTA
 
 log = logging.getLogger("heritage_seg")
@@ -83,7 +84,8 @@ class FinalValidationReport(L.Callback):
         for filename, transforms in runs:
             start = time.perf_counter()
             result = run_evaluation(logits, datamodule.full_val_dataloader(), labels_n, ignore, transforms,
-                                    device, keep_predictions=False, native_mask=native)
+                                    device, keep_predictions=False, native_mask=native,
+                                    probabilities=protocol_probabilities(model.protocol))
             seconds = time.perf_counter() - start
             payload = scored_payload(result, model.class_names, max_side=self.max_side, tta=len(transforms) > 1,
                                      tta_transforms=list(transforms), num_images=len(result.indices),

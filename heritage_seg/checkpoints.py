@@ -44,7 +44,8 @@ def load_trained_module(path: str | Path) -> tuple[SegmentationModule, DictConfi
     mean, std = normalisation(encoder.name)
     module = SegmentationModule(model=model, loss=nn.Identity(), optimizer=None, scheduler=None,
                                 class_names=labels.names, ignore_index=labels.ignore_index, mean=mean, std=std,
-                                run_config=checkpoint["hyper_parameters"]["run_config"])
+                                run_config=checkpoint["hyper_parameters"]["run_config"],
+                                protocol=checkpoint["hyper_parameters"].get("protocol"))
     try:
         missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
     except RuntimeError as err:  # shape mismatch, e.g. a label map with another number of classes

@@ -25,6 +25,7 @@ from heritage_seg.rundir import METRICS, SAME_VALIDATION_SET, SPLITS, claim_run_
 from heritage_seg.runtime import (build_datamodule, describe_device, inference_precision, pick_device,
                                   recorded_precision, with_autocast)
 from heritage_seg.scoring import format_table, run_context, run_evaluation, scored_payload
+from heritage_seg.sliding import protocol_probabilities
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     models = [with_autocast(m, device, precision) for m, _, _ in members]
     result = run_evaluation(models, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index, transforms,
                             device, native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
-                            native_prediction=save_native if native and cfg.save_masks else None)
+                            native_prediction=save_native if native and cfg.save_masks else None,
+                            probabilities=protocol_probabilities(module.protocol))
     seconds = time.perf_counter() - start
     payload = scored_payload(
         result, labels.names, max_side=cfg.max_side,

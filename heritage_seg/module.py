@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from heritage_seg.errors import ScheduleMismatch, TrainingDiverged
 from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.sliding import protocol_probabilities
 
 # Bumped when what a checkpoint holds changes in a way that later tools must know about.
 CHECKPOINT_FORMAT = 1
@@ -31,10 +32,14 @@ class SegmentationModule(L.LightningModule):
         run_config: dict | None = None,
         batch_augment: nn.Module | None = None,
         channels_last: bool = False,
+        protocol: dict | None = None,
     ):
         super().__init__()
         # The resolved run config travels inside every checkpoint, so later tools rebuild the exact setup.
+        # `protocol` (ArtefactDataModule.protocol(): resize, crop size, scale of the cached images) travels with it
+        # too: predict matches a crop-trained model's pixel density on a new scan from it.
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "batch_augment"])
+        self.protocol = protocol or {"resize": "squash"}
         self.channels_last = channels_last
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.loss = loss
@@ -105,8 +110,17 @@ class SegmentationModule(L.LightningModule):
                     "Resume with the run's own settings, or start a new run."
                 )
 
+    def validation_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Squash protocol: the model on the batch. Crop protocol: each whole (cached) image by sliding windows
+        of the crop size, as predict maps a scan; the blended probabilities p are returned as logits log p
+        (softmax gives p back, so Dice and cross-entropy see them exactly; the focal term, per class on a
+        sigmoid, sees p / (1 + p): val/loss compares epochs of one run, not the two protocols)."""
+        if self.protocol.get("resize") != "longest_side":
+            return self(images)
+        return protocol_probabilities(self.protocol)(self, images).clamp_min(1e-6).log()
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["image"])
+        logits = self.validation_logits(batch["image"])
         loss = self.loss(logits, batch["mask"])
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=batch["image"].shape[0], sync_dist=True)
         self.val_confmat.update(logits.argmax(dim=1), batch["mask"])

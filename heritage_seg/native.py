@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from heritage_seg.data.imageio import raw_mask_array
 from heritage_seg.metrics import count_confusion
 
 
@@ -60,6 +59,19 @@ def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, 
     return total
 
 
+def native_class_map(probs: torch.Tensor, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(C, h, w) probabilities -> (height, width) uint8 class ids and confidence (max probability x 255), upsampled
+    bilinearly strip by strip: predict's whole-scan path for squash-trained models, the same upsampling that
+    native-resolution evaluation scores."""
+    classes = np.empty((height, width), dtype=np.uint8)
+    confidence = np.empty((height, width), dtype=np.uint8)
+    for top, strip in upsampled_strips(probs, height, width):
+        best, ids = strip.max(dim=0)
+        classes[top: top + ids.shape[0]] = ids.to(torch.uint8).cpu().numpy()
+        confidence[top: top + ids.shape[0]] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return classes, confidence
+
+
 RESOLUTIONS = ("native", "train")
 
 
@@ -82,38 +94,16 @@ def cap_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-class NativeMasks:
-    """The class-id masks of a data set at their stored resolution, by image id, for native-resolution scoring.
-
-    Folder data is read one mask at a time when asked; parquet shards are read once (only the id and annotation
-    columns) for the requested ids. `max_side` caps the longest side (nearest neighbour) for huge scans."""
-
-    def __init__(self, reader, labels, ids: list[str], max_side: int | None = None):
-        self.reader, self.labels, self.max_side = reader, labels, max_side
-        self._loaded: dict[str, np.ndarray] | None = None
-        if reader.form != "folder":
-            self._loaded = {i: self._encode(i, m) for i, m in reader.masks(ids)}
-
-    def _encode(self, sample_id: str, img: Image.Image) -> np.ndarray:
-        mask = self.labels.encode(raw_mask_array(img, f"{sample_id} (mask)"), f"{sample_id} (mask)")
-        height, width = cap_size(*mask.shape, self.max_side)
-        if (height, width) != mask.shape:
-            mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+def capped_mask(mask: np.ndarray, max_side: int | None) -> np.ndarray:
+    """A class-id mask with its longest side at most `max_side` (nearest neighbour); as it is if None."""
+    height, width = cap_size(*mask.shape, max_side)
+    if (height, width) == mask.shape:
         return mask
-
-    def __call__(self, sample_id: str) -> np.ndarray:
-        if self._loaded is not None:
-            return self._loaded[sample_id]
-        (found_id, img), = list(self.reader.masks([sample_id]))
-        return self._encode(found_id, img)
+    return np.asarray(Image.fromarray(np.asarray(mask)).resize((width, height), Image.Resampling.NEAREST))
 
 
 def validation_masks(datamodule, max_side: int | None = None):
-    """Data-set index -> the validation image's class-id mask at its stored resolution, for a prepared
-    ArtefactDataModule (read from the data it was built from: `data.root`)."""
-    from heritage_seg.data.readers import open_reader
-
-    ids = datamodule.data.ids
-    masks = NativeMasks(open_reader(datamodule.root, datamodule.source_id_pattern), datamodule.labels,
-                        [ids[i] for i in datamodule.split.val_idx], max_side)
-    return lambda index: masks(ids[index])
+    """Data-set index -> the image's class-id mask at its stored resolution (capped by `max_side`), for a set-up
+    ArtefactDataModule: read from its cache, which keeps every mask as stored, so no annotation is decoded again."""
+    native = datamodule.data.native_masks
+    return lambda index: capped_mask(np.array(native[index]), max_side)  # a copy: the cache is read-only

@@ -17,6 +17,7 @@ from typing import Any
 
 import hydra
 import numpy as np
+import torch
 from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
@@ -31,8 +32,9 @@ from heritage_seg.files import save_image, write_json_atomic, write_text_atomic
 from heritage_seg.reports import palette_mask, scan_overlay
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.runtime import inference_precision, pick_device, recorded_precision, with_autocast
-from heritage_seg.sliding import count_windows, sliding_window_predict
-from heritage_seg.tta import resolve
+from heritage_seg.native import native_class_map
+from heritage_seg.sliding import count_windows, default_stride, sliding_window_predict
+from heritage_seg.tta import predict_probabilities, resolve
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,27 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths}
 
 
+def scan_scale(setting, protocol: dict, width: int, height: int) -> float | str:
+    """The factor a scan is resized by before sliding windows, or "squash" (whole scan in one pass).
+
+    `auto`: for a crop-trained model (data.resize=longest_side), the factor that gives the scan the training
+    images' pixel density: its longest side at most max_side, as the cache made them (never upscaled). A
+    squash-trained model saw every image squashed to image_size x image_size, so no single factor matches a scan
+    (each training image was shrunk by its own); it gets the scan squashed the same way, one pass, probabilities
+    upsampled to the scan's size: the path native-resolution evaluation scores. A number: that factor, windows."""
+    if str(setting) == "auto":
+        if protocol.get("resize") == "longest_side":
+            return min(1.0, int(protocol["max_side"]) / max(width, height))
+        return "squash"
+    try:
+        scale = float(setting)
+    except ValueError:
+        raise ValueError(f"scale={setting}: auto, or a resize factor > 0 (e.g. 0.25)") from None
+    if not scale > 0:
+        raise ValueError(f"scale={setting}: must be > 0")
+    return scale
+
+
 def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device,
                   stem_name: str | None = None, precision: str = "32") -> dict[str, Any]:
     clock = time.perf_counter()
@@ -70,25 +93,34 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     image = np.asarray(to_rgb(decoded, str(path)))
     del decoded
     height, width = image.shape[:2]
-    scale = float(cfg.scale)
-    if not scale > 0:
-        raise ValueError(f"scale={scale}: must be > 0")
-    work = image
-    if scale != 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
-    lap("decode")
-    window = int(cfg.window or module.hparams["run_config"]["data"]["image_size"])
-    stride = int(cfg.stride or max(1, round(window * 2 / 3)))
+    protocol = module.protocol
+    scale = scan_scale(cfg.scale, protocol, width, height)
     transforms = resolve(bool(cfg.tta))
-    total = count_windows(work.shape[0], work.shape[1], window, stride)
-    with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
-        logits = with_autocast(module, device, precision)
-        mask, confidence = sliding_window_predict(work, logits, labels.num_classes, window, stride,
-                                                  int(cfg.batch_size), transforms, str(cfg.blend), device, bar.update)
-    if work is not image:  # back to the scan's own pixels
-        mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
-        confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
+    logits = with_autocast(module, device, precision)
+    if scale == "squash":  # what a squash-trained model saw: the whole scan at image_size x image_size
+        size = int(protocol.get("image_size") or module.hparams["run_config"]["data"]["image_size"])
+        small = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+        lap("decode")
+        batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
+        probs = predict_probabilities(logits, batch, transforms)[0]
+        mask, confidence = native_class_map(probs, height, width)
+        window, stride, total = size, None, 1
+    else:
+        work = image
+        if scale != 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+        lap("decode")
+        window = int(cfg.window or module.hparams["run_config"]["data"]["image_size"])
+        stride = int(cfg.stride or default_stride(window))
+        total = count_windows(work.shape[0], work.shape[1], window, stride)
+        with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
+            mask, confidence = sliding_window_predict(work, logits, labels.num_classes, window, stride,
+                                                      int(cfg.batch_size), transforms, str(cfg.blend), device,
+                                                      bar.update)
+        if work is not image:  # back to the scan's own pixels
+            mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+            confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
     if inside is not None:
         mask = np.where(inside, mask, np.uint8(labels.ignore_index))
         confidence = np.where(inside, confidence, np.uint8(0))
@@ -105,7 +137,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
                                                     present))
     lap("overlay_jpg")
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
-              "scale": scale, "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
+              "scale": scale, "protocol": protocol.get("resize", "squash"), "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
               "precision": recorded_precision(precision), "seconds": seconds,
               **classes}
     write_json_atomic(Path(f"{stem}_report.json"), report)
@@ -117,11 +149,20 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     module, _, labels = load_trained_module(cfg.ckpt)
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
+    if scan_scale(cfg.scale, module.protocol, 1, 1) == "squash" and (cfg.window or cfg.stride):  # so does a bad scale
+        raise ValueError("window=/stride= size sliding windows, but this squash-trained model maps each scan in one "
+                         "squashed pass (scale=auto); pass scale=<factor> (e.g. scale=1.0) to map by sliding windows")
     if not cfg.overwrite:
         claim_run_dir(out_dir, cfg, finished_markers=("report.csv", "*_report.json", "*_mask.png"),
                       option="output" if cfg.output else "hydra.run.dir",
                       remedy="pass overwrite=true to replace them, or choose another output=<folder>")
     module.to(device)
+    if scan_scale(cfg.scale, module.protocol, 1, 1) == "squash":
+        size = module.hparams["run_config"]["data"]["image_size"]
+        log.warning("this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
+                    "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "
+                    "scan's size (what native-resolution evaluation scores). scale=<factor> maps by sliding windows "
+                    "instead; a model trained with data=artefact_crops has one pixel density to match.", size, size)
     done, failed, rows = [], {}, []
     stems = output_stems(inputs)
     for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):

@@ -37,9 +37,10 @@ CLAIM = ".claim"                           # created exclusively by the run that
 
 # Keys that must agree between an interrupted run and the command that resumes it.
 # (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
-RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "labels", "trainer.max_epochs")
+RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "data.resize", "data.max_side",
+                "labels", "trainer.max_epochs")
 # What must agree between ensemble members: they are evaluated on one validation set with one label map.
-SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "labels")
+SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "data.resize", "data.max_side", "labels")
 
 
 MAX_DIRNAME = 200  # a sweep job's folder is named by its overrides; one path component may hold 255 bytes

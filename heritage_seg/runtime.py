@@ -130,6 +130,7 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
         run_config=OmegaConf.to_container(cfg, resolve=True),
         batch_augment=augment if on_device else None,
         channels_last=use_channels_last(cfg),
+        protocol=datamodule.protocol(),
     )
     if cfg.get("perf", {}).get("compile"):
         module.model.compile()  # in place: state_dict keys (and so checkpoints) stay as without compile

@@ -49,10 +49,13 @@ def run_evaluation(
     keep_predictions: bool = True,
     native_mask: Callable[[int], np.ndarray] | None = None,
     native_prediction: Callable[[int, np.ndarray], None] | None = None,
+    probabilities: Callable[..., torch.Tensor] = predict_probabilities,
 ) -> EvalResult:
     """Every pixel of every batch goes into one confusion matrix; per-image matrices are kept for ranking.
 
-    Several models (an ensemble) average their softmax probabilities, each after its own TTA. With
+    Several models (an ensemble) average their softmax probabilities, each after its own TTA; `probabilities`
+    (logits_fn, images, transforms) -> (N, C, H, W) is how, per the models' training protocol (sliding windows
+    over whole images for crop-trained models: heritage_seg/sliding.protocol_probabilities). With
     `native_mask` (data-set index -> class-id mask at its stored resolution) the same probabilities are also
     upsampled to that mask's size and counted there (heritage_seg/native.py): `result.native_confmat`; each
     image's class map at that size is handed to `native_prediction(index, map)` if given (never all kept)."""
@@ -64,9 +67,9 @@ def run_evaluation(
     for batch in batches:
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["mask"].to(device, non_blocking=True)
-        probs = predict_probabilities(models[0], images, transforms)
+        probs = probabilities(models[0], images, transforms)
         for model in models[1:]:
-            probs += predict_probabilities(model, images, transforms)
+            probs += probabilities(model, images, transforms)
         if len(models) > 1:
             probs /= len(models)
         confidence, pred = probs.max(dim=1)
@@ -114,6 +117,10 @@ def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) 
         "split": run_cfg.get("split", DEFAULT_SPLIT),
         "seed": run_cfg["seed"],
         "image_size": run_cfg["data"]["image_size"],
+        # the training protocol: squash (image_size x image_size) or longest_side (crops of image_size from
+        # images cached with their longest side at most resize_max_side)
+        "resize": run_cfg["data"].get("resize", "squash"),
+        "resize_max_side": run_cfg["data"].get("max_side") if run_cfg["data"].get("resize") == "longest_side" else None,
         "checkpoint": str(checkpoint),
     }
     if split is not None:

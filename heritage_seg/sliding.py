@@ -18,6 +18,11 @@ import torch
 from heritage_seg.tta import predict_probabilities
 
 
+def default_stride(window: int) -> int:
+    """2/3 of the window (a third of overlap): predict's default, and the crop protocol's validation."""
+    return max(1, round(window * 2 / 3))
+
+
 def window_starts(length: int, window: int, stride: int) -> list[int]:
     """Starts of windows covering [0, length); the last window ends exactly at `length` (length >= window)."""
     if not 0 < stride <= window:
@@ -125,6 +130,63 @@ def sliding_window_predict(
         final_end = (ys[row + 1] if row + 1 < len(ys) else pad_h) - origin
         _finalise(strip[:, :final_end], strip_weight[:final_end], origin, top, left, height, width, classes, confidence)
     return classes, confidence
+
+
+@torch.no_grad()
+def sliding_window_probabilities(
+    image: torch.Tensor,
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    window: int,
+    stride: int,
+    batch_size: int = 8,
+    transforms: Sequence[str] = ("identity",),
+    blend: str = "gaussian",
+) -> torch.Tensor:
+    """(3, H, W) image (uint8 or float 0..255, on the model's device) -> (C, H, W) blended softmax probabilities.
+
+    The same windows, padding and blending as `sliding_window_predict`, but the whole probability map is kept:
+    for validation over images cached at a bounded size (data.max_side), where the map is at most tens of MB and
+    native-resolution scoring needs the probabilities, not the class map."""
+    height, width = image.shape[1:]
+    (pad_h, pad_w), margins = _layout(height, width, window, stride)
+    top, bottom, left, right = margins
+    padded = image.float()
+    while top or bottom or left or right:  # reflection, repeated where a pad is larger than the image
+        h, w = padded.shape[1:]
+        t, b, l, r = min(top, h - 1), min(bottom, h - 1), min(left, w - 1), min(right, w - 1)
+        padded = torch.nn.functional.pad(padded[None], (l, r, t, b), mode="reflect" if min(h, w) > 1 else
+                                         "replicate")[0]
+        top, bottom, left, right = top - t, bottom - b, left - l, right - r
+    weights = torch.from_numpy(blend_weights(window, blend)).to(image.device)
+    corners = [(y, x) for y in window_starts(pad_h, window, stride) for x in window_starts(pad_w, window, stride)]
+    total = weight = None
+    for batch in _chunks(corners, batch_size):
+        crops = torch.stack([padded[:, y: y + window, x: x + window] for y, x in batch])
+        probs = predict_probabilities(logits_fn, crops, transforms).float()
+        if total is None:
+            total = torch.zeros((probs.shape[1], pad_h, pad_w), dtype=torch.float32, device=image.device)
+            weight = torch.zeros((pad_h, pad_w), dtype=torch.float32, device=image.device)
+        for one, (y, x) in zip(probs, batch):
+            total[:, y: y + window, x: x + window] += one * weights
+            weight[y: y + window, x: x + window] += weights
+    return (total / weight)[:, margins[0]: margins[0] + height, margins[2]: margins[2] + width]
+
+
+def protocol_probabilities(protocol: dict | None, window_batch_size: int = 8
+                           ) -> Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, Sequence[str]],
+                                         torch.Tensor]:
+    """How a batch of validation images becomes (N, C, H, W) probabilities under a model's training protocol
+    (a checkpoint's `protocol`): squash = the model on the batch as it is; longest_side (crops) = each whole
+    cached image by sliding windows of the crop size, as predict maps a scan."""
+    if not protocol or protocol.get("resize") != "longest_side":
+        return predict_probabilities
+    window = int(protocol["image_size"])
+
+    def probabilities(logits_fn, images: torch.Tensor, transforms: Sequence[str] = ("identity",)) -> torch.Tensor:
+        return torch.stack([sliding_window_probabilities(image, logits_fn, window, default_stride(window),
+                                                         window_batch_size, transforms) for image in images])
+
+    return probabilities
 
 
 def _finalise(probs, weight, origin, top, left, height, width, classes, confidence) -> None:

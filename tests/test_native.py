@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from heritage_seg.data.readers import open_reader
-from heritage_seg.native import NativeMasks, cap_size, native_confusion, upsampled_strips
+from heritage_seg.data.cache import Resize, build_cache, load_cache
+from heritage_seg.native import cap_size, capped_mask, native_confusion, upsampled_strips
 from tests.test_readers import make_folder, make_parquet_from_folder
 
 
@@ -32,15 +33,16 @@ def test_native_confusion_counts_every_annotated_pixel_once():
     assert torch.equal(cm, expected) and cm.sum() == 45 * 70
 
 
-def test_masks_are_the_same_from_folder_and_parquet_and_capped_by_max_side(tmp_path, labels):
+def test_cache_keeps_masks_as_stored_the_same_from_folder_and_parquet_and_capped(tmp_path, labels):
     folder = make_folder(tmp_path / "folder", n=4, size=40)
     parquet = make_parquet_from_folder(folder, tmp_path / "hub")
-    ids = [r.id for r in open_reader(folder).records()][1:3]
-    from_folder = NativeMasks(open_reader(folder), labels, ids)
-    from_parquet = NativeMasks(open_reader(parquet), labels, ids)
-    for sample_id in ids:
-        np.testing.assert_array_equal(from_folder(sample_id), from_parquet(sample_id))
-        assert from_folder(sample_id).shape == (40, 48)  # as stored, not the training square
-        assert (from_folder(sample_id) == 255).sum() == 3 * 48  # the unannotated border stays ignored
-    assert NativeMasks(open_reader(folder), labels, ids, max_side=24)(ids[0]).shape == (20, 24)
+    caches = [load_cache(build_cache(open_reader(root), Resize("squash", 32), labels, tmp_path / "cache"))
+              for root in (folder, parquet)]
+    for i, sample_id in enumerate(caches[0].ids):
+        j = caches[1].ids.index(sample_id)
+        np.testing.assert_array_equal(caches[0].native_masks[i], caches[1].native_masks[j])
+        assert caches[0].native_masks[i].shape == (40, 48)  # as stored, not the training square
+        assert (caches[0].native_masks[i] == 255).sum() == 3 * 48  # the unannotated border stays ignored
+        assert caches[0].masks[i].shape == (32, 32)
+    assert capped_mask(caches[0].native_masks[0], 24).shape == (20, 24)
     assert cap_size(6000, 4000, 1024) == (1024, 683) and cap_size(300, 200, 1024) == (300, 200)

@@ -167,9 +167,39 @@ def test_overlay_blend_in_strips_equals_the_float_formula(labels):
 
 def test_window_and_stride_overrides_change_the_tiling_and_are_recorded(trained_run, scans, tmp_path):
     out = tmp_path / "pred"
-    predict(_cfg(trained_run / "checkpoints" / "best.ckpt", scans / "painting.tif", "window=96", "stride=40"), out)
+    predict(_cfg(trained_run / "checkpoints" / "best.ckpt", scans / "painting.tif", "scale=1.0", "window=96",
+                 "stride=40"), out)
     report = json.loads((out / "painting_report.json").read_text())
     assert (report["window"], report["stride"], report["precision"]) == (96, 40, "32-true")
     assert report["windows"] == count_windows(210, 300, 96, 40) > count_windows(210, 300, 96, 64)
     with Image.open(out / "painting_mask.png") as img:
         assert img.size == (300, 210)
+
+
+def test_a_squash_trained_model_maps_the_whole_scan_squashed_and_upsampled(trained_run, scans, tmp_path):
+    """scale=auto on a squash-trained model: the scan as the model saw its training images (squashed to the
+    training size, one pass), probabilities upsampled bilinearly to the scan's size: as native evaluation."""
+    import torch
+    import torch.nn.functional as F
+
+    from heritage_seg.checkpoints import load_trained_module
+
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    out = tmp_path / "pred"
+    predict(_cfg(ckpt, scans / "painting.tif"), out)
+    report = json.loads((out / "painting_report.json").read_text())
+    assert (report["scale"], report["protocol"], report["windows"]) == ("squash", "squash", 1)
+    module, run_cfg, _ = load_trained_module(ckpt)
+    size = run_cfg.data.image_size
+    scan = Image.open(scans / "painting.tif").convert("RGB")
+    x = torch.from_numpy(np.asarray(scan.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)))
+    with torch.no_grad():
+        probs = module(x.permute(2, 0, 1)[None]).softmax(dim=1)
+    expected = F.interpolate(probs, size=(210, 300), mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+    mask = np.asarray(Image.open(out / "painting_mask.png"))
+    assert (mask == expected).mean() > 0.999
+    with pytest.raises(ValueError, match="pass scale=<factor>"):
+        predict(_cfg(ckpt, scans / "painting.tif", "window=96"), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(ValueError, match="scale=big: auto, or a resize factor"):
+        predict(_cfg(ckpt, scans / "painting.tif", "scale=big"), tmp_path / "refused")

@@ -1,6 +1,11 @@
-"""Resize every image once to `image_size`, keep the result on disk, and load it back as uint8 arrays.
+"""Resize every image once, keep the result on disk, and load it back as uint8 arrays.
 
-The cache key covers the source files (path, size, mtime), the size, the label map and the source-id pattern,
+Two ways to resize (`Resize`, the training protocol's half that concerns the data): `squash` every image to
+size x size (the seed's protocol; aspect ratio not kept), or `longest_side`: the longest side at most `size`,
+aspect kept, never upscaled (the crop protocol trains on random crops of these). Either way the cache also keeps
+every mask at its stored resolution (`native_masks`), so native-resolution scoring never decodes a PNG again.
+
+The cache key covers the source files (path, size, mtime), the resize, the label map and the source-id pattern,
 so editing a mask, the label map or the grouping rebuilds it, and every later run (any encoder, any fold)
 starts without decoding a PNG.
 """
@@ -22,102 +27,217 @@ from heritage_seg.data.readers import Reader, RecordInfo, Sample
 from heritage_seg.files import atomic_folder
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: class presence at the source resolution (presence.npy), EXIF-oriented images
+# 2: class presence at the source resolution (presence.npy), EXIF-oriented images
+# 3: masks at their stored resolution (native_masks), the resize protocol in the key
+CACHE_VERSION = 3
+RESIZES = ("squash", "longest_side")
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How images are cached: `squash` to size x size, or `longest_side` at most `size` (aspect kept)."""
+
+    kind: str
+    size: int
+
+    def __post_init__(self):
+        if self.kind not in RESIZES:
+            raise ValueError(f"data.resize={self.kind}: choose squash (every image size x size, the seed's protocol) "
+                             "or longest_side (aspect kept, longest side at most data.max_side, for random crops)")
+        if not isinstance(self.size, int) or self.size < 32:
+            raise ValueError(f"data resize size {self.size}: must be an integer >= 32 pixels")
+
+    def shape(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of an image of this size in the cache."""
+        if self.kind == "squash":
+            return self.size, self.size
+        scale = min(1.0, self.size / max(width, height))  # never upscaled
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    @property
+    def label(self) -> str:
+        return f"{self.size}px" if self.kind == "squash" else f"max{self.size}px"
+
+
+class Ragged:
+    """Arrays of different shapes (uint8) in one flat buffer that can be memory-mapped: item i is a view.
+    Written by hand: numpy has no ragged array, and one file per image would mean 418 opens per run."""
+
+    def __init__(self, flat: np.ndarray, shapes: np.ndarray):
+        self.flat, self.shapes = flat, np.asarray(shapes, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(np.prod(self.shapes, axis=1))])
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        i = int(i)
+        return self.flat[self.offsets[i]: self.offsets[i + 1]].reshape(self.shapes[i])
+
+    @classmethod
+    def load(cls, folder: Path, name: str, preload: bool) -> "Ragged":
+        flat = np.fromfile(folder / f"{name}.bin", np.uint8) if preload else np.memmap(folder / f"{name}.bin",
+                                                                                          np.uint8, "r")
+        return cls(flat, np.load(folder / f"{name}_shapes.npy"))
+
+
+class RaggedWriter:
+    """Appends arrays to <name>.bin and records their shapes in <name>_shapes.npy (see Ragged)."""
+
+    def __init__(self, folder: Path, name: str):
+        self.folder, self.name, self.shapes = folder, name, []
+        self.file = open(folder / f"{name}.bin", "wb")
+
+    def append(self, array: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+        self.shapes.append(array.shape)
+
+    def close(self) -> None:
+        self.file.close()
+        np.save(self.folder / f"{self.name}_shapes.npy", np.asarray(self.shapes, dtype=np.int64))
 
 
 @dataclass
 class PreparedData:
-    """All images of a data set at one size: images (N, S, S, 3) uint8, masks (N, S, S) uint8 class ids."""
+    """All images of a data set as cached: images (N, S, S, 3) uint8 and masks (N, S, S) uint8 class ids when
+    squashed, or `Ragged` (item i: (H_i, W_i, 3) / (H_i, W_i)) when resized by the longest side; plus every mask
+    at its stored resolution (`native_masks`, Ragged)."""
 
     records: list[RecordInfo]
-    images: np.ndarray
-    masks: np.ndarray
+    images: np.ndarray | Ragged
+    masks: np.ndarray | Ragged
     presence: np.ndarray | None = None  # (N, 256) bool: class ids present in each mask at its source resolution
+    native_masks: Ragged | None = None
+    resize: Resize | None = None
 
     @property
     def ids(self) -> list[str]:
         return [r.id for r in self.records]
 
+    @property
+    def ragged(self) -> bool:
+        return isinstance(self.images, Ragged)
+
     def class_pixel_counts(self, num_classes: int, indices: np.ndarray | None = None) -> np.ndarray:
         """Pixels per class id over the chosen images (ignore pixels are not counted)."""
-        masks = self.masks if indices is None else self.masks[np.asarray(indices)]
-        return np.bincount(masks.reshape(-1), minlength=256)[:num_classes].astype(np.int64)
+        chosen = range(len(self.records)) if indices is None else np.asarray(indices)
+        if self.ragged:
+            counts = sum(np.bincount(self.masks[i].reshape(-1), minlength=256) for i in chosen)
+        else:
+            masks = self.masks if indices is None else self.masks[np.asarray(indices)]
+            counts = np.bincount(masks.reshape(-1), minlength=256)
+        return np.asarray(counts)[:num_classes].astype(np.int64)
 
     def class_presence(self, num_classes: int) -> np.ndarray:
         """(N, C) bool: which classes occur in each image, read at the SOURCE resolution when the cache holds it:
         a 2-px crack must not vanish (and move its image to another fold) because the cache is 32 px."""
         if self.presence is not None:
             return self.presence[:, :num_classes].copy()
-        return np.stack([np.bincount(m.reshape(-1), minlength=256)[:num_classes] > 0 for m in self.masks])
+        return np.stack([np.bincount(self.masks[i].reshape(-1), minlength=256)[:num_classes] > 0
+                         for i in range(len(self.records))])
 
 
-def preprocess(sample: Sample, image_size: int, labels: LabelMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One sample -> (S, S, 3) uint8 image (bilinear, antialiased), (S, S) uint8 class-id mask (nearest) and the
+@dataclass
+class Prepared:
+    """One sample as cached: image and class-id mask at the cache's size, the mask at its stored size, and the
     (256,) bool presence of each class id at the source resolution."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    native_mask: np.ndarray
+    presence: np.ndarray
+
+
+def preprocess(sample: Sample, resize: Resize, labels: LabelMap) -> Prepared:
+    """Image resized bilinearly (antialiased), mask by nearest neighbour; the stored mask encoded as it is."""
     if sample.image.size != sample.mask.size:
         raise ValueError(
             f"{sample.name}: image is {sample.image.size[0]}x{sample.image.size[1]} but its mask is "
             f"{sample.mask.size[0]}x{sample.mask.size[1]}; they must be the same size"
         )
     raw = raw_mask_array(sample.mask, f"{sample.name} (mask)")
-    present = np.flatnonzero(np.bincount(raw.reshape(-1), minlength=256)).astype(np.uint8)
-    present_ids = labels.encode(present, f"{sample.name} (mask)")  # checks every raw value at full resolution
+    native = labels.encode(raw, f"{sample.name} (mask)")  # checks every raw value at full resolution
     presence = np.zeros(256, dtype=bool)
-    presence[present_ids] = True
-    size = (image_size, image_size)
-    image = to_rgb(sample.image, sample.name).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-    mask = Image.fromarray(raw).resize(size, Image.Resampling.NEAREST)
-    return np.asarray(image, dtype=np.uint8), labels.encode(np.asarray(mask), sample.name), presence
+    presence[np.flatnonzero(np.bincount(native.reshape(-1), minlength=256))] = True
+    size = resize.shape(*sample.image.size)
+    image = to_rgb(sample.image, sample.name)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    mask = native if size == sample.mask.size else np.asarray(Image.fromarray(native).resize(
+        size, Image.Resampling.NEAREST))
+    return Prepared(np.asarray(image, dtype=np.uint8), mask, native, presence)
 
 
-def cache_key(reader: Reader, image_size: int, labels: LabelMap) -> str:
+def cache_key(reader: Reader, resize: Resize, labels: LabelMap) -> str:
     # the source-id pattern too: the cache stores each image's source id, which decides the folds
     payload = json.dumps(
-        [CACHE_VERSION, reader.form, str(reader.root.resolve()), reader.fingerprint(), image_size, labels.to_dict(),
-         list(labels.ignore_raw), reader.source_pattern],
+        [CACHE_VERSION, reader.form, str(reader.root.resolve()), reader.fingerprint(), resize.kind, resize.size,
+         labels.to_dict(), list(labels.ignore_raw), reader.source_pattern],
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def cache_path(cache_dir: str | Path, reader: Reader, image_size: int, labels: LabelMap) -> Path:
-    return Path(cache_dir).expanduser() / f"{reader.form}-{image_size}px-{cache_key(reader, image_size, labels)}"
+def cache_path(cache_dir: str | Path, reader: Reader, resize: Resize, labels: LabelMap) -> Path:
+    return Path(cache_dir).expanduser() / f"{reader.form}-{resize.label}-{cache_key(reader, resize, labels)}"
 
 
-def build_cache(reader: Reader, image_size: int, labels: LabelMap, cache_dir: str | Path) -> Path:
+def build_cache(reader: Reader, resize: Resize, labels: LabelMap, cache_dir: str | Path) -> Path:
     """Decode + resize every sample once; written to a temp folder and renamed, so a crash leaves no half cache."""
-    target = cache_path(cache_dir, reader, image_size, labels)
+    target = cache_path(cache_dir, reader, resize, labels)
     if (target / "meta.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     records = reader.records()
-    n = len(records)
-    log.info("Preparing %d images of %s at %d px into %s (once)", n, reader.root, image_size, target)
+    n, side = len(records), resize.size
+    log.info("Preparing %d images of %s (%s %d px) into %s (once)", n, reader.root, resize.kind, side, target)
     with atomic_folder(target) as tmp:  # another process may finish the same cache first: theirs is kept
-        images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, image_size, image_size, 3))
-        masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, image_size, image_size))
+        if resize.kind == "squash":
+            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, side, side, 3))
+            masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, side, side))
+        else:
+            images, masks = RaggedWriter(tmp, "images"), RaggedWriter(tmp, "masks")
+        native = RaggedWriter(tmp, "native_masks")
         presence = np.zeros((n, 256), dtype=bool)
         seen = []
         for i, sample in enumerate(reader.samples()):
             if i >= n or sample.info.id != records[i].id:
                 raise RuntimeError(f"{reader.root}: data changed while it was being read; run again")
-            images[i], masks[i], presence[i] = preprocess(sample, image_size, labels)
+            one = preprocess(sample, resize, labels)
+            if resize.kind == "squash":
+                images[i], masks[i] = one.image, one.mask
+            else:
+                images.append(one.image)
+                masks.append(one.mask)
+            native.append(one.native_mask)
+            presence[i] = one.presence
             seen.append(sample.info)
         if len(seen) != n:
             raise RuntimeError(f"{reader.root}: expected {n} samples, read {len(seen)}")
-        images.flush()
-        masks.flush()
+        if resize.kind == "squash":
+            images.flush()
+            masks.flush()
+        else:
+            images.close()
+            masks.close()
+        native.close()
         del images, masks
         np.save(tmp / "presence.npy", presence)
-        meta = {"records": [r.__dict__ for r in seen], "image_size": image_size, "root": str(reader.root)}
+        meta = {"records": [r.__dict__ for r in seen], "resize": resize.kind, "size": side, "root": str(reader.root)}
         (tmp / "meta.json").write_text(json.dumps(meta))
     return target
 
 
 def load_cache(path: Path, preload: bool = True) -> PreparedData:
-    """`preload=True` reads everything into RAM; otherwise the arrays are memory-mapped."""
+    """`preload=True` reads the training arrays into RAM; otherwise they are memory-mapped. The masks at their
+    stored resolution are always memory-mapped: only the validation images' are read, when scored."""
     meta = json.loads((path / "meta.json").read_text())
     mode = None if preload else "r"
     records = [RecordInfo(**r) for r in meta["records"]]
-    return PreparedData(records, np.load(path / "images.npy", mmap_mode=mode), np.load(path / "masks.npy", mmap_mode=mode),
-                        np.load(path / "presence.npy"))
+    resize = Resize(meta["resize"], meta["size"])
+    if resize.kind == "squash":
+        images, masks = np.load(path / "images.npy", mmap_mode=mode), np.load(path / "masks.npy", mmap_mode=mode)
+    else:
+        images, masks = Ragged.load(path, "images", preload), Ragged.load(path, "masks", preload)
+    return PreparedData(records, images, masks, np.load(path / "presence.npy"),
+                        Ragged.load(path, "native_masks", preload=False), resize)

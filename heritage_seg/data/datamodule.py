@@ -12,7 +12,8 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from heritage_seg.data.cache import PreparedData, build_cache, cache_path, load_cache
+from heritage_seg.data.cache import PreparedData, Resize, build_cache, cache_path, load_cache
+from heritage_seg.data.crops import RandomCropDataset
 from heritage_seg.data.folds import (DEFAULT_SPLIT, SPLITS, FoldSplit, leave_one_group_out, make_split,
                                      write_splits_json)
 from heritage_seg.data.labels import LabelMap
@@ -95,12 +96,23 @@ class ArtefactDataModule(L.LightningDataModule):
         sample: Mapping[str, Any] | None = None,
         split: str = DEFAULT_SPLIT,
         preload_to: str = "auto",
+        resize: str = "squash",
+        max_side: int = 1024,
+        class_aware_crops: float = 0.5,
+        crops_per_image: int = 1,
     ):
         super().__init__()
         if preload_to not in PRELOAD_TARGETS:
             raise ValueError(f"data.preload_to={preload_to}: choose one of {', '.join(PRELOAD_TARGETS)}")
         if image_size % 32:
             raise ValueError(f"data.image_size={image_size}: must be a multiple of 32 (the U-Net downsamples 5 times)")
+        # squash: every image image_size x image_size (the seed's protocol). longest_side: cached with the longest
+        # side at most max_side (aspect kept, never upscaled); training on random image_size crops, validation
+        # by sliding windows over each whole cached image (the crop protocol, heritage_seg/data/crops.py)
+        self.resize = Resize(resize, image_size if resize == "squash" else max_side)
+        if self.crops and max_side < image_size:
+            raise ValueError(f"data.max_side={max_side} is smaller than the crop size data.image_size={image_size}")
+        self.class_aware_crops, self.crops_per_image = class_aware_crops, crops_per_image
         self.root = Path(root).expanduser()
         self.labels = labels
         self.fold, self.n_folds, self.seed = fold, n_folds, seed
@@ -124,13 +136,13 @@ class ArtefactDataModule(L.LightningDataModule):
         if self.sample is not None:
             generate_sample(self.root, self.labels, **self.sample)
         reader = open_reader(self.root, self.source_id_pattern)
-        build_cache(reader, self.image_size, self.labels, self.cache_dir)
+        build_cache(reader, self.resize, self.labels, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
         reader = open_reader(self.root, self.source_id_pattern)
-        path = cache_path(self.cache_dir, reader, self.image_size, self.labels)
+        path = cache_path(self.cache_dir, reader, self.resize, self.labels)
         if not (path / "meta.json").exists():
             raise RuntimeError(f"{path}: data cache missing; call prepare_data() first")
         self.data = load_cache(path, preload=self.use_preload)
@@ -147,6 +159,24 @@ class ArtefactDataModule(L.LightningDataModule):
                  len(self.split.train_idx), len(self.split.val_idx),
                  len({sources[i] for i in self.split.train_idx}), len({sources[i] for i in self.split.val_idx}))
 
+    @property
+    def crops(self) -> bool:
+        """The crop protocol: random crops in training, sliding windows over whole images in validation."""
+        return self.resize.kind == "longest_side"
+
+    def protocol(self) -> dict[str, Any]:
+        """What a checkpoint records about the training data's geometry, for predict to match it on a scan:
+        the resize, and how the cached images' longest sides relate to the originals' (their scale)."""
+        self._require_setup()
+        record: dict[str, Any] = {"resize": self.resize.kind, "image_size": self.image_size}
+        if self.crops:
+            native = self.data.native_masks.shapes[self.split.train_idx].max(axis=1)
+            cached = np.asarray([max(self.data.masks[i].shape) for i in self.split.train_idx])
+            scales = cached / native
+            record.update(max_side=self.resize.size, scale_median=float(np.median(scales)),
+                          scale_min=float(scales.min()), scale_max=float(scales.max()))
+        return record
+
     def train_class_pixel_counts(self) -> np.ndarray:
         """Pixels per class over the TRAINING fold only: the basis of the class weights."""
         self._require_setup()
@@ -155,7 +185,8 @@ class ArtefactDataModule(L.LightningDataModule):
     def write_splits(self, path: Path, **extra: Any) -> None:
         self._require_setup()
         write_splits_json(path, self.split, self.data.ids, [r.source_id for r in self.data.records],
-                          {"root": str(self.root), "image_size": self.image_size, **extra})
+                          {"root": str(self.root), "image_size": self.image_size, "resize": self.resize.kind,
+                           "max_side": self.resize.size if self.crops else None, **extra})
 
     def _require_setup(self) -> None:
         if self.data is None or self.split is None:
@@ -164,11 +195,14 @@ class ArtefactDataModule(L.LightningDataModule):
     def _device(self) -> torch.device | None:
         """Where the data set lives for training: `cuda` (the trainer's own device, so each DDP rank uses its
         GPU) or None for host RAM. `auto` = on the GPU when training on one, unless a per-sample (CPU)
-        augmentation needs the host path."""
+        augmentation or the crop protocol (images of many sizes, cropped on the host) needs the host path."""
         trainer_device = self.trainer.strategy.root_device if self.trainer is not None else None
         if self.preload_to == "cpu" or (self.preload_to == "auto" and (
-                trainer_device is None or trainer_device.type != "cuda" or self.augment is not None)):
+                trainer_device is None or trainer_device.type != "cuda" or self.augment is not None or self.crops)):
             return None
+        if self.crops:
+            raise ValueError("data.preload_to=cuda: the crop protocol (data.resize=longest_side) draws its crops on "
+                             "the host; use data.preload_to=auto or cpu")
         if self.augment is not None:
             raise ValueError("data.preload_to=cuda: the per-sample augmentation (augment=albumentations) runs on the "
                              "host; use augment=tensor (on the device) or data.preload_to=auto|cpu")
@@ -190,11 +224,20 @@ class ArtefactDataModule(L.LightningDataModule):
     def _loader(self, indices: np.ndarray, train: bool, shard: bool = False) -> DataLoader:
         self._require_setup()
         device = self._device()
-        if device is not None:
+        batch_size = self.batch_size
+        if self.crops and train:
+            dataset = RandomCropDataset(self.data.images, self.data.masks, indices, self.image_size,
+                                        self.labels.ignore_index, class_aware=self.class_aware_crops,
+                                        crops_per_image=self.crops_per_image, transform=self.augment)
+            extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
+                     "persistent_workers": self.num_workers > 0}
+        elif device is not None:
             dataset = DeviceSegmentationDataset(*self._device_tensors(device), indices)
             extra = {"collate_fn": _pass_batch, "num_workers": 0, "pin_memory": False}
         else:
             dataset = SegmentationDataset(self.data.images, self.data.masks, indices, self.augment if train else None)
+            if self.crops:  # validation: whole images of different sizes, one at a time (sliding windows)
+                batch_size = 1
             extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
                      "persistent_workers": self.num_workers > 0}
         sampler = None
@@ -204,10 +247,10 @@ class ArtefactDataModule(L.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            drop_last=train and len(indices) > self.batch_size,
+            drop_last=train and len(dataset) > batch_size,
             **extra,
         )
 

@@ -15,7 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Iterator, Protocol
 
 from PIL import Image
 
@@ -51,8 +51,6 @@ class Reader(Protocol):
     def records(self) -> list[RecordInfo]: ...
 
     def samples(self) -> Iterator[Sample]: ...
-
-    def masks(self, ids: Iterable[str]) -> Iterator[tuple[str, Image.Image]]: ...
 
     def fingerprint(self) -> str: ...
 
@@ -142,14 +140,6 @@ class FolderReader:
                 str(image_path)
             )
 
-    def masks(self, ids: Iterable[str]) -> Iterator[tuple[str, Image.Image]]:
-        """(id, mask as stored) of the given ids, without decoding their images (native-resolution scoring)."""
-        for sample_id in ids:
-            if sample_id not in self._masks:
-                raise KeyError(f"{self.mask_dir}: no annotation for id '{sample_id}'")
-            path = self._masks[sample_id]
-            yield sample_id, open_image(path, str(path), orient=False)
-
     def fingerprint(self) -> str:
         meta = [self.root / "metadata.csv"] if (self.root / "metadata.csv").exists() else []
         return _files_fingerprint(list(self._images.values()) + list(self._masks.values()) + meta, self.root)
@@ -204,15 +194,6 @@ class ParquetReader:
                                orient=False),
                     name,
                 )
-
-    def masks(self, ids: Iterable[str]) -> Iterator[tuple[str, Image.Image]]:
-        """(id, mask as stored) of the given ids in the shards' order, reading only the id and annotation columns."""
-        wanted = set(ids)
-        for shard, rows in self._batches(["id", "annotation"]):
-            for row in rows:
-                if str(row["id"]) in wanted:
-                    name = f"{shard.name}[id={row['id']}].annotation"
-                    yield str(row["id"]), open_image(self._cell_bytes(row["annotation"], name), name, orient=False)
 
     @staticmethod
     def _cell_bytes(cell, name: str) -> bytes:
