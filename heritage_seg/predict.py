@@ -3,7 +3,8 @@
     python -m heritage_seg.predict ckpt=…/best.ckpt input=folder/ tta=true
 
 Per image: <name>_mask.png (class ids at full resolution, palette PNG), <name>_overlay.jpg, <name>_confidence.png
-and <name>_report.json; report.csv for the whole run. One unreadable file is reported and skipped.
+and <name>_report.json; report.csv and report.html (every scan on one page) for the whole run. One unreadable
+file is reported and skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from heritage_seg.reports import palette_mask, scan_overlay
 from heritage_seg.rundir import claim_run_dir
 from heritage_seg.runtime import inference_precision, pick_device, recorded_precision, with_autocast
 from heritage_seg.native import native_class_map
+from heritage_seg.scan_page import scan_report_html
 from heritage_seg.sliding import count_windows, default_stride, sliding_window_predict
 from heritage_seg.tta import predict_probabilities, resolve
 
@@ -163,7 +165,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                     "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "
                     "scan's size (what native-resolution evaluation scores). scale=<factor> maps by sliding windows "
                     "instead; a model trained with data=artefact_crops has one pixel density to match.", size, size)
-    done, failed, rows = [], {}, []
+    done, failed, rows, reports = [], {}, [], []
     stems = output_stems(inputs)
     for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
         try:
@@ -173,6 +175,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             log.error("skipped %s: %s", path, err)
             continue
         done.append(path.name)
+        reports.append(report)
         rows.extend(csv_rows(report))
         log.info("%s: %.2f%% damaged (%d x %d px) -> %s", path.name, report["damage_total"]["percent_of_object"],
                  report["width"], report["height"], out_dir)
@@ -181,6 +184,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(out_dir / "report.csv", buffer.getvalue())
+    write_text_atomic(out_dir / "report.html", scan_report_html(reports, out_dir, labels, failed))
     if failed:
         write_json_atomic(out_dir / "failed.json", failed)
         log.error("%d of %d image(s) failed; see %s", len(failed), len(inputs), out_dir / "failed.json")

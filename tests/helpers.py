@@ -1,9 +1,16 @@
-"""Test-only callbacks, importable by Hydra through `+callbacks.<name>._target_=tests.helpers.<Class>`."""
+"""Test-only callbacks, importable by Hydra through `+callbacks.<name>._target_=tests.helpers.<Class>`, and the
+check every HTML report page must pass."""
 
 from __future__ import annotations
 
+import base64
+import io
+from html.parser import HTMLParser
+from pathlib import Path
+
 import lightning as L
 import torch
+from PIL import Image
 
 
 class SimulatedPreemption(RuntimeError):
@@ -67,3 +74,56 @@ class RecordLearningRate(L.Callback):
                       "attempt": os.environ.get("SLURM_RESTART_COUNT", "0")}
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.rows, self.scripts, self._row = [], [], [], [], None
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        elif tag == "a":
+            self.links.append(attrs.get("href", ""))
+        elif tag == "tr":
+            self._row = []
+        elif tag == "td" and self._row is not None:
+            self._row.append(attrs.get("data-sort"))
+        elif tag == "script":
+            self._in_script = True
+            if attrs.get("src"):
+                self.scripts.append(attrs["src"])
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            if self._row:
+                self.rows.append(self._row)
+            self._row = None
+        elif tag == "script":
+            self._in_script = False
+
+
+def check_html_page(path: Path) -> _Page:
+    """Parse a report page as a browser would need it: every picture is embedded and decodes, or is a file
+    beside the page; every link points at a file beside the page; no external script or resource."""
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    page = _Page()
+    page.feed(text)
+    page.close()
+    assert not page.scripts, "no external scripts (no CDN)"
+    assert "http://" not in text and "https://" not in text, "nothing fetched from the internet"
+    for src in page.images:
+        if src.startswith("data:"):
+            header, data = src.split(",", 1)
+            assert header.endswith(";base64")
+            with Image.open(io.BytesIO(base64.b64decode(data))) as img:
+                img.verify()
+        else:
+            assert (path.parent / src).is_file(), src
+    for href in page.links:
+        assert (path.parent / href).is_file(), href
+    return page

@@ -12,6 +12,7 @@ from PIL import Image
 from heritage_seg.predict import predict
 from heritage_seg.sliding import count_windows
 from tests.conftest import compose_config
+from tests.helpers import check_html_page
 
 
 def _cfg(ckpt, input_path, *overrides):
@@ -48,6 +49,18 @@ def test_every_good_scan_is_mapped_and_the_corrupt_one_is_reported(predicted, sc
         for suffix in ("_mask.png", "_confidence.png", "_overlay.jpg"):
             with Image.open(out / f"{stem}{suffix}") as img:
                 assert img.size == size, f"{stem}{suffix} must be at the scan's full resolution"
+
+
+def test_report_html_shows_every_scan_sorted_by_damaged_share_with_working_links(predicted):
+    out, result = predicted
+    page = check_html_page(out / "report.html")  # pictures decode, links point at files beside it, no CDN
+    shares = [float(row[3]) for row in page.rows[:len(result["done"])]]
+    assert len(shares) == 4 and shares == sorted(shares, reverse=True)
+    assert len([src for src in page.images if src.startswith("data:image/jpeg")]) == 4  # a thumbnail per scan
+    for stem in ("painting", "tiny", "grey16", "rgba"):
+        assert f"{stem}_overlay.jpg" in page.links and f"{stem}_mask.png" in page.links
+    text = (out / "report.html").read_text()
+    assert "corrupt.png" in text and "cannot decode" in text  # the failed scan is listed with its error
 
 
 def test_report_areas_equal_mask_pixel_counts(predicted, labels):
