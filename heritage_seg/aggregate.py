@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig
 
 from heritage_seg.cli import exit_on_user_error
 from heritage_seg.files import write_json_atomic, write_text_atomic
+from heritage_seg.study.page import study_html
 from heritage_seg.study.render import plot_comparison, to_latex, to_markdown
 from heritage_seg.study.runs import find_runs
 from heritage_seg.study.stats import summarise
@@ -36,8 +37,9 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path | None = None,
     write_text_atomic(out / "cv_results.md", markdown)
     write_text_atomic(out / "cv_results.tex", to_latex(summary))
     plot_comparison(summary, out / "cv_comparison.png")
+    write_text_atomic(out / "report.html", study_html(summary, out / "cv_comparison.png"))
     print(markdown)
-    log.info("wrote cv_results.json, cv_results.md, cv_results.tex, cv_comparison.png to %s", out)
+    log.info("wrote cv_results.json, cv_results.md, cv_results.tex, cv_comparison.png, report.html to %s", out)
     return summary
 
 

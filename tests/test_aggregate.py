@@ -13,6 +13,7 @@ from PIL import Image
 from heritage_seg.aggregate import aggregate
 from heritage_seg.metrics import segmentation_metrics
 from tests.conftest import REPO
+from tests.helpers import check_html_page
 
 CLASSES = ["Clean", "Cracks"]
 
@@ -59,6 +60,28 @@ def test_means_stds_tta_gain_and_paired_differences(sweep):
     assert diff["per_fold"] == pytest.approx([0.10, 0.05, 0.05])
     assert diff["mean"] == pytest.approx(0.2 / 3) and diff["std"] == pytest.approx(0.028867513, abs=1e-8)
     assert summary["warnings"] == []
+
+
+def test_report_html_holds_the_study_and_every_picture_opens(sweep):
+    """The tables with every fold, paired differences, per-class IoU, a confusion matrix per group (summed
+    over folds) and the panels that evaluate left in a run folder, in one self-contained page."""
+    for run in sweep.iterdir():
+        metrics = json.loads((run / "metrics.json").read_text())
+        fold = metrics["fold"]
+        metrics["confusion_matrix"] = [[90 + fold, 10], [5, 5 + fold]]
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    panel = sweep / "encoder=convnext,fold=0" / "evaluate" / "predictions" / "best01_img7_overlay.png"
+    panel.parent.mkdir(parents=True)
+    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(panel)
+    summary = aggregate([sweep])
+    assert summary["groups"]["encoder=convnext"]["no_tta"]["confusion_matrix"] == [[273, 30], [15, 18]]
+    page = check_html_page(sweep / "report.html")
+    text = (sweep / "report.html").read_text()
+    for expected in ("encoder=convnext", "encoder=mit_b3", "60.00 ± 10.00", "0: 50.00 / 1: 60.00 / 2: 70.00",
+                     "+10.00 / +5.00 / +5.00", "Per-class IoU", "Confusion matrices", "best01_img7_overlay.png"):
+        assert expected in text, expected
+    # comparison chart, per-class chart, two confusion matrices, one panel
+    assert len(page.images) == 5 and all(src.startswith("data:image/") for src in page.images)
 
 
 def test_outputs_are_written_and_readable(sweep):

@@ -47,7 +47,11 @@ def _summarise_group(runs: list[FinishedRun], key: str) -> dict[str, Any] | None
     for metric in SUMMARY_METRICS:
         values = [p.get(metric) for p in payloads]
         out[metric] = {**_stats(values), "per_fold": dict(zip([r.fold for r in runs], values))}
+    matrices = [p.get("confusion_matrix") for p in payloads]
+    if all(m is not None for m in matrices):  # summed over folds: every validation pixel of the study once
+        out["confusion_matrix"] = np.sum([np.asarray(m, dtype=np.int64) for m in matrices], axis=0).tolist()
     classes = payloads[0].get("classes") or list(payloads[0].get("per_class", {}))
+    out["classes"] = list(classes)
     out["per_class_iou"] = {
         name: {**_stats(vals := [p["per_class"][name]["iou"] for p in payloads]),
                "per_fold": dict(zip([r.fold for r in runs], vals))}
