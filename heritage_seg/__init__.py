@@ -3,7 +3,7 @@
 Map of the package (README, "Layout"):
 
       entry points (python -m heritage_seg.<name>; thin: compose, build from the library, run, print where)
-        train.py  evaluate.py  predict.py  aggregate.py  lr_find.py
+        train.py  evaluate.py  predict.py  aggregate.py  lr_find.py  export.py
       shared by the entry points
         runtime.py        device, precision, datamodule and module construction (entry points never import each other)
         rundir.py         the run folder: its file names, run identity, bookkeeping overrides, claiming it
@@ -27,5 +27,9 @@ Map of the package (README, "Layout"):
         native.py         scoring at the annotation's own resolution (bilinear upsampling in bounded strips)
         damage.py         one scan's damage statistics (per class, connected regions) and report.csv rows
         reports.py        plots, prediction panels, the damage overlay and palette masks
+        html.py           self-contained HTML pages (embedded pictures, sortable tables);  scan_page.py: predict's
         study/            comparing runs: runs.py (find, group), stats.py (folds, pairs, baseline), render.py
+                          (markdown, LaTeX, chart), page.py (report.html)
+      deployment
+        onnx_export.py    ONNX graph and its onnxruntime check;  model_card.py: model_card.md
 """

@@ -6,7 +6,6 @@ level, and writes metrics.json, the pictures and the prediction masks into its o
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,44 +20,14 @@ from heritage_seg.files import save_image, write_json_atomic
 from heritage_seg.native import check_resolution, validation_masks
 from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
                                   plot_iou_per_class)
-from heritage_seg.rundir import METRICS, SAME_VALIDATION_SET, SPLITS, claim_run_dir, first_difference, run_dir_of
-from heritage_seg.runtime import (build_datamodule, describe_device, inference_precision, pick_device,
-                                  recorded_precision, with_autocast)
+from heritage_seg.rundir import METRICS, SAME_VALIDATION_SET, claim_run_dir, first_difference
+from heritage_seg.runtime import (check_against_splits, describe_device, inference_precision, pick_device,
+                                  rebuild_validation_data, recorded_precision, with_autocast)
 from heritage_seg.scoring import format_table, run_context, run_evaluation, scored_payload
 from heritage_seg.sliding import protocol_probabilities
 from heritage_seg.tta import resolve
 
 log = logging.getLogger(__name__)
-
-
-def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, batch_size=None, cache_dir=None):
-    """The datamodule of the training run (same fold/seed/size), optionally with a moved data root."""
-    data_cfg = run_cfg.data.copy()
-    for key, value in (("root", root), ("batch_size", batch_size), ("cache_dir", cache_dir)):
-        if value is not None:
-            data_cfg[key] = value
-    if not Path(str(data_cfg.root)).expanduser().exists() and data_cfg.get("sample") is None:
-        raise FileNotFoundError(
-            f"ckpt={ckpt}: the data it was trained on ({data_cfg.root}) is gone; pass data.root=<folder> "
-            "pointing at the same data set"
-        )
-    datamodule = build_datamodule(run_cfg, labels, data_cfg)
-    datamodule.setup("validate")
-    check_against_splits(ckpt, datamodule)
-    return datamodule
-
-
-def check_against_splits(ckpt: Path, datamodule) -> None:
-    """The rebuilt validation fold must be the one the run recorded in its splits.json."""
-    splits = run_dir_of(ckpt) / SPLITS
-    if splits.exists():
-        expected = json.loads(splits.read_text())["val_ids"]
-        actual = [datamodule.data.ids[i] for i in datamodule.split.val_idx]
-        if expected != actual:
-            raise ValueError(
-                f"ckpt={ckpt}: the validation fold rebuilt from {datamodule.root} differs from the run's {splits} "
-                "(data changed, or checkpoints of different folds?); it would not be the run's validation set"
-            )
 
 
 def load_members(ckpts: list[Path]):

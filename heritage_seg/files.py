@@ -17,6 +17,18 @@ import numpy as np
 from PIL import Image
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# tempfile creates private files (0600) and folders (0700); a result must get the permissions any other file
+# written by the user gets (0644 / 0755 under the usual umask 022), or colleagues sharing a cluster's project
+# folder or data cache cannot read it. Read once: os.umask can only be read by setting it.
+UMASK = _umask()
+
+
 def write_file_atomic(path: Path, save: Callable[[str], None]) -> None:
     """`save(tmp)` writes a temporary file in the same folder, which is then renamed to `path`."""
     path = Path(path)
@@ -25,6 +37,7 @@ def write_file_atomic(path: Path, save: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         save(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,6 +76,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~UMASK)
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
         try:

@@ -3,8 +3,10 @@ datamodule / LightningModule built from a composed config. Entry points import t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,6 +19,7 @@ from heritage_seg.data.labels import LabelMap
 from heritage_seg.losses import build_loss
 from heritage_seg.models import build_unet, normalisation
 from heritage_seg.module import SegmentationModule
+from heritage_seg.rundir import SPLITS, run_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,36 @@ def build_datamodule(run_cfg: DictConfig, labels: LabelMap, data_cfg: DictConfig
         split=run_cfg.get("split", DEFAULT_SPLIT))
     datamodule.prepare_data()
     return datamodule
+
+
+def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, batch_size=None, cache_dir=None):
+    """The datamodule of the training run (same fold/seed/size), optionally with a moved data root."""
+    data_cfg = run_cfg.data.copy()
+    for key, value in (("root", root), ("batch_size", batch_size), ("cache_dir", cache_dir)):
+        if value is not None:
+            data_cfg[key] = value
+    if not Path(str(data_cfg.root)).expanduser().exists() and data_cfg.get("sample") is None:
+        raise FileNotFoundError(
+            f"ckpt={ckpt}: the data it was trained on ({data_cfg.root}) is gone; pass data.root=<folder> "
+            "pointing at the same data set"
+        )
+    datamodule = build_datamodule(run_cfg, labels, data_cfg)
+    datamodule.setup("validate")
+    check_against_splits(ckpt, datamodule)
+    return datamodule
+
+
+def check_against_splits(ckpt: Path, datamodule) -> None:
+    """The rebuilt validation fold must be the one the run recorded in its splits.json."""
+    splits = run_dir_of(ckpt) / SPLITS
+    if splits.exists():
+        expected = json.loads(splits.read_text())["val_ids"]
+        actual = [datamodule.data.ids[i] for i in datamodule.split.val_idx]
+        if expected != actual:
+            raise ValueError(
+                f"ckpt={ckpt}: the validation fold rebuilt from {datamodule.root} differs from the run's {splits} "
+                "(data changed, or checkpoints of different folds?); it would not be the run's validation set"
+            )
 
 
 def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from heritage_seg import files
 from heritage_seg.files import atomic_folder, save_image, write_json_atomic
 
 
@@ -53,3 +54,16 @@ def test_save_image_names_unsupported_suffix(tmp_path):
         save_image(tmp_path / "mask.tif", np.zeros((4, 4), np.uint8))
     save_image(tmp_path / "mask.png", np.zeros((4, 4), np.uint8))
     assert [p.name for p in tmp_path.iterdir()] == ["mask.png"]
+
+
+def test_outputs_get_the_users_usual_permissions_not_private_temp_ones(tmp_path, monkeypatch):
+    """tempfile makes 0600 files and 0700 folders: results and the data cache would be unreadable to colleagues
+    sharing a project folder on a cluster."""
+    monkeypatch.setattr(files, "UMASK", 0o022)
+    files.write_json_atomic(tmp_path / "metrics.json", {"miou": 0.5})
+    files.save_image(tmp_path / "mask.png", np.zeros((4, 4), np.uint8))
+    with files.atomic_folder(tmp_path / "cache") as tmp:
+        (tmp / "meta.json").write_text("{}")
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "mask.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o755
