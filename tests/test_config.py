@@ -74,3 +74,22 @@ def test_bookkeeping_overrides_are_one_list_for_sweep_folders_and_aggregate():
     assert excluded <= bookkeeping_keys() and {"data.root", "resume"} <= excluded
     assert is_bookkeeping("data.root=/data/artefact") and is_bookkeeping("fold=2")
     assert not is_bookkeeping("encoder=mit_b3") and not is_bookkeeping("loss.class_weighting=none")
+
+
+def test_the_poc_5_9_preset_pins_the_seeds_experiment_and_the_command_line_still_picks_encoder_and_fold():
+    cfg = compose_config(["experiment=poc_5_9", "encoder=maxvit", "fold=2"])
+    assert (cfg.data.batch_size, cfg.data.image_size, cfg.data.resize) == (96, 384, "squash")
+    assert (cfg.trainer.max_epochs, cfg.n_folds, cfg.split, cfg.seed) == (50, 3, "source", 42)
+    assert (cfg.loss.dice_weight, cfg.loss.focal_weight, cfg.loss.gamma, cfg.loss.dice_classes) == (0.5, 0.5, 2.0, "all")
+    assert cfg.optim.scheduler._target_.endswith("OneCycleLR") and cfg.optim.scheduler.max_lr == 1e-3
+    assert cfg.monitor == cfg.callbacks.early_stopping.monitor == cfg.callbacks.model_checkpoint.monitor == "val/mIoU"
+    assert cfg.callbacks.final_validation_report.tta is True
+    assert (cfg.encoder.name, cfg.fold) == ("tu-maxvit_tiny_tf_384", 2)
+    assert compose_config([]).data.batch_size != 96  # the preset, not the defaults, holds the seed's batch
+
+
+def test_the_gpu_smoke_preset_runs_on_generated_data_and_insists_on_a_gpu():
+    cfg = compose_config(["experiment=gpu_smoke"])
+    assert cfg.data.sample is not None and cfg.encoder.weights is None  # no download
+    assert (cfg.trainer.accelerator, cfg.data.preload_to) == ("gpu", "cuda")
+    assert cfg.trainer.max_epochs <= 3

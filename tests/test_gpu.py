@@ -66,3 +66,10 @@ def test_predict_on_the_gpu(gpu_run, sample_root, tmp_path):
     assert report["precision"] == ("bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true")
     with Image.open(tmp_path / "out" / "scan_mask.png") as mask:
         assert mask.size == (500, 300)
+
+
+def test_the_gpu_smoke_preset_trains_on_the_gpu(tmp_path, sample_root):
+    run = tmp_path / "smoke"
+    train(compose_config(["experiment=gpu_smoke", f"data.root={sample_root}", f"run_dir={run}",
+                          "trainer.max_epochs=1"]))
+    assert json.loads((run / "metrics_tta.json").read_text())["device"].startswith("cuda")
