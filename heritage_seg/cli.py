@@ -12,6 +12,20 @@ from heritage_seg.errors import USER_ERRORS
 log = logging.getLogger("heritage_seg")
 
 
+def instantiate_or_user_error(config):
+    """hydra.utils.instantiate, but a user error raised by the target (e.g. a missing extra) comes out as itself,
+    not wrapped in Hydra's InstantiationException (which the CLI would print as a traceback)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, USER_ERRORS):
+            raise err.__cause__ from None
+        raise
+
+
 def exit_on_user_error(task):
     @functools.wraps(task)
     def wrapper(cfg):

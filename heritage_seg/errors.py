@@ -17,4 +17,19 @@ class ScheduleMismatch(ValueError):
     """A resumed run's restored learning-rate schedule was laid out for another number of steps."""
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailable)
+class MissingExtra(RuntimeError):
+    """An optional dependency (onnx, mlflow, wandb) that the chosen option needs is not installed."""
+
+
+def require_extra(module: str, extra: str, option: str):
+    """Import an optional dependency, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtra(f"{option} needs the {extra} extra ({err.name or module} is not installed): "
+                           f"pip install -e '.[{extra}]'") from None
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailable, MissingExtra)

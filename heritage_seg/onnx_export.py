@@ -10,7 +10,6 @@ exporter (it needs no onnxscript) with the check that issue asks for.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,17 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from heritage_seg.errors import require_extra
+
 OPSET = 17
 MIN_ARGMAX_AGREEMENT = 0.999
 
 
 def require_onnx() -> tuple[Any, Any]:
     """onnx and onnxruntime, or a message naming the extra that installs them."""
-    try:
-        return importlib.import_module("onnx"), importlib.import_module("onnxruntime")
-    except ImportError as err:
-        raise RuntimeError(f"format=onnx needs the onnx extra ({err.name} is not installed): "
-                           "pip install -e '.[onnx]'  (onnx and onnxruntime)") from None
+    return require_extra("onnx", "onnx", "format=onnx"), require_extra("onnxruntime", "onnx", "format=onnx")
 
 
 class PixelsToLogits(nn.Module):

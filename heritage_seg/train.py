@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.checkpoints import read_checkpoint
-from heritage_seg.cli import exit_on_user_error
+from heritage_seg.cli import exit_on_user_error, instantiate_or_user_error
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.files import write_json_atomic
@@ -75,6 +75,8 @@ def train(cfg: DictConfig) -> float:
         markers = (f"{CHECKPOINTS}/*.ckpt", METRICS) if resume == "auto" else (f"{CHECKPOINTS}/*.ckpt", SPLITS)
         claim_run_dir(run_dir, cfg, finished_markers=markers, reclaim=resume == "auto")
     L.seed_everything(cfg.seed, workers=True)
+    # before the data: a tracker whose extra is missing fails in a second, not after the cache is built
+    loggers = [instantiate_or_user_error(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
     datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)
     if writer and resume_from is None:
@@ -82,7 +84,6 @@ def train(cfg: DictConfig) -> float:
         write_json_atomic(run_dir / CLASS_WEIGHTS, class_weight_record)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     extra = {"plugins": plugins} if (plugins := cluster_plugins(cfg)) else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      precision=resolve_precision(cfg.trainer.precision), **extra)

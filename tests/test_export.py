@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from heritage_seg.errors import MissingExtra
 from heritage_seg.export import export
 from heritage_seg.onnx_export import check_against_pytorch, export_onnx
 from tests.conftest import compose_config
@@ -65,7 +66,7 @@ def test_existing_output_is_kept_and_bad_options_are_refused(exported, trained_r
 
 def test_a_missing_extra_is_named(trained_run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
-    with pytest.raises(RuntimeError, match=r"onnxruntime is not installed\): pip install -e '\.\[onnx\]'"):
+    with pytest.raises(MissingExtra, match=r"onnxruntime is not installed\): pip install -e '\.\[onnx\]'"):
         export(_cfg(trained_run / "checkpoints" / "best.ckpt"), tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
 

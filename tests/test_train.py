@@ -132,3 +132,25 @@ def test_csv_logger_alone_or_beside_tensorboard(tmp_path, sample_root):
             rows = list(csv.DictReader(handle))
         assert any(row.get("val/mIoU_gt") for row in rows) and any(row.get("train/loss_epoch") for row in rows)
         assert (run_dir / "tensorboard").is_dir() == ("tensorboard" in expected)
+
+
+def test_mlflow_logger_records_the_run_in_a_local_store(tmp_path, sample_root, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (pip install -e '.[mlflow]'; CI installs it)")
+    monkeypatch.chdir(tmp_path)  # the default store is ./mlruns, where the command runs
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_dir = tmp_path / "run"
+    train(compose_config(tiny_train_overrides(run_dir, sample_root) + ["logger=[csv,mlflow]"]))
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "heritage_seg"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert "val/mIoU_gt" in run.data.metrics and run.data.tags["run_dir"] == str(run_dir)
+    assert run.data.params["run_config/encoder/name"] == "tu-convnext_tiny"
+    assert (run_dir / "csv" / "metrics.csv").is_file()  # beside the other logger
+
+
+def test_a_tracker_that_is_not_installed_is_named_with_its_extra(tmp_path, sample_root, monkeypatch):
+    from heritage_seg.errors import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as on a machine without the wandb extra
+    with pytest.raises(MissingExtra, match=r"logger=wandb needs the wandb extra .*pip install -e '\.\[wandb\]'"):
+        train(compose_config(tiny_train_overrides(tmp_path / "run", sample_root) + ["logger=wandb"]))

@@ -20,6 +20,20 @@ from torch.utils.data import Dataset
 from heritage_seg.sliding import reflect_pad
 
 
+def to_item(image: np.ndarray, mask: np.ndarray, index: int,
+            transform: Callable[..., Mapping[str, np.ndarray]] | None = None) -> dict[str, torch.Tensor]:
+    """One (H, W, 3) image and (H, W) mask, through the per-sample transform if any, as the model takes them:
+    {'image': uint8 CHW, 'mask': int64 HW, 'index': the data-set index} (also SegmentationDataset's items)."""
+    if transform is not None:
+        out = transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
+        image, mask = out["image"], out["mask"]
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+        "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(),
+        "index": torch.tensor(index),
+    }
+
+
 class RandomCropDataset(Dataset):
     """`crops_per_image` random crops of each chosen image per epoch -> {'image': uint8 CHW, 'mask', 'index'}.
 
@@ -77,11 +91,4 @@ class RandomCropDataset(Dataset):
         top, left = self.crop_origin(index, mask)
         image = image[top: top + self.size, left: left + self.size]
         mask = mask[top: top + self.size, left: left + self.size]
-        if self.transform is not None:
-            out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
-            image, mask = out["image"], out["mask"]
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(),
-            "index": torch.tensor(index),
-        }
+        return to_item(image, mask, index, self.transform)

@@ -13,7 +13,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from heritage_seg.data.cache import PreparedData, Resize, build_cache, cache_path, load_cache
-from heritage_seg.data.crops import RandomCropDataset
+from heritage_seg.data.crops import RandomCropDataset, to_item
 from heritage_seg.data.folds import (DEFAULT_SPLIT, SPLITS, FoldSplit, leave_one_group_out, make_split,
                                      write_splits_json)
 from heritage_seg.data.labels import LabelMap
@@ -35,15 +35,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         index = int(self.indices[i])
-        image, mask = self.images[index], self.masks[index]
-        if self.transform is not None:
-            out = self.transform(image=np.asarray(image), mask=np.asarray(mask))
-            image, mask = out["image"], out["mask"]
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(),
-            "index": torch.tensor(index),
-        }
+        return to_item(np.asarray(self.images[index]), np.asarray(self.masks[index]), index, self.transform)
 
 
 class DeviceSegmentationDataset(Dataset):
