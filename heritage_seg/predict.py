@@ -101,7 +101,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     logits = with_autocast(module, device, precision)
     if scale == "squash":  # what a squash-trained model saw: the whole scan at image_size x image_size
         size = int(protocol.get("image_size") or module.hparams["run_config"]["data"]["image_size"])
-        small = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+        small = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
         lap("decode")
         batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
         probs = predict_probabilities(logits, batch, transforms)[0]

@@ -41,8 +41,9 @@ def test_maxvit_is_built_for_the_training_size():
 
 
 def test_sample_data_uses_random_init_and_a_short_schedule_but_the_command_line_wins():
+    assert compose_config(["data=sample"]).encoder.name == "resnet18"  # the quick start's light encoder
     cfg = compose_config(["data=sample", "encoder=mit_b3", "run_dir=/tmp/x"])
-    assert cfg.encoder.weights is None and cfg.data.sample.num_images == 48
+    assert cfg.encoder.name == "mit_b3" and cfg.encoder.weights is None and cfg.data.sample.num_images == 48
     assert cfg.data._target_.endswith("ArtefactDataModule") and cfg.augment._target_.endswith("BatchFlipRotate")
     cfg = compose_config(["data=sample", "encoder.weights=imagenet", "trainer.max_epochs=3", "run_dir=/tmp/x"])
     assert cfg.encoder.weights == "imagenet" and cfg.trainer.max_epochs == 3
