@@ -219,7 +219,8 @@ class ArtefactDataModule(L.LightningDataModule):
         batch_size = self.batch_size
         if self.crops and train:
             dataset = RandomCropDataset(self.data.images, self.data.masks, indices, self.image_size,
-                                        self.labels.ignore_index, class_aware=self.class_aware_crops,
+                                        self.labels.ignore_index, clean_id=self.labels.clean_index,
+                                        class_aware=self.class_aware_crops,
                                         crops_per_image=self.crops_per_image, transform=self.augment)
             extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
                      "persistent_workers": self.num_workers > 0}
