@@ -117,3 +117,17 @@ def test_predict_benchmark_script_runs_and_writes_json(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert [(r["size"], r["tta"]) for r in results] == [(96, False), (96, True)]
     assert all(r["seconds"] > 0 and r["windows"] == 9 for r in results)
+
+
+@pytest.mark.slow
+def test_predict_benchmark_measures_the_whole_predict_path_on_a_scan(tmp_path):
+    """--scan-outputs runs predict_image itself with a stand-in model: it must keep up with what predict reads."""
+    import json
+
+    out = tmp_path / "outputs.json"
+    proc = subprocess.run([sys.executable, "benchmarks/predict_benchmark.py", "--scan-outputs", "300", "200",
+                           "--window", "64", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (result,) = json.loads(out.read_text())["results"]
+    assert (result["width"], result["height"]) == (300, 200) and result["windows"] > 1
+    assert set(result["stage_seconds"]) >= {"decode", "mapping", "statistics"}
