@@ -69,9 +69,13 @@ def run_dir_of(ckpt: Path) -> Path:
 
 
 def first_difference(a: DictConfig, b: DictConfig, keys: Sequence[str]) -> tuple[str, Any, Any] | None:
-    """The first of `keys` whose value differs between two run configs, as (key, value in a, value in b)."""
+    """The first of `keys` whose value differs between two run configs, as (key, value in a, value in b). A key
+    one of them does not have (a run made before that option existed) is not compared."""
+    missing = object()
     for key in keys:
-        va, vb = OmegaConf.select(a, key), OmegaConf.select(b, key)
+        va, vb = OmegaConf.select(a, key, default=missing), OmegaConf.select(b, key, default=missing)
+        if va is missing or vb is missing:
+            continue
         if OmegaConf.is_config(va) or OmegaConf.is_config(vb):
             va = OmegaConf.to_container(va, resolve=True) if OmegaConf.is_config(va) else va
             vb = OmegaConf.to_container(vb, resolve=True) if OmegaConf.is_config(vb) else vb

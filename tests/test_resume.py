@@ -125,3 +125,15 @@ def test_a_diverging_run_exits_non_zero_with_one_line(tmp_path, sample_root):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "training diverged" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_run_made_before_an_option_existed_can_still_be_resumed_but_a_changed_option_is_refused():
+    from omegaconf import OmegaConf
+
+    from heritage_seg.rundir import RUN_IDENTITY, first_difference
+
+    before = OmegaConf.create({"fold": 0, "data": {"image_size": 384}})  # no data.resize / data.max_side yet
+    now = OmegaConf.create({"fold": 0, "data": {"image_size": 384, "resize": "squash", "max_side": 1024}})
+    assert first_difference(before, now, RUN_IDENTITY) is None
+    crops = OmegaConf.create({"fold": 0, "data": {"image_size": 384, "resize": "longest_side", "max_side": 1024}})
+    assert first_difference(now, crops, RUN_IDENTITY) == ("data.resize", "squash", "longest_side")
