@@ -94,3 +94,10 @@ def test_the_gpu_smoke_preset_runs_on_generated_data_and_insists_on_a_gpu():
     assert cfg.data.sample is not None and cfg.encoder.weights is None  # no download
     assert (cfg.trainer.accelerator, cfg.data.preload_to) == ("gpu", "cuda")
     assert cfg.trainer.max_epochs <= 3
+
+
+def test_the_sample_crops_preset_keeps_the_quick_start_but_trains_on_crops():
+    cfg = compose_config(["experiment=sample_crops"])
+    assert cfg.data.sample is not None and cfg.encoder.name == compose_config(["data=sample"]).encoder.name
+    assert (cfg.data.resize, cfg.data.max_side, cfg.data.image_size) == ("longest_side", 256, 128)
+    assert cfg.trainer.check_val_every_n_epoch == 4
