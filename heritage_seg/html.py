@@ -49,7 +49,7 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def png_uri(data: bytes, mime: str = "image/png") -> str:
+def data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -58,7 +58,7 @@ def figure_uri(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return png_uri(buffer.getvalue())
+    return data_uri(buffer.getvalue())
 
 
 def thumbnail_uri(image: Image.Image | np.ndarray, max_side: int = 480) -> str:
@@ -67,7 +67,7 @@ def thumbnail_uri(image: Image.Image | np.ndarray, max_side: int = 480) -> str:
     img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=3.0)
     buffer = io.BytesIO()
     img.convert("RGB").save(buffer, format="JPEG", quality=85)
-    return png_uri(buffer.getvalue(), "image/jpeg")
+    return data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def cell(value: object, sort: float | str | None = None, numeric: bool = False, raw: bool = False) -> str:
@@ -85,9 +85,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], sortable: bool 
     return f"<table{kind}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
 
-def image(uri: str, alt: str, caption: str | None = None, width: int | None = None) -> str:
-    size = f' width="{width}"' if width else ""
-    img = f'<img src="{uri}" alt="{esc(alt)}"{size}>'
+def image(uri: str, alt: str, caption: str | None = None) -> str:
+    img = f'<img src="{uri}" alt="{esc(alt)}">'
     return f"<figure>{img}<figcaption>{esc(caption)}</figcaption></figure>" if caption else img
 
 

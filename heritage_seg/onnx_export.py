@@ -20,23 +20,11 @@ from torch import nn
 from heritage_seg.errors import require_extra
 
 OPSET = 17
-MIN_ARGMAX_AGREEMENT = 0.999
 
 
 def require_onnx() -> tuple[Any, Any]:
     """onnx and onnxruntime, or a message naming the extra that installs them."""
     return require_extra("onnx", "onnx", "format=onnx"), require_extra("onnxruntime", "onnx", "format=onnx")
-
-
-class PixelsToLogits(nn.Module):
-    """The trained module's forward as a plain graph: float32 0..255 NCHW -> logits."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.module(image)
 
 
 def fixed_spatial_size(encoder_name: str) -> bool:
@@ -49,11 +37,12 @@ def export_onnx(module: nn.Module, encoder_name: str, image_size: int, path: Pat
     fixed = fixed_spatial_size(encoder_name)
     axes = {0: "batch"} if fixed else {0: "batch", 2: "height", 3: "width"}
     example = torch.zeros(1, 3, image_size, image_size)
-    # the wrapper in eval mode too: the exporter puts the top module back in its own mode afterwards, which
-    # would switch the whole trained module to training mode (BatchNorm on batch statistics)
-    graph = PixelsToLogits(module).eval()
+    # the module's own forward (float32 0..255 NCHW -> logits, normalisation inside), in eval mode: the exporter
+    # puts the module back in the mode it found it in, and a wrapper left in training mode would switch the whole
+    # trained module to training mode (BatchNorm on batch statistics)
+    module.eval()
     with torch.no_grad():
-        torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=opset,
+        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset,
                           input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": axes, "logits": axes})
     onnx.checker.check_model(str(path))

@@ -32,8 +32,8 @@ from heritage_seg.damage import CSV_FIELDS, class_report, csv_rows
 from heritage_seg.files import save_image, write_json_atomic, write_text_atomic
 from heritage_seg.reports import palette_mask, scan_overlay
 from heritage_seg.rundir import claim_run_dir
-from heritage_seg.runtime import inference_precision, pick_device, recorded_precision, with_autocast
 from heritage_seg.native import native_class_map
+from heritage_seg.runtime import inference_precision, pick_device, recorded_precision, with_autocast
 from heritage_seg.scan_page import scan_report_html
 from heritage_seg.sliding import count_windows, default_stride, sliding_window_predict
 from heritage_seg.tta import predict_probabilities, resolve
@@ -139,7 +139,8 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
                                                     present))
     lap("overlay_jpg")
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
-              "scale": scale, "protocol": protocol.get("resize", "squash"), "window": window, "stride": stride, "windows": total, "tta": bool(cfg.tta),
+              "scale": scale, "protocol": protocol.get("resize", "squash"), "window": window, "stride": stride,
+              "windows": total, "tta": bool(cfg.tta),
               "precision": recorded_precision(precision), "seconds": seconds,
               **classes}
     write_json_atomic(Path(f"{stem}_report.json"), report)
@@ -151,7 +152,8 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     module, _, labels = load_trained_module(cfg.ckpt)
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
-    if scan_scale(cfg.scale, module.protocol, 1, 1) == "squash" and (cfg.window or cfg.stride):  # so does a bad scale
+    squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale
+    if squash and (cfg.window or cfg.stride):
         raise ValueError("window=/stride= size sliding windows, but this squash-trained model maps each scan in one "
                          "squashed pass (scale=auto); pass scale=<factor> (e.g. scale=1.0) to map by sliding windows")
     if not cfg.overwrite:
@@ -159,7 +161,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                       option="output" if cfg.output else "hydra.run.dir",
                       remedy="pass overwrite=true to replace them, or choose another output=<folder>")
     module.to(device)
-    if scan_scale(cfg.scale, module.protocol, 1, 1) == "squash":
+    if squash:
         size = module.hparams["run_config"]["data"]["image_size"]
         log.warning("this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
                     "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "

@@ -32,7 +32,6 @@ class EvalResult:
     confidence: list[np.ndarray] = field(default_factory=list)    # (H, W) uint8, max probability * 255
     # the same predictions scored against the masks at their stored resolution (None: not asked for)
     native_confmat: np.ndarray | None = None
-    native_per_image_confmat: list[np.ndarray] = field(default_factory=list)
 
     def per_image_miou(self) -> np.ndarray:
         return np.array([segmentation_metrics(cm)["miou"] for cm in self.per_image_confmat])
@@ -81,11 +80,10 @@ def run_evaluation(
             for one, index in zip(probs, batch["index"]):
                 mask = torch.from_numpy(native_mask(int(index)))
                 pred_native = None if native_prediction is None else np.zeros(tuple(mask.shape), dtype=np.uint8)
-                cm = native_confusion(one, mask, num_classes, ignore_index, prediction=pred_native).cpu().numpy()
+                result.native_confmat += native_confusion(one, mask, num_classes, ignore_index,
+                                                          prediction=pred_native).cpu().numpy()
                 if native_prediction is not None:
                     native_prediction(int(index), pred_native)
-                result.native_confmat += cm
-                result.native_per_image_confmat.append(cm)
         if keep_predictions:
             result.predictions.extend(pred.to(torch.uint8).cpu().numpy())
             result.confidence.extend((confidence * 255).round().to(torch.uint8).cpu().numpy())

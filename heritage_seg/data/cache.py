@@ -108,25 +108,18 @@ class PreparedData:
     masks: np.ndarray | Ragged
     presence: np.ndarray | None = None  # (N, 256) bool: class ids present in each mask at its source resolution
     native_masks: Ragged | None = None
-    resize: Resize | None = None
 
     @property
     def ids(self) -> list[str]:
         return [r.id for r in self.records]
 
-    @property
-    def ragged(self) -> bool:
-        return isinstance(self.images, Ragged)
-
     def class_pixel_counts(self, num_classes: int, indices: np.ndarray | None = None) -> np.ndarray:
-        """Pixels per class id over the chosen images (ignore pixels are not counted)."""
-        chosen = range(len(self.records)) if indices is None else np.asarray(indices)
-        if self.ragged:
-            counts = sum(np.bincount(self.masks[i].reshape(-1), minlength=256) for i in chosen)
-        else:
-            masks = self.masks if indices is None else self.masks[np.asarray(indices)]
-            counts = np.bincount(masks.reshape(-1), minlength=256)
-        return np.asarray(counts)[:num_classes].astype(np.int64)
+        """Pixels per class id over the chosen images (ignore pixels are not counted); image by image, which
+        serves both layouts (squashed stack, Ragged) and copies no more than one mask at a time."""
+        counts = np.zeros(256, dtype=np.int64)
+        for i in range(len(self.records)) if indices is None else np.asarray(indices):
+            counts += np.bincount(np.asarray(self.masks[i]).reshape(-1), minlength=256)
+        return counts[:num_classes]
 
     def class_presence(self, num_classes: int) -> np.ndarray:
         """(N, C) bool: which classes occur in each image, read at the SOURCE resolution when the cache holds it:
@@ -234,10 +227,9 @@ def load_cache(path: Path, preload: bool = True) -> PreparedData:
     meta = json.loads((path / "meta.json").read_text())
     mode = None if preload else "r"
     records = [RecordInfo(**r) for r in meta["records"]]
-    resize = Resize(meta["resize"], meta["size"])
-    if resize.kind == "squash":
+    if meta["resize"] == "squash":
         images, masks = np.load(path / "images.npy", mmap_mode=mode), np.load(path / "masks.npy", mmap_mode=mode)
     else:
         images, masks = Ragged.load(path, "images", preload), Ragged.load(path, "masks", preload)
     return PreparedData(records, images, masks, np.load(path / "presence.npy"),
-                        Ragged.load(path, "native_masks", preload=False), resize)
+                        Ragged.load(path, "native_masks", preload=False))

@@ -217,13 +217,13 @@ class ArtefactDataModule(L.LightningDataModule):
         self._require_setup()
         device = self._device()
         batch_size = self.batch_size
+        extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
+                 "persistent_workers": self.num_workers > 0}  # host RAM through the DataLoader
         if self.crops and train:
             dataset = RandomCropDataset(self.data.images, self.data.masks, indices, self.image_size,
                                         self.labels.ignore_index, clean_id=self.labels.clean_index,
                                         class_aware=self.class_aware_crops,
                                         crops_per_image=self.crops_per_image, transform=self.augment)
-            extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
-                     "persistent_workers": self.num_workers > 0}
         elif device is not None:
             dataset = DeviceSegmentationDataset(*self._device_tensors(device), indices)
             extra = {"collate_fn": _pass_batch, "num_workers": 0, "pin_memory": False}
@@ -231,8 +231,6 @@ class ArtefactDataModule(L.LightningDataModule):
             dataset = SegmentationDataset(self.data.images, self.data.masks, indices, self.augment if train else None)
             if self.crops:  # validation: whole images of different sizes, one at a time (sliding windows)
                 batch_size = 1
-            extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
-                     "persistent_workers": self.num_workers > 0}
         sampler = None
         if shard and torch.distributed.is_available() and torch.distributed.is_initialized():
             # Lightning's default DistributedSampler pads the last shard with repeated images, which would count
