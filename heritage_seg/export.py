@@ -8,7 +8,6 @@ check has passed; an existing one is replaced only with overwrite=true.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
@@ -17,7 +16,7 @@ from omegaconf import DictConfig
 
 from heritage_seg.checkpoints import load_trained_module
 from heritage_seg.cli import exit_on_user_error
-from heritage_seg.files import write_text_atomic
+from heritage_seg.files import write_file_atomic, write_text_atomic
 from heritage_seg.model_card import model_card
 from heritage_seg.onnx_export import check_against_pytorch, check_batches, export_onnx, fixed_spatial_size, require_onnx
 from heritage_seg.rundir import run_dir_of
@@ -49,11 +48,11 @@ def export(cfg: DictConfig, output: Path) -> dict:
     images = [np.asarray(datamodule.data.images[i]) for i in val]
     batches = check_batches(images, size, dynamic=not fixed_spatial_size(run_cfg.encoder.name))
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        graph = export_onnx(module, run_cfg.encoder.name, size, tmp, int(cfg.opset))
-        check = check_against_pytorch(tmp, module, batches)
+    graph, check = {}, {}
+
+    def export_and_check(tmp: str) -> None:  # raising here leaves no file (files.write_file_atomic)
+        graph.update(export_onnx(module, run_cfg.encoder.name, size, Path(tmp), int(cfg.opset)))
+        check.update(check_against_pytorch(Path(tmp), module, batches))
         print(f"onnxruntime vs PyTorch on {check['images']} validation crops ({check['pixels']:,} pixels): max abs "
               f"logit difference {check['max_abs_logit_difference']:.3e}, argmax agreement "
               f"{100 * check['argmax_agreement']:.3f} %")
@@ -61,9 +60,8 @@ def export(cfg: DictConfig, output: Path) -> dict:
             raise ValueError(f"ckpt={ckpt}: the ONNX graph agrees with PyTorch on only "
                              f"{100 * check['argmax_agreement']:.3f} % of pixels (< min_argmax_agreement="
                              f"{cfg.min_argmax_agreement}); nothing written. Try another opset=")
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_file_atomic(output, export_and_check)
     write_text_atomic(card_path(output), model_card(run_cfg, labels, ckpt, run_dir_of(ckpt), output.name, graph,
                                                     check))
     log.info("wrote %s and %s", output, card_path(output))

@@ -23,25 +23,33 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_confusion_matrix(payload: dict[str, Any], path: Path) -> None:
-    cm = np.asarray(payload["confusion_matrix"], dtype=np.float64)
+def confusion_figure(confmat, names: list[str], title: str, compact: bool = False):
+    """Row-normalised confusion matrix (rows = truth): evaluate's full-size figure with the values written in
+    and a colour bar, or (`compact`) the small one the study page shows several of side by side."""
+    cm = np.asarray(confmat, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     normed = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    names = payload["classes"]
-    fig, ax = plt.subplots(figsize=(9, 8))
+    fig, ax = plt.subplots(figsize=(5.2, 4.8) if compact else (9, 8))
     im = ax.imshow(normed, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    ticks = {"fontsize": 6} if compact else {}
+    ax.set_xticks(range(len(names)), names, rotation=70 if compact else 60, ha="right", **ticks)
+    ax.set_yticks(range(len(names)), names, **ticks)
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
-    ax.set_title("Confusion matrix (row-normalised)")
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if normed[i, j] >= 0.01:
-                ax.text(j, i, f"{normed[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if normed[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    save_figure(fig, path)
+    ax.set_title(title, **({"fontsize": 9} if compact else {}))
+    if not compact:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if normed[i, j] >= 0.01:
+                    ax.text(j, i, f"{normed[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if normed[i, j] > 0.5 else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def plot_confusion_matrix(payload: dict[str, Any], path: Path) -> None:
+    save_figure(confusion_figure(payload["confusion_matrix"], payload["classes"],
+                                 "Confusion matrix (row-normalised)"), path)
 
 
 def plot_class_distribution(payload: dict[str, Any], path: Path) -> None:

@@ -97,6 +97,23 @@ class RaggedWriter:
         np.save(self.folder / f"{self.name}_shapes.npy", np.asarray(self.shapes, dtype=np.int64))
 
 
+class StackWriter:
+    """Appends same-shape arrays as the rows of one (N, *shape) <name>.npy, memory-mapped while written: the
+    squashed layout, with RaggedWriter's interface so the cache build is one loop for both layouts."""
+
+    def __init__(self, folder: Path, name: str, n: int, shape: tuple[int, ...]):
+        self.array = np.lib.format.open_memmap(folder / f"{name}.npy", "w+", np.uint8, (n, *shape))
+        self.count = 0
+
+    def append(self, array: np.ndarray) -> None:
+        self.array[self.count] = array
+        self.count += 1
+
+    def close(self) -> None:
+        self.array.flush()
+        self.array = None  # release the map before the folder is renamed
+
+
 @dataclass
 class PreparedData:
     """All images of a data set as cached: images (N, S, S, 3) uint8 and masks (N, S, S) uint8 class ids when
@@ -186,8 +203,7 @@ def build_cache(reader: Reader, resize: Resize, labels: LabelMap, cache_dir: str
     log.info("Preparing %d images of %s (%s %d px) into %s (once)", n, reader.root, resize.kind, side, target)
     with atomic_folder(target) as tmp:  # another process may finish the same cache first: theirs is kept
         if resize.kind == "squash":
-            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, side, side, 3))
-            masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, side, side))
+            images, masks = StackWriter(tmp, "images", n, (side, side, 3)), StackWriter(tmp, "masks", n, (side, side))
         else:
             images, masks = RaggedWriter(tmp, "images"), RaggedWriter(tmp, "masks")
         native = RaggedWriter(tmp, "native_masks")
@@ -197,24 +213,15 @@ def build_cache(reader: Reader, resize: Resize, labels: LabelMap, cache_dir: str
             if i >= n or sample.info.id != records[i].id:
                 raise RuntimeError(f"{reader.root}: data changed while it was being read; run again")
             one = preprocess(sample, resize, labels)
-            if resize.kind == "squash":
-                images[i], masks[i] = one.image, one.mask
-            else:
-                images.append(one.image)
-                masks.append(one.mask)
+            images.append(one.image)
+            masks.append(one.mask)
             native.append(one.native_mask)
             presence[i] = one.presence
             seen.append(sample.info)
         if len(seen) != n:
             raise RuntimeError(f"{reader.root}: expected {n} samples, read {len(seen)}")
-        if resize.kind == "squash":
-            images.flush()
-            masks.flush()
-        else:
-            images.close()
-            masks.close()
-        native.close()
-        del images, masks
+        for writer in (images, masks, native):
+            writer.close()
         np.save(tmp / "presence.npy", presence)
         meta = {"records": [r.__dict__ for r in seen], "resize": resize.kind, "size": side, "root": str(reader.root)}
         (tmp / "meta.json").write_text(json.dumps(meta))

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from heritage_seg.html import cell, esc, figure_uri, image, page, table, thumbnail_uri
-from heritage_seg.reports import plt
+from heritage_seg.reports import confusion_figure, plt
 from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 
@@ -89,20 +89,6 @@ def _per_class_table(summary: dict[str, Any]) -> str:
     return table(["class"] + [g["label"] for g in groups], rows, sortable=True)
 
 
-def confusion_uri(matrix: list[list[int]], classes: list[str], title: str) -> str:
-    cm = np.asarray(matrix, dtype=np.float64)
-    rows = cm.sum(axis=1, keepdims=True)
-    normed = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(5.2, 4.8))
-    ax.imshow(normed, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=70, ha="right", fontsize=6)
-    ax.set_yticks(range(len(classes)), classes, fontsize=6)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
-    ax.set_title(title, fontsize=9)
-    return figure_uri(fig)
-
-
 def _panels(group: dict[str, Any]) -> list[str]:
     found = []
     for run in group["runs"]:
@@ -139,8 +125,9 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
     if chart:
         parts += ["<h2>Per-class IoU across folds</h2>", image(chart, "per-class IoU per group"),
                   _per_class_table(summary)]
-    matrices = [image(confusion_uri(g["no_tta"]["confusion_matrix"], g["no_tta"]["classes"],
-                                    f"{g['label']} ({g['family']}), {len(g['folds'])} fold(s)"),
+    matrices = [image(figure_uri(confusion_figure(g["no_tta"]["confusion_matrix"], g["no_tta"]["classes"],
+                                                  f"{g['label']} ({g['family']}), {len(g['folds'])} fold(s)",
+                                                  compact=True)),
                       f"confusion matrix of {g['label']}")
                 for g in summary["groups"].values() if g["no_tta"].get("confusion_matrix")]
     if matrices:
