@@ -96,8 +96,11 @@ def test_the_gpu_smoke_preset_runs_on_generated_data_and_insists_on_a_gpu():
     assert cfg.trainer.max_epochs <= 3
 
 
-def test_the_sample_crops_preset_keeps_the_quick_start_but_trains_on_crops():
-    cfg = compose_config(["experiment=sample_crops"])
+def test_the_quickstart_preset_is_the_sample_data_trained_on_crops():
+    cfg = compose_config(["experiment=quickstart"])
     assert cfg.data.sample is not None and cfg.encoder.name == compose_config(["data=sample"]).encoder.name
+    assert cfg.encoder.weights is None  # offline: random initialisation
     assert (cfg.data.resize, cfg.data.max_side, cfg.data.image_size) == ("longest_side", 256, 128)
-    assert cfg.trainer.check_val_every_n_epoch == 4
+    assert cfg.loss.class_weighting == "none" and cfg.trainer.check_val_every_n_epoch == 8
+    # the command line still wins over the preset
+    assert compose_config(["experiment=quickstart", "trainer.max_epochs=3"]).trainer.max_epochs == 3
