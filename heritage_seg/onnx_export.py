@@ -76,15 +76,12 @@ def check_against_pytorch(path: Path, module: nn.Module, batches: Sequence[np.nd
 def check_batches(images: Sequence[np.ndarray], size: int, dynamic: bool, per_batch: int = 4) -> list[np.ndarray]:
     """(N, 3, size, size) uint8 batches from (H, W, 3) images: the centre crop of each (reflect-padded where
     smaller); for a dynamic graph also one batch at another width (two crops side by side)."""
-    from heritage_seg.sliding import reflect_pad
+    from heritage_seg.sliding import centred_pads, reflect_pad
 
     crops = []
     for image in images:
+        image = reflect_pad(image, *centred_pads(*image.shape[:2], size))
         h, w = image.shape[:2]
-        pad_h, pad_w = max(0, size - h), max(0, size - w)
-        if pad_h or pad_w:
-            image = reflect_pad(image, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
-            h, w = image.shape[:2]
         top, left = (h - size) // 2, (w - size) // 2
         crops.append(np.ascontiguousarray(image[top: top + size, left: left + size].transpose(2, 0, 1)))
     batches = [np.stack(crops[i: i + per_batch]) for i in range(0, len(crops), per_batch)]

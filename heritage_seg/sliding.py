@@ -50,19 +50,34 @@ def blend_weights(window: int, kind: str = "gaussian") -> np.ndarray:
     return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
 
 
-def reflect_pad(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
-    """Reflection padding that also works when the pad is larger than the image (repeats the reflection)."""
-    out = image
+def _reflection_steps(height: int, width: int, top: int, bottom: int, left: int, right: int
+                      ) -> Iterator[tuple[int, int, int, int, str]]:
+    """The (top, bottom, left, right, mode) pads that reflection padding of any size takes, one after another:
+    a reflection adds at most the image's size less one per side (np.pad / F.pad 'reflect'), so a larger pad
+    repeats it; a side of 1 px has nothing to reflect, and its edge is repeated ('edge'). One plan for the
+    numpy (`reflect_pad`) and torch (`sliding_window_probabilities`) paddings."""
     while top or bottom or left or right:
-        h, w = out.shape[:2]
-        t, b, l, r = min(top, h - 1), min(bottom, h - 1), min(left, w - 1), min(right, w - 1)
-        if h == 1 or w == 1:  # nothing to reflect: repeat the edge
-            t, b, l, r = top, bottom, left, right
-            out = np.pad(out, ((t, b), (l, r)) + ((0, 0),) * (out.ndim - 2), mode="edge")
-        else:
-            out = np.pad(out, ((t, b), (l, r)) + ((0, 0),) * (out.ndim - 2), mode="reflect")
+        if height == 1 or width == 1:
+            yield top, bottom, left, right, "edge"
+            return
+        t, b, l, r = min(top, height - 1), min(bottom, height - 1), min(left, width - 1), min(right, width - 1)
+        yield t, b, l, r, "reflect"
+        height, width = height + t + b, width + l + r
         top, bottom, left, right = top - t, bottom - b, left - l, right - r
+
+
+def reflect_pad(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """(H, W, ...) reflection padding that also works when the pad is larger than the image."""
+    out = image
+    for t, b, l, r, mode in _reflection_steps(*image.shape[:2], top, bottom, left, right):
+        out = np.pad(out, ((t, b), (l, r)) + ((0, 0),) * (out.ndim - 2), mode=mode)
     return out
+
+
+def centred_pads(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) that pad an image up to at least size x size, split evenly."""
+    pad_h, pad_w = max(0, size - height), max(0, size - width)
+    return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
 
 
 def count_windows(height: int, width: int, window: int, stride: int) -> int:
@@ -149,14 +164,10 @@ def sliding_window_probabilities(
     native-resolution scoring needs the probabilities, not the class map."""
     height, width = image.shape[1:]
     (pad_h, pad_w), margins = _layout(height, width, window, stride)
-    top, bottom, left, right = margins
     padded = image.float()
-    while top or bottom or left or right:  # reflection, repeated where a pad is larger than the image
-        h, w = padded.shape[1:]
-        t, b, l, r = min(top, h - 1), min(bottom, h - 1), min(left, w - 1), min(right, w - 1)
-        padded = torch.nn.functional.pad(padded[None], (l, r, t, b), mode="reflect" if min(h, w) > 1 else
+    for t, b, l, r, mode in _reflection_steps(height, width, *margins):  # as reflect_pad, on the model's device
+        padded = torch.nn.functional.pad(padded[None], (l, r, t, b), mode="reflect" if mode == "reflect" else
                                          "replicate")[0]
-        top, bottom, left, right = top - t, bottom - b, left - l, right - r
     weights = torch.from_numpy(blend_weights(window, blend)).to(image.device)
     corners = [(y, x) for y in window_starts(pad_h, window, stride) for x in window_starts(pad_w, window, stride)]
     total = weight = None

@@ -92,6 +92,32 @@ def test_whole_image_sliding_probabilities_match_the_strip_wise_scan_mapping(win
     np.testing.assert_array_equal((probs.max(0).values * 255).round().numpy(), confidence)
 
 
+@pytest.mark.parametrize("height,width", [(1, 100), (70, 1), (1, 1), (2, 40)])
+def test_sliding_probabilities_of_one_pixel_thin_images_finish_and_match_the_scan_mapping(height, width):
+    """A cached image 1 px tall or wide (a long strip shrunk to max_side) has nothing to reflect: its padding once
+    looped for ever in the torch twin of reflect_pad. An alarm turns such a hang into a failure."""
+    import signal
+
+    def hang(*_):
+        raise TimeoutError("sliding_window_probabilities did not finish")
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    classes, confidence = sliding_window_predict(image, lambda x: conv(x.float() / 255), 5, 32, 20)
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        probs = sliding_window_probabilities(torch.from_numpy(image).permute(2, 0, 1),
+                                             lambda x: conv(x.float() / 255), 32, 20)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert probs.shape == (5, height, width)
+    np.testing.assert_array_equal(probs.argmax(0).numpy(), classes)
+    np.testing.assert_array_equal((probs.max(0).values * 255).round().numpy(), confidence)
+
+
 @pytest.mark.slow
 def test_crop_protocol_end_to_end_train_evaluate_predict(tmp_path, sample_root):
     run = tmp_path / "run"

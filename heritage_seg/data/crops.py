@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from heritage_seg.sliding import reflect_pad
+from heritage_seg.sliding import centred_pads, reflect_pad
 
 
 def to_item(image: np.ndarray, mask: np.ndarray, index: int,
@@ -84,10 +84,9 @@ class RandomCropDataset(Dataset):
         image, mask = np.asarray(self.images[index]), np.asarray(self.masks[index])
         height, width = mask.shape
         if height < self.size or width < self.size:  # pad small images up to one crop
-            pad_h, pad_w = max(0, self.size - height), max(0, self.size - width)
-            image = reflect_pad(image, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
-            mask = np.pad(mask, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)),
-                          constant_values=self.ignore_index)
+            top, bottom, left, right = centred_pads(height, width, self.size)
+            image = reflect_pad(image, top, bottom, left, right)
+            mask = np.pad(mask, ((top, bottom), (left, right)), constant_values=self.ignore_index)
         top, left = self.crop_origin(index, mask)
         image = image[top: top + self.size, left: left + self.size]
         mask = mask[top: top + self.size, left: left + self.size]
