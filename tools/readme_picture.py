@@ -19,14 +19,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from heritage_seg.data.imageio import open_image, to_rgb
+from heritage_seg.data.imageio import open_image, raw_mask_array, to_rgb
+from heritage_seg.data.readers import IMAGE_EXTENSIONS
 from heritage_seg.files import write_file_atomic
 
 
 def most_damaged(root: Path, ids: list[str]) -> str:
-    """The id whose annotation holds the most distinct raw values (damage classes, clean, background)."""
+    """The id whose annotation holds the most distinct raw values (damage classes, clean, background), read as
+    the data set's readers read masks."""
     def classes(i: str) -> int:
-        return len(np.unique(np.asarray(Image.open(root / "annotations" / f"{i}.png"))))
+        path = root / "annotations" / f"{i}.png"
+        return len(np.unique(raw_mask_array(open_image(path, str(path), orient=False), str(path))))
     return max(ids, key=lambda i: (classes(i), i))
 
 
@@ -46,7 +49,10 @@ def main() -> None:
     image_id = args.image or most_damaged(root, val_ids)
     if image_id not in splits["val_ids"]:
         sys.exit(f"--image {image_id}: not a validation image of {args.run} (choose from {', '.join(val_ids)})")
-    scan = next((root / "images").glob(f"{image_id}.*"))
+    scan = next((p for p in sorted((root / "images").glob(f"{image_id}.*")) if p.suffix.lower() in IMAGE_EXTENSIONS),
+                None)
+    if scan is None:
+        sys.exit(f"{root / 'images'}: no image {image_id}.* ({', '.join(IMAGE_EXTENSIONS)})")
 
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([sys.executable, "-m", "heritage_seg.predict", f"ckpt={args.run / 'checkpoints' / 'best.ckpt'}",
