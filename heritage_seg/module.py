@@ -39,7 +39,10 @@ class SegmentationModule(L.LightningModule):
         # `protocol` (ArtefactDataModule.protocol(): resize, crop size, scale of the cached images) travels with it
         # too: predict matches a crop-trained model's pixel density on a new scan from it.
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "batch_augment"])
+        # checkpoints made before the protocol was recorded were squash-trained at their run's image size
         self.protocol = protocol or {"resize": "squash"}
+        if "image_size" not in self.protocol and run_config is not None:
+            self.protocol = {**self.protocol, "image_size": run_config["data"]["image_size"]}
         self.channels_last = channels_last
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.loss = loss

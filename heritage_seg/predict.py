@@ -100,7 +100,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     transforms = resolve(bool(cfg.tta))
     logits = with_autocast(module, device, precision)
     if scale == "squash":  # what a squash-trained model saw: the whole scan at image_size x image_size
-        size = int(protocol.get("image_size") or module.hparams["run_config"]["data"]["image_size"])
+        size = int(protocol["image_size"])
         small = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
         lap("decode")
         batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
@@ -113,7 +113,7 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
         lap("decode")
-        window = int(cfg.window or module.hparams["run_config"]["data"]["image_size"])
+        window = int(cfg.window or protocol["image_size"])
         stride = int(cfg.stride or default_stride(window))
         total = count_windows(work.shape[0], work.shape[1], window, stride)
         with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
@@ -162,7 +162,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                       remedy="pass overwrite=true to replace them, or choose another output=<folder>")
     module.to(device)
     if squash:
-        size = module.hparams["run_config"]["data"]["image_size"]
+        size = module.protocol["image_size"]
         log.warning("this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
                     "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "
                     "scan's size (what native-resolution evaluation scores). scale=<factor> maps by sliding windows "

@@ -216,3 +216,19 @@ def test_a_squash_trained_model_maps_the_whole_scan_squashed_and_upsampled(train
     assert not (tmp_path / "refused").exists()
     with pytest.raises(ValueError, match="scale=big: auto, or a resize factor"):
         predict(_cfg(ckpt, scans / "painting.tif", "scale=big"), tmp_path / "refused")
+
+
+def test_a_checkpoint_made_before_the_protocol_was_recorded_maps_as_squash_trained_at_its_size(trained_run, scans,
+                                                                                               tmp_path):
+    import torch
+
+    checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    del checkpoint["hyper_parameters"]["protocol"]
+    old = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    old.parent.mkdir(parents=True)
+    torch.save(checkpoint, old)
+    out = tmp_path / "pred"
+    predict(_cfg(old, scans / "painting.tif"), out)
+    report = json.loads((out / "painting_report.json").read_text())
+    size = checkpoint["hyper_parameters"]["run_config"]["data"]["image_size"]
+    assert (report["scale"], report["protocol"], report["window"]) == ("squash", "squash", size)
