@@ -111,7 +111,8 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
         parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in summary["warnings"]) + "</ul>")
     parts += [_results_table(summary, metric) for metric in PAIRED_METRICS]
     if comparison_png is not None and comparison_png.exists():
-        parts.append(image(thumbnail_uri(Image.open(comparison_png), 1100), "cross-validation comparison chart"))
+        with Image.open(comparison_png) as chart_png:
+            parts.append(image(thumbnail_uri(chart_png, 1100), "cross-validation comparison chart"))
     if any(g.get("resolution") == "native" and g.get("train_resolution") for g in summary["groups"].values()):
         rows = [[g["label"], g["encoder"]] + [cell(_fmt((g.get("train_resolution") or {}).get(k)),
                                                   sort=_mean((g.get("train_resolution") or {}).get(k)), numeric=True)
