@@ -2,6 +2,7 @@
 
     python benchmarks/predict_benchmark.py                       # 2048² and 4096², CPU or the GPU if there is one
     python benchmarks/predict_benchmark.py --sizes 1024 --out /tmp/bench.json
+    python benchmarks/predict_benchmark.py --end-to-end 4096 4096 --out …   # the whole predict path, warm
 
 Each case runs in a fresh process, so its peak RSS (and peak GPU memory) is its own. The model is a randomly
 initialised U-Net of the chosen encoder: inference cost does not depend on the weights.
@@ -113,6 +114,58 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
             "float32_rgb_copy_of_the_scan_mib": round(pixels * 12 / 2**20)}
 
 
+def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: int, device: str) -> dict:
+    """The whole `predict` path on one scan (decode, sliding windows through a real U-Net, statistics, mask and
+    confidence PNGs, overlay JPEG, report), warm: each setting maps the scan once untimed (CUDA context, cuDNN
+    autotuning, allocator), then once timed. Precision as `predict precision=auto` picks it (bf16 autocast on GPUs
+    that have it), windows as a crop-trained model at scale=1.0 gets them. The U-Net is randomly initialised: its
+    cost does not depend on the weights. `stage_seconds` are predict's own per-scan laps (report.json)."""
+    import tempfile
+
+    import torch
+    from omegaconf import OmegaConf
+
+    sys.path.insert(0, str(REPO))
+    from heritage_seg.data.labels import LabelMap
+    from heritage_seg.models import build_unet, normalisation
+    from heritage_seg.module import SegmentationModule
+    from heritage_seg.predict import predict_image
+    from heritage_seg.runtime import describe_device, inference_precision, pick_device
+
+    labels = LabelMap.from_config(OmegaConf.load(REPO / "conf" / "labels" / "artefact.yaml"))
+    dev = pick_device(device)
+    precision = inference_precision("auto", dev)
+    torch.manual_seed(0)
+    mean, std = normalisation(encoder)
+    model = build_unet(encoder, None, labels.num_classes, {"img_size": window} if "maxvit" in encoder else {})
+    module = SegmentationModule(model=model, loss=None, optimizer=None, scheduler=None, class_names=labels.names,
+                                ignore_index=labels.ignore_index, mean=mean, std=std,
+                                channels_last=dev.type == "cuda",  # as perf.channels_last=auto trains it
+                                protocol={"resize": "longest_side", "image_size": window, "max_side": 10**6})
+    module.eval().to(dev)
+    defaults = OmegaConf.load(REPO / "conf" / "predict.yaml")  # predict's own defaults: blend, stride, alpha
+    cfg = OmegaConf.merge(defaults, {"scale": 1.0, "window": window, "batch_size": batch_size})
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for tta in (False, True):
+            cfg.tta = tta
+            predict_image(scan_path, module, labels, cfg, Path(tmp), dev, "warm", precision)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            report = predict_image(scan_path, module, labels, cfg, Path(tmp), dev, "timed", precision)
+            seconds = time.perf_counter() - start
+            stages = report["seconds"]
+            cases.append({"tta": tta, "seconds": round(seconds, 2), "stage_seconds": stages,
+                          "mapping_s": stages["mapping"],
+                          "all_but_mapping_s": round(sum(v for k, v in stages.items() if k != "mapping"), 3),
+                          "windows": report["windows"]})
+    return {"case": "predict end to end, warm", "encoder": encoder, "width": report["width"],
+            "height": report["height"], "window": window, "batch_size": batch_size, "device": describe_device(dev),
+            "precision": report["precision"], "cases": cases,
+            "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
@@ -124,30 +177,51 @@ def main() -> None:
     parser.add_argument("--scan-outputs", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
                         help="instead: peak memory of the whole predict path on one WIDTH x HEIGHT scan with a "
                              "stand-in model (e.g. 12000 9000)")
+    parser.add_argument("--end-to-end", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
+                        help="instead: the whole predict path on one WIDTH x HEIGHT scan with a real U-Net of "
+                             "--encoder, warm, without and with TTA, and where its time goes")
+    parser.add_argument("--one-e2e", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "TTA"), help=argparse.SUPPRESS)
     parser.add_argument("--one-scan", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_scan:  # child process: the predict path on one scan file, JSON on stdout
         print(json.dumps(run_outputs_case(args.one_scan, args.window)))
         return
+    if args.one_e2e:  # child process: the end-to-end case on one scan file, JSON on stdout
+        print(json.dumps(run_end_to_end_case(args.one_e2e, args.encoder, args.window, args.batch_size,
+                                             args.device)))
+        return
     if args.one:  # child process: one case, JSON on stdout
         print(json.dumps(run_case(int(args.one[0]), args.one[1] == "1", args.encoder, args.window,
                                   args.batch_size, args.device)))
         return
-    if args.scan_outputs:
+    if args.scan_outputs or args.end_to_end:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             scan = Path(tmp) / "scan.jpg"
-            write_test_scan(scan, *args.scan_outputs)
-            proc = subprocess.run([sys.executable, __file__, "--one-scan", str(scan), "--window", str(args.window)],
-                                  capture_output=True, text=True, check=True)
+            write_test_scan(scan, *(args.scan_outputs or args.end_to_end))
+            child = (["--one-scan", str(scan)] if args.scan_outputs else
+                     ["--one-e2e", str(scan), "--encoder", args.encoder, "--batch-size", str(args.batch_size),
+                      "--device", args.device])
+            proc = subprocess.run([sys.executable, __file__, *child, "--window", str(args.window)],
+                                  capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"predict_benchmark: the measuring process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        for case in r.get("cases", []):
+            print(f"{r['width']}x{r['height']} tta={str(case['tta']):5} {case['windows']:>4} windows  "
+                  f"{case['seconds']:>6.2f} s end to end: mapping {case['mapping_s']:.2f} s, all the rest "
+                  f"{case['all_but_mapping_s']:.2f} s {case['stage_seconds']}  ({r['device']}, {r['precision']})")
         print(json.dumps(r))
         if args.out:
+            import torch
+
+            machine = torch.cuda.get_device_name() if torch.cuda.is_available() and args.end_to_end else (
+                platform.processor() or platform.machine())
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),
-                                            "machine": platform.processor() or platform.machine(),
+            args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": machine,
+                                            "torch": torch.__version__ if args.end_to_end else None,
                                             "results": [r]}, indent=2))
         return
     results = []

@@ -14,7 +14,7 @@ the run's timestamped log lines and files:
   - shutdown (last report line -> process exit).
 One run is projected as first + (max_epochs - 1) x steady + report + shutdown; the sweep as folds x the sum
 over encoders. Early stopping usually ends runs sooner, so this is the figure at max_epochs (an upper bound).
-The data set is generated and cached once before the timed runs.
+The data set is generated (or reused from --root) and cached once before the timed runs.
 """
 
 from __future__ import annotations
@@ -102,7 +102,6 @@ def run_one(encoder: str, args, root: Path, cache: Path, run_dir: Path) -> dict:
 
 
 def main() -> None:
-    cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", nargs="+", default=["convnext", "mit_b3", "maxvit"])
     parser.add_argument("--images", type=int, default=418, help="generated images (ARTeFACT has 418)")
@@ -111,6 +110,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs actually run per encoder (>= 3)")
     parser.add_argument("--max-epochs", type=int, default=50, help="epochs per run in the projected sweep")
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--root", type=Path, default=None, help="data folder, generated once and reused (e.g. the "
+                        "one train_throughput.py --root made; default: a temporary one)")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     if args.epochs < 3:
@@ -119,29 +120,49 @@ def main() -> None:
     labels = LabelMap.from_config(OmegaConf.load(REPO / "conf" / "labels" / "artefact.yaml"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        root, cache = work / "sample", work / "cache"
+        root, cache = (args.root.expanduser().resolve() if args.root else work / "sample"), work / "cache"
         generate_sample(root, labels, num_images=args.images)  # once, before any timed run
         build_cache(open_reader(root), Resize("squash", args.image_size), labels, cache)
-        results = []
+        results, failed = [], {}
         print(f"{'encoder':<10} {'1st epoch':>9} {'epoch':>7} {'report':>7} {'report on':<26} {'run (proj.)':>11}")
         for encoder in args.encoders:
-            r = run_one(encoder, args, root, cache, work / f"run_{encoder}")
+            try:
+                r = run_one(encoder, args, root, cache, work / f"run_{encoder}")
+            except RuntimeError as err:  # one encoder's failure must not cost the others' figures
+                failed[encoder] = str(err)
+                print(f"{encoder:<10} FAILED: {err}", flush=True)
+                continue
             results.append(r)
             print(f"{encoder:<10} {r['first_epoch_incl_startup_s']:>8.1f}s {r['steady_epoch_s']:>6.2f}s "
                   f"{r['report_wall_s']:>6.1f}s {str(r['report_device']) + ' ' + str(r['report_precision']):<26} "
                   f"{r['projected_run_min']:>9.1f} min", flush=True)
-    sweep = round(args.folds * sum(r["projected_run_min"] for r in results), 1)
-    print(f"projected sweep: {len(args.encoders)} encoders x {args.folds} folds x {args.max_epochs} epochs "
-          f"= {sweep} min on one device, one run after another")
+            save(args, results, failed)  # after each encoder: a run cut short keeps what it measured
+    sweep = save(args, results, failed)
+    if sweep is not None:
+        print(f"projected sweep: {len(args.encoders)} encoders x {args.folds} folds x {args.max_epochs} epochs "
+              f"= {sweep} min on one device, one run after another")
+    if failed:
+        sys.exit(f"sweep_time: {', '.join(failed)} failed; no sweep projected")
+
+
+def save(args, results: list[dict], failed: dict) -> float | None:
+    """The JSON so far; the sweep is projected only once every encoder has run."""
+    done = len(results) == len(args.encoders)
+    sweep = round(args.folds * sum(r["projected_run_min"] for r in results), 1) if done else None
     payload = {
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if cuda else (platform.processor() or platform.machine()),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor()
+                                                                                 or platform.machine()),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "settings": vars(args) | {"out": str(args.out)}, "results": results, "projected_sweep_min": sweep,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "results": results, "failed": failed, "projected_sweep_min": sweep,
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2))
+        tmp = args.out.with_name(args.out.name + ".part")
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(args.out)
+    return sweep
 
 
 if __name__ == "__main__":

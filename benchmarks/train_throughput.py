@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py                    # GPU: 384 px, batch 8; CPU: small settings
     python benchmarks/train_throughput.py --encoders convnext --image-size 128 --batch-size 4 --steps 10
+    python benchmarks/train_throughput.py --images 418 --root /tmp/art418   # ARTeFACT-sized set, kept for reuse
 
 For each encoder:
   (a) bare loop: same model, loss (with the same class weights), AdamW + OneCycle, autocast, gradient clipping;
@@ -9,7 +10,9 @@ For each encoder:
   (b) heritage_seg: datamodule (preloaded uint8 data) + LightningModule (device-side augmentation) + Trainer,
       exactly as `heritage_seg.train` builds them, with logging, checkpoints and validation switched off;
   then evaluation images/s on the validation fold without and with TTA. Ratio (b)/(a) of training images/s:
-  1.0 means the framework and data pipeline cost nothing. Data: the project's sample data at --image-size.
+  1.0 means the framework and data pipeline cost nothing. Data: the project's sample data at --image-size
+  (--images generated images; 418 = ARTeFACT's count, 279 train / 139 val, so that a batch of 32 is not a
+  whole epoch), in --root if given (generated once, reused by later runs and by sweep_time.py --root).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +63,7 @@ class StepTimer(L.Callback):
 
 def compose_cfg(encoder: str, args, root: Path, run_dir: Path):
     overrides = [f"encoder={encoder}", "data=sample", f"data.root={root}", f"data.image_size={args.image_size}",
+                 *([f"data.sample.num_images={args.images}"] if args.images else []),
                  f"data.batch_size={args.batch_size}", f"run_dir={run_dir}", f"perf.compile={args.compile}"]
     if args.channels_last is not None:
         overrides.append(f"perf.channels_last={args.channels_last}")
@@ -162,6 +167,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8 if cuda else 4)
     parser.add_argument("--steps", type=int, default=50 if cuda else 6)
     parser.add_argument("--warmup", type=int, default=10 if cuda else 2)
+    parser.add_argument("--images", type=int, default=None, help="generated images (default: the sample preset's)")
+    parser.add_argument("--root", type=Path, default=None, help="data folder, generated once and reused "
+                        "(default: a temporary one)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--channels-last", choices=["true", "false"], default=None, help="default: perf.channels_last")
     parser.add_argument("--augment", choices=["tensor", "albumentations", "none"], default=None,
@@ -171,23 +179,40 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        root = work / "sample"
-        results = []
+        root = args.root.expanduser().resolve() if args.root else work / "sample"
+        results, failed = [], {}
         print(f"{'encoder':<10} {'bare img/s':>10} {'real img/s':>10} {'ratio':>6} {'eval img/s':>10} {'eval+TTA':>9}")
         for encoder in args.encoders:
-            r = bench_encoder(encoder, args, root, work)
+            try:
+                r = bench_encoder(encoder, args, root, work)
+            except Exception as err:  # noqa: BLE001 - one encoder's failure must not cost the others' figures
+                failed[encoder] = f"{type(err).__name__}: {err}"
+                traceback.print_exc()
+                continue
             results.append(r)
             print(f"{encoder:<10} {r['bare_images_per_s']:>10.2f} {r['heritage_seg_images_per_s']:>10.2f} "
                   f"{r['ratio_real_over_bare']:>6.3f} {r['eval_images_per_s']:>10.2f} {r['eval_tta_images_per_s']:>9.2f}",
                   flush=True)
+            save(args, results, failed)  # after each encoder: a run cut short keeps what it measured
+    save(args, results, failed)
+    if failed:
+        sys.exit(f"train_throughput: {', '.join(failed)} failed")
+
+
+def save(args, results: list[dict], failed: dict) -> None:
+    if not args.out:
+        return
+    cuda = torch.cuda.is_available()
     payload = {
         "date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if cuda else platform.processor()
         or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "lightning": L.__version__, "settings": vars(args) | {"out": str(args.out)}, "results": results,
+        "lightning": L.__version__, "results": results, "failed": failed,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".part")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(args.out)
 
 
 if __name__ == "__main__":
