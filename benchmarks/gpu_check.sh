@@ -11,7 +11,8 @@
 # 3. predict_benchmark.py --end-to-end: the whole predict path on one 4096² scan, warm, without and with TTA;
 # 4. train_throughput.py at batch 32;
 # 5. the `gpu` tests (train, evaluate, predict on CUDA end to end at small size);
-# 6. sweep_time.py at the seed's batch 96.
+# 6. torch.profiler tables of ten ConvNeXt-T training steps of the real path (where the time goes);
+# 7. sweep_time.py at the seed's batch 96.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-benchmarks}"
@@ -31,6 +32,7 @@ else
         || exit 2
     NAME="$(python -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")"   # h100, h200
     DATA="${TMPDIR:-/tmp}/heritage_seg_gpu_check/art418"   # generated once, shared by the benchmarks
+    mkdir -p "$(dirname "$DATA")"
     TP=(--images 418 --image-size 384)
     SW=(--images 418 --image-size 384 --epochs 3)
     PR=(--end-to-end 4096 4096 --window 384)
@@ -60,6 +62,9 @@ step "train throughput, batch 32" 120 \
     python benchmarks/train_throughput.py "${TP[@]}" --root "$DATA" --steps 12 --warmup 4 --batch-size 32 \
     --out "$OUT/train_${NAME}_b32.json"
 step "gpu tests" 150 python -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
+step "profile, ConvNeXt-T batch 8" 60 \
+    python benchmarks/train_throughput.py "${TP[@]}" --root "$DATA" --encoders convnext --steps 10 --warmup 5 \
+    --batch-size 8 --profile "$OUT/profile_${NAME}_b8.txt"
 step "sweep projection, batch 96" 150 \
     python benchmarks/sweep_time.py "${SW[@]}" --root "$DATA" --batch-size 96 --out "$OUT/sweep_time_${NAME}_b96.json"
 stamp "JSONs in $OUT; failed: ${FAILED[*]:-none}; skipped: ${SKIPPED[*]:-none}"

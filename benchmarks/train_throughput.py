@@ -40,10 +40,12 @@ from heritage_seg.tta import DEFAULT_TTA  # noqa: E402
 
 
 class StepTimer(L.Callback):
-    """Wall time of training steps warmup..warmup+steps (device synchronised at both ends)."""
+    """Wall time of training steps warmup..warmup+steps (device synchronised at both ends); with `profile`, those
+    steps run under torch.profiler instead and its tables are written there (the time is then not comparable)."""
 
-    def __init__(self, warmup: int, steps: int):
+    def __init__(self, warmup: int, steps: int, profile: Path | None = None):
         self.warmup, self.steps, self.start, self.seconds = warmup, steps, None, None
+        self.profile, self.profiler = profile, None
 
     def _sync(self, pl_module):
         if pl_module.device.type == "cuda":
@@ -52,6 +54,12 @@ class StepTimer(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.warmup:
             self._sync(pl_module)
+            if self.profile:
+                activities = [torch.profiler.ProfilerActivity.CPU]
+                if pl_module.device.type == "cuda":
+                    activities.append(torch.profiler.ProfilerActivity.CUDA)
+                self.profiler = torch.profiler.profile(activities=activities)
+                self.profiler.__enter__()
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -59,6 +67,15 @@ class StepTimer(L.Callback):
             self._sync(pl_module)
             self.seconds = time.perf_counter() - self.start
             trainer.should_stop = True
+            if self.profiler is not None:
+                self.profiler.__exit__(None, None, None)
+                averages = self.profiler.key_averages()
+                tables = [f"{self.steps} training steps of the real path, by {key}:\n"
+                          + averages.table(sort_by=key, row_limit=25)
+                          for key in ("self_cpu_time_total", "self_device_time_total")
+                          if key == "self_cpu_time_total" or pl_module.device.type == "cuda"]
+                self.profile.parent.mkdir(parents=True, exist_ok=True)
+                self.profile.write_text("\n\n".join(tables))
 
 
 def compose_cfg(encoder: str, args, root: Path, run_dir: Path):
@@ -114,7 +131,8 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
     cfg = compose_cfg(encoder, args, root, work / f"{encoder}_real")
     L.seed_everything(0)
     datamodule, module, _ = build_training(cfg, labels)
-    timer = StepTimer(args.warmup, args.steps)
+    timer = StepTimer(args.warmup, args.steps,
+                      args.profile and args.profile.with_name(f"{args.profile.stem}_{encoder}{args.profile.suffix}"))
     trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=args.warmup + args.steps + 1,
                         gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -171,6 +189,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=None, help="data folder, generated once and reused "
                         "(default: a temporary one)")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="run the real path's timed steps under torch.profiler and write its tables to "
+                             "<stem>_<encoder><suffix> (its ratio is then not a measurement)")
     parser.add_argument("--channels-last", choices=["true", "false"], default=None, help="default: perf.channels_last")
     parser.add_argument("--augment", choices=["tensor", "albumentations", "none"], default=None,
                         help="default: the config's (tensor)")

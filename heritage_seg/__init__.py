@@ -15,7 +15,7 @@ Map of the package (README, "Layout"):
                           datamodule, download
       the model and its training
         models.py         smp U-Net per encoder, weights policy, normalisation
-        losses.py         Dice + Focal on smp's losses; class weighting strategies -> weights
+        losses.py         Dice + Focal (smp's numbers, no GPU syncs); class weighting strategies -> weights
         augment.py        device-side batch flips / 90° turns
         module.py         the LightningModule
         callbacks.py      per-epoch log line, end-of-fit evaluation of the best checkpoint

@@ -73,3 +73,27 @@ def test_the_gpu_smoke_preset_trains_on_the_gpu(tmp_path, sample_root):
     train(compose_config(["experiment=gpu_smoke", f"data.root={sample_root}", f"run_dir={run}",
                           "trainer.max_epochs=1"]))
     assert json.loads((run / "metrics_tta.json").read_text())["device"].startswith("cuda")
+
+
+def test_the_projects_own_training_step_parts_never_wait_for_the_gpu():
+    """Augmentation and loss (the parts of a training step heritage_seg writes) make no host-device
+    synchronisation: smp's FocalLoss made 32 per step (boolean indexing per class), the old flips several."""
+    from heritage_seg.augment import BatchFlipRotate
+    from heritage_seg.losses import DiceFocalLoss
+
+    loss = DiceFocalLoss(class_weights=[1.0 + i / 10 for i in range(16)], dice_classes=list(range(0, 16, 2))).cuda()
+    augment = BatchFlipRotate(seed=0)
+    images = torch.randint(0, 255, (4, 3, 64, 64), dtype=torch.uint8, device="cuda")
+    masks = torch.randint(0, 16, (4, 64, 64), dtype=torch.uint8, device="cuda")
+    masks[:, :5] = 255
+    logits = torch.randn(4, 16, 64, 64, device="cuda", requires_grad=True)
+    augment(images, masks)  # first call: lazy CUDA/generator set-up is not a training step
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        images, masks = augment(images, masks)
+        value = loss(logits, masks)
+        value.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(value) and logits.grad is not None

@@ -125,3 +125,41 @@ def test_the_old_option_name_is_named_with_its_new_one():
     cfg["class_weights"] = cfg.pop("class_weighting")
     with pytest.raises(ValueError, match="renamed loss.class_weighting"):
         build_loss(cfg, counts=[10, 20])
+
+
+@pytest.mark.parametrize("weights", [None, [0.5, 2.0, 1.0, 0.0, 3.0]])
+@pytest.mark.parametrize("dice_classes", [None, [0, 2, 4]])
+def test_the_loss_computes_smps_dice_and_focal_values_and_gradients(weights, dice_classes):
+    """The hand-written, synchronisation-free loss must stay smp's DiceLoss + FocalLoss (what the seed trained with),
+    ignored pixels, class weights, class subsets and a class absent from the batch included."""
+    from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
+
+    torch.manual_seed(3)
+    logits = (torch.randn(3, 5, 12, 10) * 3).requires_grad_()
+    target = torch.randint(0, 5, (3, 12, 10))
+    target[target == 3] = 1  # class 3 absent from the batch
+    target[:, :4, :3] = 255
+    ours = DiceFocalLoss(class_weights=weights, dice_weight=0.7, focal_weight=0.3, gamma=2.0, smooth=1.0,
+                         ignore_index=255, dice_classes=dice_classes)
+    dice = DiceLoss("multiclass", classes=dice_classes, from_logits=True, smooth=1.0, ignore_index=255,
+                    class_weights=weights)
+    focal = FocalLoss("multiclass", gamma=2.0, ignore_index=255, class_weights=weights)
+    theirs = lambda x: 0.7 * dice(x, target) + 0.3 * focal(x, target)  # noqa: E731
+    value, reference = ours(logits, target), theirs(logits)
+    torch.testing.assert_close(value, reference, rtol=1e-5, atol=1e-6)
+    grad, = torch.autograd.grad(value, logits)
+    grad_ref, = torch.autograd.grad(theirs(logits), logits)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-7)
+
+
+def test_the_loss_weights_move_with_the_module_and_stay_out_of_checkpoints():
+    loss = DiceFocalLoss(class_weights=[1.0, 2.0, 3.0], dice_classes=[0, 2])
+    assert {name for name, _ in loss.named_buffers()} >= {"class_weights", "dice_classes"}
+    assert "class_weights" not in loss.state_dict() and "dice_classes" not in loss.state_dict()
+    assert loss.to(torch.float64).class_weights.dtype == torch.float64  # follows the module, as .to(device) does
+
+
+def test_a_batch_with_every_pixel_ignored_gives_a_finite_loss():
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    value = DiceFocalLoss(class_weights=[1.0, 1.0, 1.0])(logits, torch.full((1, 4, 4), 255))
+    assert torch.isfinite(value) and value == 0
