@@ -13,7 +13,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from heritage_seg.checkpoints import read_checkpoint
+from heritage_seg.checkpoints import LocalAtomicCheckpointIO, read_checkpoint
 from heritage_seg.cli import exit_on_user_error, instantiate_or_user_error
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
@@ -42,11 +42,15 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
     return last
 
 
-def cluster_plugins(cfg: DictConfig) -> list:
-    """On SLURM, submitit owns requeueing (max_num_timeout); Lightning's own SIGUSR1 requeue would fight it."""
-    if SLURMEnvironment.detect() and "plugins" not in cfg.trainer:
-        return [SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False)))]
-    return []
+def trainer_plugins(cfg: DictConfig) -> list:
+    """Checkpoints written by LocalAtomicCheckpointIO; on SLURM, submitit owns requeueing (max_num_timeout):
+    Lightning's own SIGUSR1 requeue would fight it. A `trainer.plugins` of the user's replaces both."""
+    if "plugins" in cfg.trainer:
+        return []
+    plugins: list = [LocalAtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False))))
+    return plugins
 
 
 def train(cfg: DictConfig) -> float:
@@ -84,7 +88,7 @@ def train(cfg: DictConfig) -> float:
         write_json_atomic(run_dir / CLASS_WEIGHTS, class_weight_record)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    extra = {"plugins": plugins} if (plugins := cluster_plugins(cfg)) else {}
+    extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      precision=resolve_precision(cfg.trainer.precision), **extra)
     if resume_from:

@@ -70,8 +70,8 @@ def test_download_offline_fails_fast_and_says_where_files_go(tmp_path):
 def test_batches_drawn_on_the_device_equal_the_host_path_in_the_same_seeded_order(sample_root, labels, monkeypatch):
     """data.preload_to=cuda keeps the DataLoader (sampler, seeded shuffling) and only changes where the batch
     is taken from; checked here with the device path pointed at the CPU."""
-    host, _ = _datamodule(sample_root, labels)
-    device, _ = _datamodule(sample_root, labels)
+    host, _ = _datamodule(sample_root, labels, eval_batch_size=4)  # several validation batches
+    device, _ = _datamodule(sample_root, labels, eval_batch_size=4)
     monkeypatch.setattr(device, "_device", lambda: torch.device("cpu"))
     for train in (True, False):
         torch.manual_seed(5)
@@ -94,3 +94,12 @@ def test_preload_to_is_checked(sample_root, labels):
         dm, _ = _datamodule(sample_root, labels, preload_to="cuda")
         with pytest.raises(ValueError, match="data.preload_to=cuda: no CUDA device here"):
             dm.train_dataloader()
+
+
+def test_validation_batches_have_their_own_size(sample_root, labels):
+    """data.eval_batch_size: validation/evaluation batches (no gradients) larger than training ones; null = the
+    training batch size (and what checkpoints made before the option rebuild)."""
+    for overrides, expected in (({}, 32), ({"eval_batch_size": None}, 4)):
+        datamodule, _ = _datamodule(sample_root, labels, **overrides)
+        assert datamodule.train_dataloader().batch_size == 4
+        assert datamodule.val_dataloader().batch_size == datamodule.full_val_dataloader().batch_size == expected

@@ -104,8 +104,8 @@ def test_ddp_on_two_cpu_processes_syncs_metrics_and_only_rank_0_writes(tmp_path)
     proc = _run(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false",
                  *[o for o in TINY if not o.startswith("+trainer.limit_val")], f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    best = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
-    state = next(v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/mIoU" in k)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = next(v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/mIoU" in k)
     synced = float(state["best_model_score"])
     metrics = json.loads((run_dir / "metrics.json").read_text())  # rank 0 alone, whole validation fold
     assert metrics["num_images"] == len(json.loads((run_dir / "splits.json").read_text())["val_ids"])

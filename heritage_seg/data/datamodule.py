@@ -79,6 +79,7 @@ class ArtefactDataModule(L.LightningDataModule):
         seed: int = 42,
         image_size: int = 384,
         batch_size: int = 8,
+        eval_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = True,
         use_preload: bool = True,
@@ -109,6 +110,8 @@ class ArtefactDataModule(L.LightningDataModule):
         self.labels = labels
         self.fold, self.n_folds, self.seed = fold, n_folds, seed
         self.image_size, self.batch_size = image_size, batch_size
+        # validation and evaluation batches (no gradients kept): larger ones keep a GPU busy; None = batch_size
+        self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers, self.pin_memory, self.use_preload = num_workers, pin_memory, use_preload
         self.cache_dir = cache_dir
         self.source_id_pattern = source_id_pattern
@@ -216,7 +219,7 @@ class ArtefactDataModule(L.LightningDataModule):
     def _loader(self, indices: np.ndarray, train: bool, shard: bool = False) -> DataLoader:
         self._require_setup()
         device = self._device()
-        batch_size = self.batch_size
+        batch_size = self.batch_size if train else self.eval_batch_size
         extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
                  "persistent_workers": self.num_workers > 0}  # host RAM through the DataLoader
         if self.crops and train:
