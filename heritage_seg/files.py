@@ -61,7 +61,8 @@ def save_image(path: Path, image: Image.Image | np.ndarray) -> None:
     if path.suffix.lower() not in formats:
         raise ValueError(f"{path}: pictures are written as {', '.join(formats)}")
     fmt = formats[path.suffix.lower()]
-    options = {"quality": 90} if fmt == "JPEG" else {}
+    # zlib level 1, not PIL's 6: 3-5x faster on a 4096² class map, the file ~15 % larger (benchmarks/RESULTS.md)
+    options = {"quality": 90} if fmt == "JPEG" else {"compress_level": 1}
     write_file_atomic(path, lambda tmp: img.save(tmp, format=fmt, **options))
 
 

@@ -13,6 +13,7 @@ import csv
 import io
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -129,15 +130,19 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     lap("mapping")
 
     stem = out_dir / (stem_name or path.stem)
-    classes = class_report(mask, labels)
-    lap("statistics")
-    save_image(Path(f"{stem}_mask.png"), palette_mask(mask, labels))
-    save_image(Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))
-    lap("mask_and_confidence_png")
-    present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
-    save_image(Path(f"{stem}_overlay.jpg"), scan_overlay(image, mask, confidence, labels, float(cfg.overlay_alpha),
-                                                    present))
-    lap("overlay_jpg")
+    # PIL encodes PNG/JPEG with the GIL released: the two PNGs are written while the statistics are counted,
+    # the overlay JPEG while they finish (on a GPU the files cost far more than the mapping done before them)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        written = [pool.submit(save_image, Path(f"{stem}_mask.png"), palette_mask(mask, labels)),
+                   pool.submit(save_image, Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))]
+        classes = class_report(mask, labels)
+        lap("statistics")
+        present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
+        overlay = scan_overlay(image, mask, confidence, labels, float(cfg.overlay_alpha), present)
+        written.append(pool.submit(save_image, Path(f"{stem}_overlay.jpg"), overlay))
+        for future in written:
+            future.result()  # a failed write raises here (each file is atomic: none is left half-written)
+    lap("overlay_and_files")  # what the statistics did not overlap: the overlay, and the files still encoding
     report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
               "scale": scale, "protocol": protocol.get("resize", "squash"), "window": window, "stride": stride,
               "windows": total, "tta": bool(cfg.tta),

@@ -149,7 +149,7 @@ def test_predict_benchmark_end_to_end_times_the_whole_predict_path_warm_with_a_r
     assert [case["tta"] for case in result["cases"]] == [False, True]
     for case in result["cases"]:
         stages = case["stage_seconds"]
-        assert set(stages) == {"decode", "mapping", "statistics", "mask_and_confidence_png", "overlay_jpg"}
+        assert set(stages) == {"decode", "mapping", "statistics", "overlay_and_files"}
         assert case["mapping_s"] == stages["mapping"] > 0
         assert case["windows"] == count_windows(192, 256, 64, default_stride(64)) > 1
         assert case["all_but_mapping_s"] == pytest.approx(sum(stages.values()) - stages["mapping"], abs=1e-3)
