@@ -5,7 +5,8 @@
 #   GPU_CHECK_TINY=1: the same steps at tiny sizes on the CPU, to check this script before a GPU run (figures
 #   meaningless; the gpu tests skip there).
 # Steps, most wanted first (each one's failure is logged and the next one still runs; exit 1 if any failed):
-# 1. train_throughput.py: real path / bare loop, 3 encoders at 384 px, batch 8, on 418 generated images;
+# 1. train_throughput.py: real path / bare loop, 3 encoders at 384 px, batch 8, on 418 generated images, each
+#    path timed 3 times alternating (one 30-step window per path was noise-dominated at batch 8 on an H200);
 # 2. sweep_time.py: real `heritage_seg.train` runs, 3 epochs per encoder on the same images, projected to the
 #    9-run, 50-epoch sweep (end-of-fit report included), batch 8;
 # 3. predict_benchmark.py --end-to-end: the whole predict path on one 4096² scan, warm, without and with TTA;
@@ -51,9 +52,9 @@ step() {  # step NAME MAX_SECONDS command...: at most MAX_SECONDS, never past th
     rc=$?
     if (( rc == 0 )); then stamp "done: $name"; else stamp "FAILED $name (exit $rc)"; FAILED+=("$name"); fi
 }
-step "train throughput, batch 8" 150 \
-    python benchmarks/train_throughput.py "${TP[@]}" --root "$DATA" --steps 30 --warmup 10 --batch-size 8 \
-    --out "$OUT/train_${NAME}_b8.json"
+step "train throughput, batch 8" 180 \
+    python benchmarks/train_throughput.py "${TP[@]}" --root "$DATA" --steps 50 --warmup 10 --repeats 3 \
+    --batch-size 8 --out "$OUT/train_${NAME}_b8.json"
 step "sweep projection, batch 8" 200 \
     python benchmarks/sweep_time.py "${SW[@]}" --root "$DATA" --batch-size 8 --out "$OUT/sweep_time_${NAME}.json"
 step "predict end to end, one 4096² scan" 90 \

@@ -54,18 +54,24 @@ def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, d
     }
 
 
-def write_test_scan(path: Path, width: int, height: int) -> None:
-    """A smooth width x height JPEG, built in row strips (the parent process writes it, the child measures)."""
+def write_test_scan(path: Path, width: int, height: int, noisy: bool = False) -> None:
+    """A smooth width x height JPEG, built in row strips (the parent process writes it, the child measures).
+    `noisy`: per-pixel noise on top, so that the stand-in model's class map is as fragmented as a randomly
+    initialised U-Net's (thousands of small regions: the costly case for the statistics and the PNGs)."""
     import numpy as np
     from PIL import Image
 
     scan = np.empty((height, width, 3), np.uint8)
     x = np.arange(width)
+    rng = np.random.default_rng(0)
     for top in range(0, height, 512):
         y = np.arange(top, min(top + 512, height))[:, None]
         scan[top: top + 512, :, 0] = (x * 255 // width)[None, :]
         scan[top: top + 512, :, 1] = (y * 255 // height)
         scan[top: top + 512, :, 2] = (x[None, :] + y) % 256
+        if noisy:
+            strip = scan[top: top + 512].astype(np.int16) + rng.integers(-60, 61, scan[top: top + 512].shape)
+            scan[top: top + 512] = strip.clip(0, 255)
     Image.fromarray(scan).save(path, quality=90)
 
 
@@ -180,6 +186,8 @@ def main() -> None:
     parser.add_argument("--end-to-end", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
                         help="instead: the whole predict path on one WIDTH x HEIGHT scan with a real U-Net of "
                              "--encoder, warm, without and with TTA, and where its time goes")
+    parser.add_argument("--noisy", action="store_true", help="--scan-outputs / --end-to-end: a noisy test scan "
+                        "(a fragmented class map, as a randomly initialised U-Net gives)")
     parser.add_argument("--one-e2e", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "TTA"), help=argparse.SUPPRESS)
     parser.add_argument("--one-scan", type=Path, help=argparse.SUPPRESS)
@@ -200,7 +208,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             scan = Path(tmp) / "scan.jpg"
-            write_test_scan(scan, *(args.scan_outputs or args.end_to_end))
+            write_test_scan(scan, *(args.scan_outputs or args.end_to_end), noisy=args.noisy)
             child = (["--one-scan", str(scan)] if args.scan_outputs else
                      ["--one-e2e", str(scan), "--encoder", args.encoder, "--batch-size", str(args.batch_size),
                       "--device", args.device])

@@ -9,7 +9,8 @@ For each encoder:
       the batches are taken from the real loader once and already sit on the device;
   (b) heritage_seg: datamodule (preloaded uint8 data) + LightningModule (device-side augmentation) + Trainer,
       exactly as `heritage_seg.train` builds them, with logging, checkpoints and validation switched off;
-  then evaluation images/s on the validation fold without and with TTA. Ratio (b)/(a) of training images/s:
+  then evaluation images/s on the validation fold without and with TTA. Ratio (b)/(a) of training images/s
+  (with --repeats R, each path is timed R times, alternating, and the medians are compared):
   1.0 means the framework and data pipeline cost nothing. Data: the project's sample data at --image-size
   (--images generated images; 418 = ARTeFACT's count, 279 train / 139 val, so that a batch of 32 is not a
   whole epoch), in --root if given (generated once, reused by later runs and by sweep_time.py --root).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -131,14 +133,8 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
     cfg = compose_cfg(encoder, args, root, work / f"{encoder}_real")
     L.seed_everything(0)
     datamodule, module, _ = build_training(cfg, labels)
-    timer = StepTimer(args.warmup, args.steps,
-                      args.profile and args.profile.with_name(f"{args.profile.stem}_{encoder}{args.profile.suffix}"))
-    trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=args.warmup + args.steps + 1,
-                        gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[timer])
-    trainer.fit(module, datamodule=datamodule)
-    real = timer.seconds
+    profile = args.profile and args.profile.with_name(f"{args.profile.stem}_{encoder}{args.profile.suffix}")
+    reals = [fit_real(module, datamodule, precision, args, profile)]
     if device.type == "cuda":
         result["peak_gpu_mib_real"] = round(torch.cuda.max_memory_allocated() / 2**20)
 
@@ -166,15 +162,35 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
         batches.append((batch["image"].to(device), batch["mask"].to(device)))
         if len(batches) >= args.warmup + args.steps:
             break
-    bare_seconds = bare_loop(bare.model, bare.loss, bare.pixel_mean, bare.pixel_std, bare.channels_last, batches,
-                             device, precision, args.steps, args.warmup)
+
+    def bare_run() -> float:
+        return bare_loop(bare.model, bare.loss, bare.pixel_mean, bare.pixel_std, bare.channels_last, batches, device,
+                         precision, args.steps, args.warmup)
+
+    bares = [bare_run()]
+    for _ in range(args.repeats - 1):  # alternate, so that a drift of the machine hits both paths alike
+        reals.append(fit_real(module, datamodule, precision, args))
+        bares.append(bare_run())
+    real, bare_seconds = statistics.median(reals), statistics.median(bares)
     images = args.steps * args.batch_size
     result.update({
         "bare_images_per_s": round(images / bare_seconds, 2),
         "heritage_seg_images_per_s": round(images / real, 2),
         "ratio_real_over_bare": round(bare_seconds / real, 3),
+        "real_seconds_runs": [round(t, 4) for t in reals], "bare_seconds_runs": [round(t, 4) for t in bares],
     })
     return result
+
+
+def fit_real(module, datamodule, precision: str, args, profile: Path | None = None) -> float:
+    """Seconds of the timed steps of one Trainer.fit of the real path (logging, checkpoints, validation off)."""
+    timer = StepTimer(args.warmup, args.steps, profile)
+    trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=args.warmup + args.steps + 1,
+                        gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[timer])
+    trainer.fit(module, datamodule=datamodule)
+    return timer.seconds
 
 
 def main() -> None:
@@ -188,6 +204,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="generated images (default: the sample preset's)")
     parser.add_argument("--root", type=Path, default=None, help="data folder, generated once and reused "
                         "(default: a temporary one)")
+    parser.add_argument("--repeats", type=int, default=1, help="time each path this many times, alternating, "
+                        "and take the medians (short GPU runs at small batches are noisy)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the real path's timed steps under torch.profiler and write its tables to "

@@ -10,6 +10,7 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,11 +44,14 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
 
 
 def trainer_plugins(cfg: DictConfig) -> list:
-    """Checkpoints written by LocalAtomicCheckpointIO; on SLURM, submitit owns requeueing (max_num_timeout):
+    """Checkpoints written in the background (Lightning's AsyncCheckpointIO: the state is copied on the training
+    thread, then saved by LocalAtomicCheckpointIO in a worker thread while training goes on; torch.save releases
+    the GIL while it writes), so an epoch does not wait for its last.ckpt; Lightning's teardown waits for them, and
+    FinalValidationReport before it reads best.ckpt. On SLURM, submitit owns requeueing (max_num_timeout):
     Lightning's own SIGUSR1 requeue would fight it. A `trainer.plugins` of the user's replaces both."""
     if "plugins" in cfg.trainer:
         return []
-    plugins: list = [LocalAtomicCheckpointIO()]
+    plugins: list = [AsyncCheckpointIO(LocalAtomicCheckpointIO())]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False))))
     return plugins

@@ -107,11 +107,13 @@ def test_channels_last_gives_the_same_loss_and_gradients_as_the_plain_layout():
 def test_train_benchmark_script_runs_at_tiny_size_and_writes_json(tmp_path):
     out = tmp_path / "train.json"
     proc = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--encoders", "convnext",
-                           "--image-size", "64", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--out", str(out)],
+                           "--image-size", "64", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "2",
+                           "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = json.loads(out.read_text())["results"]
     assert result["encoder"] == "convnext" and result["bare_images_per_s"] > 0
+    assert len(result["real_seconds_runs"]) == len(result["bare_seconds_runs"]) == 2  # --repeats: both paths, twice
     # figures only, no timing comparison: a loaded machine reorders them (the test flaked while CI ran beside it)
     assert 0 < result["ratio_real_over_bare"] and result["eval_tta_images_per_s"] > 0 and result["eval_images_per_s"] > 0
 

@@ -35,3 +35,31 @@ def test_the_report_runs_before_lightning_moves_the_model_off_the_training_devic
         metrics = json.loads((tmp_path / name).read_text())
         assert (metrics["device"], metrics["precision"]) == ("cpu", "32-true")
         assert metrics["seconds"] > 0
+
+
+def test_checkpoints_are_written_in_the_background_and_the_report_waits_for_best_ckpt(tmp_path, sample_root,
+                                                                                      monkeypatch):
+    """Epochs do not wait for their checkpoint files (AsyncCheckpointIO); the report must not read best.ckpt
+    before its last write has landed (here every write is slowed down: without the wait the report reads a
+    best.ckpt that does not exist yet)."""
+    import time
+
+    import torch
+    from lightning.pytorch.plugins.io import AsyncCheckpointIO
+
+    from heritage_seg.checkpoints import LocalAtomicCheckpointIO
+    from heritage_seg.train import trainer_plugins
+
+    plugin = trainer_plugins(compose_config(tiny_train_overrides(tmp_path, sample_root)))[0]
+    assert isinstance(plugin, AsyncCheckpointIO) and isinstance(plugin.checkpoint_io, LocalAtomicCheckpointIO)
+    save = LocalAtomicCheckpointIO.save_checkpoint
+
+    def slow_save(self, checkpoint, path, storage_options=None):
+        time.sleep(1.5)
+        save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(LocalAtomicCheckpointIO, "save_checkpoint", slow_save)
+    train(compose_config(tiny_train_overrides(tmp_path, sample_root)))
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == 0 and (tmp_path / "metrics_tta.json").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"].endswith("best.ckpt")
