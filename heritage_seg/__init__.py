@@ -7,7 +7,7 @@ Map of the package (README, "Layout"):
       shared by the entry points
         runtime.py        device, precision, datamodule and module construction (entry points never import each other)
         rundir.py         the run folder: its file names, run identity, bookkeeping overrides, claiming it
-        checkpoints.py    checkpoint -> trained module, run config, label map
+        checkpoints.py    checkpoint files written (atomic, fast) -> trained module, run config, label map
         files.py          atomic writes (text, JSON, pictures, whole folders)
         cli.py, errors.py user errors -> one line and exit code 2
       data/               labels (the label map, its clean class), readers (parquet / folder), cache (both

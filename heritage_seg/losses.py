@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import nn
 
 WEIGHT_STRATEGIES = ("inverse_sqrt", "inverse", "none")
