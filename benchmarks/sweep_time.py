@@ -42,6 +42,7 @@ from heritage_seg.data.cache import Resize, build_cache  # noqa: E402
 from heritage_seg.data.labels import LabelMap  # noqa: E402
 from heritage_seg.data.readers import open_reader  # noqa: E402
 from heritage_seg.data.sample import generate_sample  # noqa: E402
+from heritage_seg.files import write_json_atomic  # noqa: E402
 
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[[^\]]*\]\[\w+\] - (.*)$")
 EPOCH = re.compile(r"^epoch (\d+)/(\d+)\b")
@@ -158,10 +159,7 @@ def save(args, results: list[dict], failed: dict) -> float | None:
         "results": results, "failed": failed, "projected_sweep_min": sweep,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".part")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(args.out)
+        write_json_atomic(args.out, payload)
     return sweep
 
 

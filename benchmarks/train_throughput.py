@@ -19,7 +19,6 @@ For each encoder:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -36,6 +35,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from heritage_seg.data.labels import LabelMap  # noqa: E402
+from heritage_seg.files import write_json_atomic, write_text_atomic  # noqa: E402
 from heritage_seg.runtime import build_training, resolve_precision, with_autocast  # noqa: E402
 from heritage_seg.scoring import run_evaluation  # noqa: E402
 from heritage_seg.tta import DEFAULT_TTA  # noqa: E402
@@ -61,7 +61,7 @@ class StepTimer(L.Callback):
                 if pl_module.device.type == "cuda":
                     activities.append(torch.profiler.ProfilerActivity.CUDA)
                 self.profiler = torch.profiler.profile(activities=activities)
-                self.profiler.__enter__()
+                self.profiler.start()
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -70,14 +70,13 @@ class StepTimer(L.Callback):
             self.seconds = time.perf_counter() - self.start
             trainer.should_stop = True
             if self.profiler is not None:
-                self.profiler.__exit__(None, None, None)
+                self.profiler.stop()
                 averages = self.profiler.key_averages()
                 tables = [f"{self.steps} training steps of the real path, by {key}:\n"
                           + averages.table(sort_by=key, row_limit=25)
                           for key in ("self_cpu_time_total", "self_device_time_total")
                           if key == "self_cpu_time_total" or pl_module.device.type == "cuda"]
-                self.profile.parent.mkdir(parents=True, exist_ok=True)
-                self.profile.write_text("\n\n".join(tables))
+                write_text_atomic(self.profile, "\n\n".join(tables))
 
 
 def compose_cfg(encoder: str, args, root: Path, run_dir: Path):
@@ -248,10 +247,7 @@ def save(args, results: list[dict], failed: dict) -> None:
         "lightning": L.__version__, "results": results, "failed": failed,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".part")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, payload)
 
 
 if __name__ == "__main__":
