@@ -103,3 +103,5 @@ def test_validation_batches_have_their_own_size(sample_root, labels):
         datamodule, _ = _datamodule(sample_root, labels, **overrides)
         assert datamodule.train_dataloader().batch_size == 4
         assert datamodule.val_dataloader().batch_size == datamodule.full_val_dataloader().batch_size == expected
+    with pytest.raises(ValueError, match="data.eval_batch_size=0: must be >= 1"):
+        _datamodule(sample_root, labels, eval_batch_size=0)

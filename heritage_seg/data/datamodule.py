@@ -111,7 +111,10 @@ class ArtefactDataModule(L.LightningDataModule):
         self.fold, self.n_folds, self.seed = fold, n_folds, seed
         self.image_size, self.batch_size = image_size, batch_size
         # validation and evaluation batches (no gradients kept): larger ones keep a GPU busy; None = batch_size
-        self.eval_batch_size = int(eval_batch_size or batch_size)
+        if eval_batch_size is not None and int(eval_batch_size) < 1:
+            raise ValueError(f"data.eval_batch_size={eval_batch_size}: must be >= 1 (or null: the training "
+                             "data.batch_size)")
+        self.eval_batch_size = int(batch_size if eval_batch_size is None else eval_batch_size)
         self.num_workers, self.pin_memory, self.use_preload = num_workers, pin_memory, use_preload
         self.cache_dir = cache_dir
         self.source_id_pattern = source_id_pattern
