@@ -19,19 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from heritage_seg.tasks.train import train
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
-from heritage_seg.train import train  # noqa: E402
 
 TWO_CLASS_MAP = """\
 # A user's own label map: only the undamaged class and cracks, with ARTeFACT's raw values and colours.

@@ -23,12 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+
 def run_case(width: int, height: int, in_size: int, classes: int, keep_prediction: bool) -> dict:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(REPO))
-    from heritage_seg.native import native_confusion
+    from heritage_seg.evaluation.native import native_confusion
 
     generator = torch.Generator().manual_seed(0)
     probs = torch.rand(classes, in_size, in_size, generator=generator).softmax(dim=0)

@@ -22,14 +22,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+
 def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, device: str) -> dict:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(REPO))
-    from heritage_seg.models import build_unet, normalisation
-    from heritage_seg.sliding import count_windows, sliding_window_predict
-    from heritage_seg.tta import resolve
+    from heritage_seg.inference.sliding import count_windows, sliding_window_predict
+    from heritage_seg.inference.tta import resolve
+    from heritage_seg.models.unet import build_unet, normalisation
 
     dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     kwargs = {"img_size": window} if "maxvit" in encoder else {}
@@ -86,9 +86,8 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
     from omegaconf import OmegaConf
     from PIL import Image
 
-    sys.path.insert(0, str(REPO))
     from heritage_seg.data.labels import LabelMap
-    from heritage_seg.predict import predict_image
+    from heritage_seg.tasks.predict import predict_image
 
     labels = LabelMap.from_config(OmegaConf.load(REPO / "conf" / "labels" / "artefact.yaml"))
     torch.manual_seed(0)
@@ -131,12 +130,15 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
     import torch
     from omegaconf import OmegaConf
 
-    sys.path.insert(0, str(REPO))
+    from heritage_seg.core.device import (
+        describe_device,
+        inference_precision,
+        pick_device,
+    )
     from heritage_seg.data.labels import LabelMap
-    from heritage_seg.models import build_unet, normalisation
-    from heritage_seg.module import SegmentationModule
-    from heritage_seg.predict import predict_image
-    from heritage_seg.runtime import describe_device, inference_precision, pick_device
+    from heritage_seg.models.unet import build_unet, normalisation
+    from heritage_seg.tasks.predict import predict_image
+    from heritage_seg.training.module import SegmentationModule
 
     labels = LabelMap.from_config(OmegaConf.load(REPO / "conf" / "labels" / "artefact.yaml"))
     dev = pick_device(device)

@@ -32,17 +32,16 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import torch
+from omegaconf import OmegaConf
+
+from heritage_seg.core.files import write_json_atomic
+from heritage_seg.data.cache import Resize, build_cache
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.data.readers import open_reader
+from heritage_seg.data.sample import generate_sample
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from heritage_seg.data.cache import Resize, build_cache  # noqa: E402
-from heritage_seg.data.labels import LabelMap  # noqa: E402
-from heritage_seg.data.readers import open_reader  # noqa: E402
-from heritage_seg.data.sample import generate_sample  # noqa: E402
-from heritage_seg.files import write_json_atomic  # noqa: E402
 
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[[^\]]*\]\[\w+\] - (.*)$")
 EPOCH = re.compile(r"^epoch (\d+)/(\d+)\b")

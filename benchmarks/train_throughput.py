@@ -27,18 +27,18 @@ import time
 import traceback
 from pathlib import Path
 
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+
+from heritage_seg.core.device import resolve_precision, with_autocast
+from heritage_seg.core.files import write_json_atomic, write_text_atomic
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.evaluation.scoring import run_evaluation
+from heritage_seg.inference.tta import DEFAULT_TTA
+from heritage_seg.training.build import build_training
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from heritage_seg.data.labels import LabelMap  # noqa: E402
-from heritage_seg.files import write_json_atomic, write_text_atomic  # noqa: E402
-from heritage_seg.runtime import build_training, resolve_precision, with_autocast  # noqa: E402
-from heritage_seg.scoring import run_evaluation  # noqa: E402
-from heritage_seg.tta import DEFAULT_TTA  # noqa: E402
 
 
 class StepTimer(L.Callback):

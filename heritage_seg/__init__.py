@@ -1,35 +1,28 @@
 """heritage_seg: U-Net damage segmentation of cultural-heritage images, compared across encoder families.
 
-Map of the package (README, "Layout"):
+The package in layers, highest first. A module imports only from its own layer or the layers below it
+(pyproject.toml's import-linter contract, checked in CI), so data flows one way: configs -> entry point -> task ->
+library -> run folder.
 
-      entry points (python -m heritage_seg.<name>; thin: compose, build from the library, run, print where)
-        train.py  evaluate.py  predict.py  aggregate.py  lr_find.py  export.py
-      shared by the entry points
-        runtime.py        device, precision, datamodule and module construction (entry points never import each other)
-        rundir.py         the run folder: its file names, run identity, bookkeeping overrides, claiming it
-        checkpoints.py    checkpoint files written (atomic, fast) -> trained module, run config, label map
-        files.py          atomic writes (text, JSON, pictures, whole folders)
-        cli.py, errors.py user errors -> one line and exit code 2
-      data/               labels (the label map, its clean class), readers (parquet / folder), cache (both
-                          protocols, masks as stored), crops (random training crops), folds, sample data,
-                          datamodule, download
-      the model and its training
-        models.py         smp U-Net per encoder, weights policy, normalisation
-        losses.py         Dice + Focal (smp's numbers, no GPU syncs); class weighting strategies -> weights
-        augment.py        device-side batch flips / 90° turns
-        module.py         the LightningModule
-        callbacks.py      per-epoch log line, end-of-fit evaluation of the best checkpoint
-      scoring and pictures
-        metrics.py        one confusion matrix -> IoU, Dice, precision, recall, F1
-        tta.py            test-time transforms, exact inverses, probability averaging
-        scoring.py        dataset-level evaluation loop and the metrics.json schema
-        sliding.py        sliding windows, blending (scans: strip-bounded; cached images: whole), per protocol
-        native.py         scoring at the annotation's own resolution (bilinear upsampling in bounded strips)
-        damage.py         one scan's damage statistics (per class, connected regions) and report.csv rows
-        reports.py        plots, prediction panels, the damage overlay and palette masks
-        html.py           self-contained HTML pages (embedded pictures, sortable tables);  scan_page.py: predict's
-        study/            comparing runs: runs.py (find, group), stats.py (folds, pairs, baseline), render.py
-                          (markdown, LaTeX, chart), page.py (report.html)
-      deployment
-        onnx_export.py    ONNX graph and its onnxruntime check;  model_card.py: model_card.md
+    train.py evaluate.py predict.py aggregate.py lr_find.py export.py
+                  entry points (python -m heritage_seg.<name>): @hydra.main around one task; nothing else
+    tasks/        what each command does, as a function of its composed config (tests and benchmarks call these)
+    deploy/       onnx (graph + onnxruntime check), model_card (model_card.md)
+    study/        comparing runs: runs (find, group), stats (folds, pairs, baseline), render (markdown, LaTeX,
+                  chart), page (aggregate's report.html)
+    reporting/    figures (plots, panels, overlays, palette masks), damage (a scan's statistics), html (page
+                  parts), scan_page (predict's report.html)
+    training/     module (the LightningModule), losses (Dice + Focal, class weights), callbacks, build (datamodule
+                  + module from a config), loggers (MLflow, W&B)
+    evaluation/   metrics (one confusion matrix -> every figure), scoring (the evaluation loop, metrics.json),
+                  native (scoring at each annotation's own resolution)
+    inference/    tta (transforms and exact inverses), sliding (windows, blending, per protocol), upsample
+                  (probabilities to a scan's size in bounded strips)
+    models/       unet (smp U-Net per encoder, the weights policy, normalisation)
+    runs/         the run folder: folder (file names, identity, claiming), checkpoints (written atomically, read
+                  back), rebuild (a run's validation data from its record)
+    data/         labels, readers (parquet / folder), imageio, cache (both protocols), crops, augment, folds,
+                  sample data, datamodule, download (python -m heritage_seg.data.download)
+    core/         errors (user errors -> one line, exit 2), cli, files (atomic writes), geometry (padding,
+                  capped sizes), device (device, precision, CPU threads), hub (offline detection)
 """

@@ -1,46 +1,19 @@
 """Cross-validation summary of a sweep:  python -m heritage_seg.aggregate runs=multirun/2026-11-24/10-00-00
 
-Runs are grouped by every override except `fold` and the bookkeeping ones (heritage_seg/rundir.py), so an
+Runs are grouped by every override except `fold` and the bookkeeping ones (heritage_seg/runs/folder.py), so an
 encoder sweep and an ablation sweep (loss=…, loss.class_weighting=…) are summarised the same way. Because all
 groups share the same folds, the honest comparison is the PAIRED per-fold difference between groups, reported
 beside the mean ± std (heritage_seg/study/: runs, statistics, tables and chart).
-"""
+
+The entry point only: the work is heritage_seg.tasks.aggregate.aggregate."""
 
 from __future__ import annotations
-
-import logging
-import os
-from pathlib import Path
-from typing import Any, Sequence
 
 import hydra
 from omegaconf import DictConfig, ListConfig
 
-from heritage_seg.cli import exit_on_user_error
-from heritage_seg.files import write_json_atomic, write_text_atomic
-from heritage_seg.study.page import study_html
-from heritage_seg.study.render import plot_comparison, to_latex, to_markdown
-from heritage_seg.study.runs import find_runs
-from heritage_seg.study.stats import summarise
-
-log = logging.getLogger(__name__)
-
-
-def aggregate(paths: Sequence[str | Path], out_dir: str | Path | None = None,
-              baseline: str | None = None) -> dict[str, Any]:
-    paths = [Path(p) for p in paths]
-    runs = find_runs(paths)
-    out = Path(out_dir) if out_dir else (paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths])))
-    summary = summarise(runs, baseline)
-    write_json_atomic(out / "cv_results.json", summary)
-    markdown = to_markdown(summary)
-    write_text_atomic(out / "cv_results.md", markdown)
-    write_text_atomic(out / "cv_results.tex", to_latex(summary))
-    plot_comparison(summary, out / "cv_comparison.png")
-    write_text_atomic(out / "report.html", study_html(summary, out / "cv_comparison.png"))
-    print(markdown)
-    log.info("wrote cv_results.json, cv_results.md, cv_results.tex, cv_comparison.png, report.html to %s", out)
-    return summary
+from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.tasks.aggregate import aggregate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="aggregate")

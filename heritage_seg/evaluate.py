@@ -2,119 +2,18 @@
 
 Rebuilds the model and the validation fold of the run that made the checkpoint, evaluates it at dataset
 level, and writes metrics.json, the pictures and the prediction masks into its own run folder.
-"""
+
+The entry point only: the work is heritage_seg.tasks.evaluate.evaluate."""
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
 
 import hydra
-import numpy as np
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
-from heritage_seg.checkpoints import load_trained_module
-from heritage_seg.cli import exit_on_user_error
-from heritage_seg.files import save_image, write_json_atomic
-from heritage_seg.native import check_resolution, validation_masks
-from heritage_seg.reports import (colorize, overlay_figure, plot_class_distribution, plot_confusion_matrix,
-                                  plot_iou_per_class)
-from heritage_seg.rundir import METRICS, SAME_VALIDATION_SET, claim_run_dir, first_difference
-from heritage_seg.runtime import (check_against_splits, describe_device, inference_precision, pick_device,
-                                  rebuild_validation_data, recorded_precision, with_autocast)
-from heritage_seg.scoring import format_table, run_context, run_evaluation, scored_payload
-from heritage_seg.sliding import protocol_probabilities
-from heritage_seg.tta import resolve
-
-log = logging.getLogger(__name__)
-
-
-def load_members(ckpts: list[Path]):
-    """One or more checkpoints; several form an ensemble and must share fold, image size and label map."""
-    members = [load_trained_module(c) for c in ckpts]
-    for ckpt, (_, run_cfg, _) in zip(ckpts[1:], members[1:]):
-        difference = first_difference(members[0][1], run_cfg, SAME_VALIDATION_SET)
-        if difference:
-            key, a, b = difference
-            raise ValueError(f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
-                             f"{key}={a} and {ckpt} has {key}={b}")
-    return members
-
-
-def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    raw = cfg.ckpt if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
-    ckpts = [Path(str(c)).expanduser().resolve() for c in raw]
-    members = load_members(ckpts)  # bad checkpoints fail before any folder is touched
-    module, run_cfg, labels = members[0]
-    device = pick_device(cfg.device)
-    precision = inference_precision(cfg.precision, device)  # bad options fail before any folder is touched
-    native = check_resolution(cfg.resolution, cfg.max_side)
-    claim_run_dir(out_dir, cfg, finished_markers=(METRICS,))
-    for member, _, _ in members:
-        member.to(device)
-    transforms = resolve(bool(cfg.tta))
-    ckpt = ckpts[0]
-    datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, cfg.data.batch_size, cfg.data.cache_dir)
-    for other in ckpts[1:]:  # each member's own record of its validation fold must agree too
-        check_against_splits(other, datamodule)
-
-    ids = datamodule.data.ids
-
-    def save_native(index: int, prediction: np.ndarray) -> None:  # the masks metrics.json was counted from
-        save_image(out_dir / "predictions" / "masks" / f"{ids[index]}.png", prediction)
-
-    start = time.perf_counter()
-    models = [with_autocast(m, device, precision) for m, _, _ in members]
-    result = run_evaluation(models, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index, transforms,
-                            device, native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
-                            native_prediction=save_native if native and cfg.save_masks else None,
-                            probabilities=protocol_probabilities(module.protocol))
-    seconds = time.perf_counter() - start
-    payload = scored_payload(
-        result, labels.names, max_side=cfg.max_side,
-        tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
-        **run_context(run_cfg, ckpt, datamodule.split), data_root=str(datamodule.root),
-        seconds=round(seconds, 3), members=[str(c) for c in ckpts], device=describe_device(device),
-        precision=recorded_precision(precision),
-    )
-    if len(members) > 1:
-        payload["encoder"] = "+".join(r.encoder.name for _, r, _ in members)
-        payload["family"] = "ensemble"
-    write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples),
-                   save_masks=bool(cfg.save_masks) and not native)
-    plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")
-    plot_class_distribution(payload, out_dir / "class_distribution.png")
-    plot_iou_per_class(payload, out_dir / "iou_per_class.png")
-    write_json_atomic(out_dir / METRICS, payload)  # last: its presence means the evaluation finished
-    print(format_table(payload))
-    log.info("%d images in %.1f s (tta=%s); results in %s", len(result.indices), seconds, cfg.tta, out_dir)
-    return payload
-
-
-def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_masks: bool) -> None:
-    """predictions/masks/<id>.png for every image (`save_masks`: the input-size masks, when those are what was
-    scored; native-size ones are written while scoring); panels for the best and worst by per-image mIoU."""
-    ids = data.ids
-    pred_dir = out_dir / "predictions"
-    if save_masks:
-        for index, pred in zip(result.indices, result.predictions):
-            save_image(pred_dir / "masks" / f"{ids[index]}.png", pred)
-    scores = result.per_image_miou()
-    # only images with scored pixels are ranked: one whose pixels are all unannotated has no score (NaN)
-    scored = np.flatnonzero(np.isfinite(scores))
-    order = scored[np.argsort(-scores[scored], kind="stable")]
-    n = min(num_examples, len(order) // 2 if len(order) > 1 else len(order))
-    chosen = [("best", r, order[r]) for r in range(n)] + [("worst", r, order[-1 - r]) for r in range(n)]
-    for kind, rank, k in chosen:
-        index = result.indices[k]
-        stem = pred_dir / f"{kind}{rank + 1:02d}_{ids[index]}"
-        image = np.asarray(data.images[index])
-        save_image(Path(f"{stem}_input.png"), image)
-        save_image(Path(f"{stem}_gt.png"), colorize(np.asarray(data.masks[index]), labels))
-        save_image(Path(f"{stem}_pred.png"), colorize(result.predictions[k], labels))
-        overlay_figure(image, result.predictions[k], result.confidence[k], labels, Path(f"{stem}_overlay.png"),
-                       title=f"{ids[index]}  mIoU {scores[k]:.3f}")
+from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.tasks.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

@@ -1,136 +1,14 @@
-"""Train one fold:  python -m heritage_seg.train encoder=mit_b3 fold=1   (see conf/train.yaml)."""
+"""Train one fold:  python -m heritage_seg.train encoder=mit_b3 fold=1   (see conf/train.yaml).
+
+The entry point only: the work is heritage_seg.tasks.train.train."""
 
 from __future__ import annotations
 
-import logging
-import warnings
-from pathlib import Path
-
 import hydra
-import lightning as L
-from hydra.utils import instantiate
-from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.plugins.io import AsyncCheckpointIO
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from heritage_seg.checkpoints import LocalAtomicCheckpointIO, read_checkpoint
-from heritage_seg.cli import exit_on_user_error, instantiate_or_user_error
-from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
-from heritage_seg.data.labels import LabelMap
-from heritage_seg.files import write_json_atomic
-from heritage_seg.models import check_encoder_name, smp_encoder_name
-from heritage_seg.rundir import (CHECKPOINTS, CLASS_WEIGHTS, FINISHED, LAST, METRICS, RUN_IDENTITY, SPLITS,
-                                 claim_run_dir, finished_run, first_difference)
-from heritage_seg.runtime import build_training, resolve_precision, respect_cpu_allocation
-
-log = logging.getLogger(__name__)
-
-
-def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
-    """`resume=true`: the run folder's last.ckpt, after checking it belongs to the run this command describes."""
-    last = run_dir / LAST
-    if not last.is_file():
-        raise FileNotFoundError(
-            f"resume=true: {last} does not exist; pass hydra.run.dir=<folder of the interrupted run> "
-            "(or drop resume=true to start a new run)"
-        )
-    saved = OmegaConf.create(read_checkpoint(last)["hyper_parameters"]["run_config"])
-    difference = first_difference(saved, cfg, RUN_IDENTITY)
-    if difference:
-        key, was, now = difference
-        raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")
-    return last
-
-
-def trainer_plugins(cfg: DictConfig) -> list:
-    """Checkpoints written in the background (Lightning's AsyncCheckpointIO: the state is copied on the training
-    thread, then saved by LocalAtomicCheckpointIO in a worker thread while training goes on; torch.save releases
-    the GIL while it writes), so an epoch does not wait for its last.ckpt; Lightning's teardown waits for them, and
-    FinalValidationReport before it reads best.ckpt. On SLURM, submitit owns requeueing (max_num_timeout):
-    Lightning's own SIGUSR1 requeue would fight it. A `trainer.plugins` of the user's replaces both."""
-    if "plugins" in cfg.trainer:
-        return []
-    plugins: list = [AsyncCheckpointIO(LocalAtomicCheckpointIO())]
-    if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False))))
-    return plugins
-
-
-def train(cfg: DictConfig) -> float:
-    run_dir = Path(cfg.run_dir).resolve()
-    labels = LabelMap.from_config(cfg.labels)
-    # Cheap checks first: a typo must not wait for the data cache to be built.
-    if cfg.get("split", DEFAULT_SPLIT) == "source":  # leave-one-group-out folds are checked against the groups
-        check_fold(cfg.fold, cfg.n_folds)
-    cfg.encoder.name = smp_encoder_name(cfg.encoder)  # recorded resolved, so later tools rebuild the same model
-    check_encoder_name(cfg.encoder.name)
-    writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
-    respect_cpu_allocation()
-    resume = cfg.get("resume", False)
-    if resume not in (True, False, "auto"):
-        raise ValueError(f"resume={resume}: choose false, true or auto")
-    # auto (what a requeued sweep job gets): continue if the folder has a last.ckpt, else start in it afresh
-    has_last = (run_dir / LAST).is_file()
-    resume_from = resume_checkpoint(run_dir, cfg) if resume is True or (resume == "auto" and has_last) else None
-    if resume and (finished := finished_run(run_dir)) is not None:
-        # Lightning restores early-stopping counters but not `should_stop`: fitting again would train on.
-        log.info("resume=%s: %s already finished (%s); nothing to do, its results are left as they are",
-                 resume, run_dir, finished["reason"])
-        return float(finished["best_score"]) if finished.get("best_score") is not None else float("nan")
-    if writer and resume_from is None:
-        # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
-        markers = (f"{CHECKPOINTS}/*.ckpt", METRICS) if resume == "auto" else (f"{CHECKPOINTS}/*.ckpt", SPLITS)
-        claim_run_dir(run_dir, cfg, finished_markers=markers, reclaim=resume == "auto")
-    L.seed_everything(cfg.seed, workers=True)
-    # before the data: a tracker whose extra is missing fails in a second, not after the cache is built
-    loggers = [instantiate_or_user_error(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-
-    datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)
-    if writer and resume_from is None:
-        datamodule.write_splits(run_dir / SPLITS, encoder=cfg.encoder.name)
-        write_json_atomic(run_dir / CLASS_WEIGHTS, class_weight_record)
-
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     precision=resolve_precision(cfg.trainer.precision), **extra)
-    if resume_from:
-        log.info("resuming from %s (epoch, optimizer, scheduler, early stopping and checkpoint state)", resume_from)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-
-    checkpoint = trainer.checkpoint_callback
-    best = checkpoint.best_model_score if checkpoint is not None else None
-    best_score = float(best) if best is not None else float("nan")
-    if trainer.interrupted:  # e.g. SIGTERM handled by Lightning: the run is not finished, resume may continue it
-        log.warning("training was interrupted at epoch %d; resume=true continues it", trainer.current_epoch)
-        return best_score
-    if writer:
-        stopper = trainer.early_stopping_callback
-        if stopper is not None and stopper.stopped_epoch > 0:
-            reason = "early stopping"
-        elif trainer.current_epoch >= trainer.max_epochs:  # after fit, current_epoch counts the completed epochs
-            reason = "max_epochs reached"
-        else:
-            reason = "stopped before max_epochs (trainer.max_steps or max_time)"
-        write_json_atomic(run_dir / FINISHED, {
-            "reason": reason, "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-            "monitor": checkpoint.monitor if checkpoint is not None else None,
-            "best_score": None if best is None else best_score,
-            "best_checkpoint": checkpoint.best_model_path if checkpoint is not None else None})
-    log.info("run folder:      %s", run_dir)
-    if checkpoint is not None:
-        log.info("best checkpoint: %s", checkpoint.best_model_path)
-        log.info("best %s: %.4f", checkpoint.monitor, best_score)
-    return best_score
-
-
-# conf/hydra/launcher/submitit_{local,slurm}.yaml carry the project's launcher defaults under the plugin's own
-# names (so the documented `hydra/launcher=submitit_slurm` gets them); Hydra validates such a file against the
-# plugin's schema of the same name and warns that this matching is deprecated. The configs hold only schema keys.
-warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
-# The module's on_after_batch_transfer (device-side augmentation) is meant to be used with our datamodule.
-warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
+from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.tasks.train import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

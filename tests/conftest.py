@@ -58,7 +58,7 @@ def tiny_train_overrides(run_dir: Path, sample_root: Path, encoder: str = "convn
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, sample_root) -> Path:
     """One tiny real training run (64 px, 2 steps), shared by the tests that need a checkpoint."""
-    from heritage_seg.train import train
+    from heritage_seg.tasks.train import train
 
     run_dir = tmp_path_factory.mktemp("trained")
     train(compose_config(tiny_train_overrides(run_dir, sample_root)))

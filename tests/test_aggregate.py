@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from heritage_seg.aggregate import aggregate
-from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.evaluation.metrics import segmentation_metrics
+from heritage_seg.tasks.aggregate import aggregate
 from tests.conftest import REPO
 from tests.helpers import check_html_page
 
@@ -21,7 +21,7 @@ CLASSES = ["Clean", "Cracks"]
 def fake_run(root, name, overrides, fold, miou, miou_tta=None, cracks=0.2, family="CNN"):
     run = root / name
     (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text("fold: %d\n" % fold)
+    (run / ".hydra" / "config.yaml").write_text(f"fold: {fold}\n")
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides + [f"fold={fold}"]))
 
     def payload(value, tta):
@@ -213,7 +213,7 @@ def test_runs_differing_only_in_where_their_data_or_folder_is_form_one_group(tmp
 
 
 def test_split_material_trains_on_other_materials_and_the_aggregate_reports_each_held_out_one(tmp_path, sample_root):
-    from heritage_seg.train import train
+    from heritage_seg.tasks.train import train
     from tests.conftest import compose_config, tiny_train_overrides
 
     for fold in (0, 5):

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader
 
-from heritage_seg.module import SegmentationModule
+from heritage_seg.training.module import SegmentationModule
 from tests.conftest import compose_config
 
 NUM_CLASSES, CRACKS, ABSENT = 16, 9, (5, 13, 14, 12)

@@ -57,8 +57,8 @@ def test_label_map_is_the_shared_one(labels):
 
 def test_the_config_writes_the_run_folder_names_that_later_tools_read():
     """conf/callbacks/default.yaml spells checkpoints/{best,last}.ckpt for Lightning; resume, evaluate and
-    aggregate read them through heritage_seg/rundir.py: the two must not drift apart."""
-    from heritage_seg import rundir
+    aggregate read them through heritage_seg/runs/folder.py: the two must not drift apart."""
+    from heritage_seg.runs import folder as rundir
 
     cfg = compose_config(["run_dir=/tmp/x"])
     for key, name in (("model_checkpoint", rundir.BEST), ("last_checkpoint", rundir.LAST)):
@@ -68,7 +68,7 @@ def test_the_config_writes_the_run_folder_names_that_later_tools_read():
 
 
 def test_bookkeeping_overrides_are_one_list_for_sweep_folders_and_aggregate():
-    from heritage_seg.rundir import bookkeeping_keys, is_bookkeeping
+    from heritage_seg.runs.folder import bookkeeping_keys, is_bookkeeping
 
     cfg = compose_config(["run_dir=/tmp/x"], return_hydra_config=True)
     excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)

@@ -12,10 +12,13 @@ from PIL import Image
 
 from heritage_seg.data.cache import Ragged, Resize
 from heritage_seg.data.crops import RandomCropDataset
-from heritage_seg.evaluate import evaluate
-from heritage_seg.predict import predict
-from heritage_seg.sliding import sliding_window_predict, sliding_window_probabilities
-from heritage_seg.train import train
+from heritage_seg.inference.sliding import (
+    sliding_window_predict,
+    sliding_window_probabilities,
+)
+from heritage_seg.tasks.evaluate import evaluate
+from heritage_seg.tasks.predict import predict
+from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 
 

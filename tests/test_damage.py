@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from heritage_seg.damage import class_report
+from heritage_seg.reporting.damage import class_report
 
 
 def _reference_regions(mask: np.ndarray, class_id: int) -> tuple[int, int, list[int]]:

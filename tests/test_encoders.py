@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heritage_seg.train import train
+from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 
 

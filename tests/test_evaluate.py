@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from heritage_seg.evaluate import evaluate
-from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.evaluation.metrics import segmentation_metrics
+from heritage_seg.tasks.evaluate import evaluate
 from tests.conftest import REPO, compose_config
 
 
@@ -97,7 +97,7 @@ def _native_reference(ckpt, sample_root, labels, val_ids, max_side=None):
     import torch
     import torch.nn.functional as F
 
-    from heritage_seg.checkpoints import load_trained_module
+    from heritage_seg.training.module import load_trained_module
 
     module, run_cfg, _ = load_trained_module(ckpt)
     size = run_cfg.data.image_size
@@ -270,8 +270,8 @@ def test_an_ensemble_mixing_folds_is_refused(trained, tmp_path):
 def test_best_and_worst_panels_rank_only_images_with_scored_pixels(tmp_path, labels):
     from types import SimpleNamespace
 
-    from heritage_seg.evaluate import write_examples
-    from heritage_seg.scoring import EvalResult
+    from heritage_seg.evaluation.scoring import EvalResult
+    from heritage_seg.tasks.evaluate import write_examples
 
     good, bad, unscored = np.diag([90, 10]), np.array([[50, 40], [5, 5]]), np.zeros((2, 2), np.int64)
     result = EvalResult(confmat=good + bad, indices=[0, 1, 2], per_image_confmat=[unscored, good, bad],

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from heritage_seg.errors import MissingExtra
-from heritage_seg.export import export
-from heritage_seg.onnx_export import check_against_pytorch, export_onnx
+from heritage_seg.core.errors import MissingExtra
+from heritage_seg.deploy.onnx import check_against_pytorch, export_onnx
+from heritage_seg.tasks.export import export
 from tests.conftest import compose_config
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra (pip install -e '.[onnx]'; CI installs it)")
@@ -32,7 +32,7 @@ def test_onnx_graph_matches_pytorch_on_validation_images_and_other_sizes(exporte
     out, result = exported
     assert out.is_file() and result["argmax_agreement"] >= 0.999 and result["max_abs_logit_difference"] < 1e-3
     assert (1, 3, 64, 128) in result["shapes"]  # a dynamic width was checked too
-    from heritage_seg.checkpoints import load_trained_module
+    from heritage_seg.training.module import load_trained_module
 
     module, _, _ = load_trained_module(trained_run / "checkpoints" / "best.ckpt")
     batch = np.random.default_rng(0).integers(0, 255, (2, 3, 96, 160), dtype=np.uint8)
@@ -75,8 +75,8 @@ def test_maxvit_is_exported_at_its_fixed_size(tmp_path):
     """MaxViT's window attention is laid out for one input size: batch stays dynamic, height and width not."""
     import onnx
 
-    from heritage_seg.models import build_unet
-    from heritage_seg.module import SegmentationModule
+    from heritage_seg.models.unet import build_unet
+    from heritage_seg.training.module import SegmentationModule
 
     torch.manual_seed(0)
     model = build_unet("tu-maxvit_tiny_tf_384", None, 16, {"img_size": 64})

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from heritage_seg.augment import BatchFlipRotate
-from heritage_seg.losses import DiceFocalLoss
-from heritage_seg.models import build_unet
-from heritage_seg.module import SegmentationModule
+from heritage_seg.data.augment import BatchFlipRotate
+from heritage_seg.models.unet import build_unet
+from heritage_seg.training.losses import DiceFocalLoss
+from heritage_seg.training.module import SegmentationModule
 from tests.conftest import REPO
 
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from heritage_seg import files
-from heritage_seg.files import atomic_folder, save_image, write_json_atomic
+from heritage_seg.core import files
+from heritage_seg.core.files import atomic_folder, save_image, write_json_atomic
 
 
 def test_failed_folder_build_leaves_nothing_behind(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
-import heritage_seg.callbacks as callbacks
-from heritage_seg.train import train
+import heritage_seg.training.callbacks as callbacks
+from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 
 
@@ -47,8 +47,8 @@ def test_checkpoints_are_written_in_the_background_and_the_report_waits_for_best
     import torch
     from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
-    from heritage_seg.checkpoints import LocalAtomicCheckpointIO
-    from heritage_seg.train import trainer_plugins
+    from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO
+    from heritage_seg.tasks.train import trainer_plugins
 
     plugin = trainer_plugins(compose_config(tiny_train_overrides(tmp_path, sample_root)))[0]
     assert isinstance(plugin, AsyncCheckpointIO) and isinstance(plugin.checkpoint_io, LocalAtomicCheckpointIO)

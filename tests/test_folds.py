@@ -17,7 +17,7 @@ def _toy(n_sources=30, n_classes=6, seed=0):
         row = np.zeros(n_classes, bool)
         row[0] = True
         row[rng.integers(1, n_classes - 1)] = True
-        for copy in range(1 + (s % 3 == 0)):  # every third source also has an _aug1 copy
+        for _copy in range(1 + (s % 3 == 0)):  # every third source also has an _aug1 copy
             source_ids.append(f"src{s}")
             presence.append(row)
     presence = np.array(presence)
@@ -119,7 +119,7 @@ def test_folds_do_not_move_with_the_image_size(sample_root, labels, tmp_path):
 def test_the_datamodule_holds_out_one_metadata_group_per_fold(split, attribute, n_groups, sample_root, labels,
                                                                tmp_path):
     """split=material|content through the real datamodule: fold k validates on the k-th group by name."""
-    from heritage_seg.runtime import build_datamodule
+    from heritage_seg.runs.rebuild import build_datamodule
     from tests.conftest import compose_config, tiny_train_overrides
 
     seen = set()

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from heritage_seg.evaluate import evaluate
-from heritage_seg.predict import predict
-from heritage_seg.train import train
+from heritage_seg.tasks.evaluate import evaluate
+from heritage_seg.tasks.predict import predict
+from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 
 pytestmark = [pytest.mark.gpu,
@@ -78,8 +78,8 @@ def test_the_gpu_smoke_preset_trains_on_the_gpu(tmp_path, sample_root):
 def test_the_projects_own_training_step_parts_never_wait_for_the_gpu():
     """Augmentation and loss (the parts of a training step heritage_seg writes) make no host-device
     synchronisation: smp's FocalLoss made 32 per step (boolean indexing per class), the old flips several."""
-    from heritage_seg.augment import BatchFlipRotate
-    from heritage_seg.losses import DiceFocalLoss
+    from heritage_seg.data.augment import BatchFlipRotate
+    from heritage_seg.training.losses import DiceFocalLoss
 
     loss = DiceFocalLoss(class_weights=[1.0 + i / 10 for i in range(16)], dice_classes=list(range(0, 16, 2))).cuda()
     augment = BatchFlipRotate(seed=0)

@@ -9,8 +9,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from heritage_seg.losses import DiceFocalLoss, build_loss, class_weights_from_counts, dice_classes_from_counts
-from heritage_seg.train import train
+from heritage_seg.tasks.train import train
+from heritage_seg.training.losses import (
+    DiceFocalLoss,
+    build_loss,
+    class_weights_from_counts,
+    dice_classes_from_counts,
+)
 from tests.conftest import compose_config, tiny_train_overrides
 
 

@@ -13,7 +13,7 @@ def test_lr_finder_writes_its_plot_and_suggestion(tmp_path, sample_root):
 
     from PIL import Image
 
-    from heritage_seg.lr_find import lr_find
+    from heritage_seg.tasks.lr_find import lr_find
 
     overrides = [o for o in tiny_train_overrides(tmp_path, sample_root) if not o.startswith("+trainer.limit")]
     suggestion = lr_find(compose_config(overrides + ["lr_find.num_training=20"], config_name="lr_find"))

@@ -7,9 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
+from torchmetrics.classification import (
+    MulticlassConfusionMatrix,
+    MulticlassJaccardIndex,
+)
 
-from heritage_seg.metrics import segmentation_metrics
+from heritage_seg.evaluation.metrics import segmentation_metrics
 
 
 def test_hand_computed_confusion_matrix_with_an_absent_class():
@@ -83,7 +86,7 @@ def test_selection_metric_is_undefined_without_annotated_pixels():
 
 
 def test_per_image_confusion_of_a_batch_equals_one_bincount_per_image_without_ignored_pixels():
-    from heritage_seg.metrics import count_confusion
+    from heritage_seg.evaluation.metrics import count_confusion
 
     generator = torch.Generator().manual_seed(0)
     pred = torch.randint(0, 5, (3, 7, 9), generator=generator)

@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heritage_seg.data.readers import open_reader
+from heritage_seg.core.geometry import cap_size
 from heritage_seg.data.cache import Resize, build_cache, load_cache
-from heritage_seg.native import cap_size, capped_mask, native_confusion, upsampled_strips
+from heritage_seg.data.readers import open_reader
+from heritage_seg.evaluation.native import capped_mask, native_confusion
+from heritage_seg.inference.upsample import upsampled_strips
 from tests.test_readers import make_folder, make_parquet_from_folder
 
 

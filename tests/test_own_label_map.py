@@ -56,8 +56,8 @@ def test_training_evaluation_and_prediction_follow_a_two_class_label_map_from_th
     assert metrics["classes"] == ["Intact", "Crack"] and list(metrics["per_class"]) == ["Intact", "Crack"]
     assert np.asarray(metrics["confusion_matrix"]).shape == (2, 2)
 
-    from heritage_seg.evaluate import evaluate
-    from heritage_seg.predict import predict
+    from heritage_seg.tasks.evaluate import evaluate
+    from heritage_seg.tasks.predict import predict
 
     ckpt = run / "checkpoints" / "best.ckpt"
     evaluated = evaluate(compose_config([f"ckpt={ckpt}"], config_name="evaluate"), tmp_path / "eval")

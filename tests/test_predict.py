@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from heritage_seg.predict import predict
-from heritage_seg.sliding import count_windows
+from heritage_seg.inference.sliding import count_windows
+from heritage_seg.tasks.predict import predict
 from tests.conftest import compose_config
 from tests.helpers import check_html_page
 
@@ -161,7 +161,7 @@ def test_refusing_an_output_folder_names_output_and_overwrite(predicted, trained
 
 
 def test_overlay_blend_in_strips_equals_the_float_formula(labels):
-    from heritage_seg.reports import blend_damage
+    from heritage_seg.reporting.figures import blend_damage
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (37, 23, 3), dtype=np.uint8)
@@ -195,7 +195,7 @@ def test_a_squash_trained_model_maps_the_whole_scan_squashed_and_upsampled(train
     import torch
     import torch.nn.functional as F
 
-    from heritage_seg.checkpoints import load_trained_module
+    from heritage_seg.training.module import load_trained_module
 
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     out = tmp_path / "pred"

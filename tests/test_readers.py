@@ -12,7 +12,12 @@ import pytest
 from PIL import Image
 
 from heritage_seg.data.cache import Resize, build_cache, load_cache
-from heritage_seg.data.readers import FolderReader, ParquetReader, open_reader, source_id_of
+from heritage_seg.data.readers import (
+    FolderReader,
+    ParquetReader,
+    open_reader,
+    source_id_of,
+)
 
 
 def _png(array: np.ndarray, mode: str | None = None) -> bytes:

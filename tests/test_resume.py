@@ -8,8 +8,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from heritage_seg.errors import TrainingDiverged
-from heritage_seg.train import train
+from heritage_seg.core.errors import TrainingDiverged
+from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 from tests.helpers import SimulatedPreemption
 
@@ -130,7 +130,7 @@ def test_a_diverging_run_exits_non_zero_with_one_line(tmp_path, sample_root):
 def test_a_run_made_before_an_option_existed_can_still_be_resumed_but_a_changed_option_is_refused():
     from omegaconf import OmegaConf
 
-    from heritage_seg.rundir import RUN_IDENTITY, first_difference
+    from heritage_seg.runs.folder import RUN_IDENTITY, first_difference
 
     before = OmegaConf.create({"fold": 0, "data": {"image_size": 384}})  # no data.resize / data.max_side yet
     now = OmegaConf.create({"fold": 0, "data": {"image_size": 384, "resize": "squash", "max_side": 1024}})

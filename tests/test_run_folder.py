@@ -8,7 +8,7 @@ import threading
 import pytest
 from omegaconf import OmegaConf
 
-from heritage_seg.rundir import claim_run_dir
+from heritage_seg.runs.folder import claim_run_dir
 from tests.conftest import CONF
 
 
@@ -48,7 +48,7 @@ def test_default_run_folder_names_differ_below_the_second(config):
 
 
 def test_sweep_folder_names_stay_one_folder_of_legal_length_and_are_stable():
-    from heritage_seg.rundir import MAX_DIRNAME, sweep_dirname
+    from heritage_seg.runs.folder import MAX_DIRNAME, sweep_dirname
 
     assert sweep_dirname("encoder=mit_b3,fold=1") == "encoder=mit_b3,fold=1"
     with_path = "encoder.weights=/models/convnext.pth,fold=0"

@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from heritage_seg.models import build_unet
-from heritage_seg.sliding import (_layout, blend_weights, count_windows, default_stride, reflect_pad,
-                                  sliding_window_predict, window_starts)
+from heritage_seg.core.geometry import reflect_pad
+from heritage_seg.inference.sliding import (
+    _layout,
+    blend_weights,
+    count_windows,
+    default_stride,
+    sliding_window_predict,
+    window_starts,
+)
+from heritage_seg.models.unet import build_unet
 from tests.conftest import REPO
 
 
@@ -83,7 +90,7 @@ def test_tta_per_window_keeps_a_pointwise_model_unchanged():
 
 MEMORY_PROBE = """
 import resource, numpy as np, torch
-from heritage_seg.sliding import sliding_window_predict
+from heritage_seg.inference.sliding import sliding_window_predict
 conv = torch.nn.Conv2d(3, 16, 1)
 image = np.random.default_rng(0).integers(0, 255, (4096, 4096, 3), dtype=np.uint8)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

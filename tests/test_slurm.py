@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from heritage_seg.aggregate import aggregate
-from heritage_seg.train import train
+from heritage_seg.tasks.aggregate import aggregate
+from heritage_seg.tasks.train import train
 from tests.conftest import REPO, compose_config
 
 

@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from heritage_seg.aggregate import aggregate
+from heritage_seg.tasks.aggregate import aggregate
 from tests.conftest import CONF, REPO
 
 TINY = ["data=sample", "data.image_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
@@ -136,7 +136,7 @@ def test_a_plain_sbatch_job_requeued_into_its_own_folder_continues(tmp_path):
 
 
 def test_a_slurm_job_uses_no_more_cpu_threads_than_it_was_given(monkeypatch):
-    from heritage_seg.runtime import respect_cpu_allocation
+    from heritage_seg.core.device import respect_cpu_allocation
 
     before = torch.get_num_threads()
     try:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from heritage_seg.train import train
+from heritage_seg.tasks.train import train
 from tests.conftest import compose_config
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from heritage_seg.evaluate import evaluate
-from heritage_seg.train import train
+from heritage_seg.tasks.evaluate import evaluate
+from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 
 WIDTH, HEIGHT = 1600, 1000

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from heritage_seg.tta import DEFAULT_TTA, TRANSFORMS, predict_probabilities, resolve
+from heritage_seg.inference.tta import (
+    DEFAULT_TTA,
+    TRANSFORMS,
+    predict_probabilities,
+    resolve,
+)
 
 
 @pytest.mark.parametrize("name", list(TRANSFORMS))

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from heritage_seg.core.files import write_file_atomic
 from heritage_seg.data.imageio import open_image, raw_mask_array, to_rgb
 from heritage_seg.data.readers import IMAGE_EXTENSIONS
-from heritage_seg.files import write_file_atomic
 
 
 def most_damaged(root: Path, ids: list[str]) -> str:

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from heritage_seg.core.files import atomic_folder
 from heritage_seg.data.imageio import raw_mask_array, to_rgb
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import Reader, RecordInfo, Sample
-from heritage_seg.files import atomic_folder
 
 log = logging.getLogger(__name__)
 # 2: class presence at the source resolution (presence.npy), EXIF-oriented images
@@ -75,7 +75,7 @@ class Ragged:
         return self.flat[self.offsets[i]: self.offsets[i + 1]].reshape(self.shapes[i])
 
     @classmethod
-    def load(cls, folder: Path, name: str, preload: bool) -> "Ragged":
+    def load(cls, folder: Path, name: str, preload: bool) -> Ragged:
         flat = np.fromfile(folder / f"{name}.bin", np.uint8) if preload else np.memmap(folder / f"{name}.bin",
                                                                                           np.uint8, "r")
         return cls(flat, np.load(folder / f"{name}_shapes.npy"))

@@ -11,13 +11,13 @@ balancing across an image's classes, and run per sample on the host anyway.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from heritage_seg.sliding import centred_pads, reflect_pad
+from heritage_seg.core.geometry import centred_pads, reflect_pad
 
 
 def to_item(image: np.ndarray, mask: np.ndarray, index: int,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -12,10 +13,22 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from heritage_seg.data.cache import PreparedData, Resize, build_cache, cache_path, load_cache
+from heritage_seg.data.cache import (
+    PreparedData,
+    Resize,
+    build_cache,
+    cache_path,
+    load_cache,
+)
 from heritage_seg.data.crops import RandomCropDataset, to_item
-from heritage_seg.data.folds import (DEFAULT_SPLIT, SPLITS, FoldSplit, leave_one_group_out, make_split,
-                                     write_splits_json)
+from heritage_seg.data.folds import (
+    DEFAULT_SPLIT,
+    SPLITS,
+    FoldSplit,
+    leave_one_group_out,
+    make_split,
+    write_splits_json,
+)
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
 from heritage_seg.data.sample import generate_sample

@@ -12,8 +12,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from heritage_seg.cli import exit_on_user_error
-from heritage_seg.hub import hub_is_reachable
+from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.core.hub import hub_is_reachable
 
 log = logging.getLogger(__name__)
 

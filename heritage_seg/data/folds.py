@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heritage_seg.files import write_json_atomic
-
+from heritage_seg.core.files import write_json_atomic
 
 SPLITS = ("source", "material", "content")  # K-fold over source images, or leave one material / content out
 DEFAULT_SPLIT = "source"

@@ -3,8 +3,9 @@ class means "no damage" (`clean`), so predict's damage statistics and overlays n
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class LabelMap:
     clean_index: int
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "LabelMap":
+    def from_config(cls, cfg: Mapping[str, Any]) -> LabelMap:
         classes: Sequence[Mapping[str, Any]] = cfg["classes"]
         names = tuple(str(c["name"]) for c in classes)
         raw = tuple(int(c["raw"]) for c in classes)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from heritage_seg.core.files import atomic_folder
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.files import atomic_folder
 
 GENERATOR_VERSION = 2
 PROFILES = ("mixed", "thin")

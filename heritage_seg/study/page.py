@@ -14,8 +14,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from heritage_seg.html import cell, esc, figure_uri, image, page, table, thumbnail_uri
-from heritage_seg.reports import confusion_figure, plt
+from heritage_seg.reporting.figures import confusion_figure, plt
+from heritage_seg.reporting.html import (
+    cell,
+    esc,
+    figure_uri,
+    image,
+    page,
+    table,
+    thumbnail_uri,
+)
 from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 

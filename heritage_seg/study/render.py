@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from heritage_seg.reports import plt, save_figure
+from heritage_seg.reporting.figures import plt, save_figure
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 
 

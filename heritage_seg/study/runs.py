@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from heritage_seg.metrics import segmentation_metrics
-from heritage_seg.rundir import CONFIG, METRICS, METRICS_TTA, SPLITS, is_bookkeeping, recorded_overrides
+from heritage_seg.evaluation.metrics import segmentation_metrics
+from heritage_seg.runs.folder import (
+    CONFIG,
+    METRICS,
+    METRICS_TTA,
+    SPLITS,
+    is_bookkeeping,
+    recorded_overrides,
+)
 
 
 @dataclass

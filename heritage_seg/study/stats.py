@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from heritage_seg.rundir import default_train_config
+from heritage_seg.runs.folder import default_train_config
 from heritage_seg.study.runs import FinishedRun
 
 log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("miou_gt", "miou", "pixel_accuracy", "mean_dice")
-# Both means are reported (see heritage_seg/metrics.py): over the classes in the validation truth (what selected
+# Both means are reported (see heritage_seg/evaluation/metrics.py): over the classes in the validation truth (what selected
 # the checkpoint) and strict (truth or prediction, mmsegmentation's figure, comparable with the seed's table).
 PAIRED_METRICS = ("miou_gt", "miou")
 

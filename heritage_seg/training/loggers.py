@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from heritage_seg.errors import require_extra
+from heritage_seg.core.errors import require_extra
 
 
 def mlflow_logger(**kwargs: Any):

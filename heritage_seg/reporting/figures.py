@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from heritage_seg.core.files import write_file_atomic  # noqa: E402
 from heritage_seg.data.labels import LabelMap  # noqa: E402
-from heritage_seg.files import write_file_atomic  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> None:

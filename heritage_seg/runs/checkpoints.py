@@ -10,18 +10,16 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from heritage_seg.data.labels import LabelMap
-from heritage_seg.files import write_file_atomic
-from heritage_seg.models import build_unet, normalisation
-from heritage_seg.module import CHECKPOINT_FORMAT, SegmentationModule
+from heritage_seg.core.files import write_file_atomic
+
+# Bumped when what a checkpoint holds changes in a way that later tools must know about.
+CHECKPOINT_FORMAT = 1
 
 
 class LocalAtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's TorchCheckpointIO, but a local checkpoint is saved straight into a temporary file beside it
-    and renamed over it (heritage_seg.files): as atomic as Lightning's own `_atomic_save`, which serialises the
+    and renamed over it (heritage_seg.core.files): as atomic as Lightning's own `_atomic_save`, which serialises the
     whole checkpoint into an in-memory buffer first and then writes that buffer through fsspec — a second copy of
     a 370-540 MB checkpoint in RAM, and 2.5-5x slower on the machines measured (benchmarks/RESULTS.md, "GPU
     path"), paid after every epoch. Other file systems (s3://, ...) keep Lightning's way."""
@@ -51,28 +49,3 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{CHECKPOINT_FORMAT}); evaluate it with the heritage_seg version that trained it"
         )
     return checkpoint
-
-
-def load_trained_module(path: str | Path) -> tuple[SegmentationModule, DictConfig, LabelMap]:
-    """The trained module (eval mode, CPU), the resolved config it was trained with, and its label map."""
-    checkpoint = read_checkpoint(path)
-    run_cfg = OmegaConf.create(checkpoint["hyper_parameters"]["run_config"])
-    labels = LabelMap.from_config(run_cfg.labels)
-    encoder = run_cfg.encoder
-    model = build_unet(encoder.name, None, labels.num_classes, encoder.kwargs)  # weights come from the checkpoint
-    mean, std = normalisation(encoder.name)
-    module = SegmentationModule(model=model, loss=nn.Identity(), optimizer=None, scheduler=None,
-                                class_names=labels.names, ignore_index=labels.ignore_index, mean=mean, std=std,
-                                run_config=checkpoint["hyper_parameters"]["run_config"],
-                                protocol=checkpoint["hyper_parameters"].get("protocol"))
-    try:
-        missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
-    except RuntimeError as err:  # shape mismatch, e.g. a label map with another number of classes
-        raise ValueError(
-            f"ckpt={path}: its weights do not fit a {encoder.name} U-Net with the {labels.num_classes} classes of "
-            f"its label map ({str(err).splitlines()[-1].strip()})"
-        ) from err
-    wrong = [k for k in missing + unexpected if not k.startswith(("val_confmat", "loss."))]  # not model weights
-    if wrong:
-        raise ValueError(f"ckpt={path}: weights do not fit the {encoder.name} U-Net it names ({wrong[:3]} …)")
-    return module.eval(), run_cfg, labels

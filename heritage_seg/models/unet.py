@@ -9,15 +9,16 @@ When weights are asked for and cannot be had, building fails at once; it never f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from heritage_seg.errors import WeightsUnavailable
-from heritage_seg.hub import offline_unless_reachable
+from heritage_seg.core.errors import WeightsUnavailable
+from heritage_seg.core.hub import offline_unless_reachable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -10,7 +10,8 @@ Here ignored pixels are masked out instead, and the weights are buffers that mov
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -10,13 +10,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from heritage_seg.files import write_json_atomic
-from heritage_seg.native import check_resolution, validation_masks
-from heritage_seg.rundir import METRICS, METRICS_TTA
-from heritage_seg.runtime import describe_device
-from heritage_seg.scoring import run_context, run_evaluation, scored_payload
-from heritage_seg.sliding import protocol_probabilities
-from heritage_seg.tta import DEFAULT_TTA
+from heritage_seg.core.device import describe_device
+from heritage_seg.core.files import write_json_atomic
+from heritage_seg.evaluation.native import check_resolution, validation_masks
+from heritage_seg.evaluation.scoring import run_context, run_evaluation, scored_payload
+from heritage_seg.inference.sliding import protocol_probabilities
+from heritage_seg.inference.tta import DEFAULT_TTA
+from heritage_seg.runs.folder import METRICS, METRICS_TTA
 
 log = logging.getLogger("heritage_seg")
 

@@ -10,12 +10,13 @@ Written by hand: smp and timm have no tiled inference, and MONAI's sliding_windo
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from heritage_seg.tta import predict_probabilities
+from heritage_seg.core.geometry import reflect_pad, reflection_steps
+from heritage_seg.inference.tta import predict_probabilities
 
 
 def default_stride(window: int) -> int:
@@ -48,36 +49,6 @@ def blend_weights(window: int, kind: str = "gaussian") -> np.ndarray:
         raise ValueError(f"blend={kind}: choose gaussian, cosine or uniform")
     weights = np.outer(profile, profile)
     return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
-
-
-def _reflection_steps(height: int, width: int, top: int, bottom: int, left: int, right: int
-                      ) -> Iterator[tuple[int, int, int, int, str]]:
-    """The (top, bottom, left, right, mode) pads that reflection padding of any size takes, one after another:
-    a reflection adds at most the image's size less one per side (np.pad / F.pad 'reflect'), so a larger pad
-    repeats it; a side of 1 px has nothing to reflect, and its edge is repeated ('edge'). One plan for the
-    numpy (`reflect_pad`) and torch (`sliding_window_probabilities`) paddings."""
-    while top or bottom or left or right:
-        if height == 1 or width == 1:
-            yield top, bottom, left, right, "edge"
-            return
-        t, b, l, r = min(top, height - 1), min(bottom, height - 1), min(left, width - 1), min(right, width - 1)
-        yield t, b, l, r, "reflect"
-        height, width = height + t + b, width + l + r
-        top, bottom, left, right = top - t, bottom - b, left - l, right - r
-
-
-def reflect_pad(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
-    """(H, W, ...) reflection padding that also works when the pad is larger than the image."""
-    out = image
-    for t, b, l, r, mode in _reflection_steps(*image.shape[:2], top, bottom, left, right):
-        out = np.pad(out, ((t, b), (l, r)) + ((0, 0),) * (out.ndim - 2), mode=mode)
-    return out
-
-
-def centred_pads(height: int, width: int, size: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) that pad an image up to at least size x size, split evenly."""
-    pad_h, pad_w = max(0, size - height), max(0, size - width)
-    return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
 
 
 def count_windows(height: int, width: int, window: int, stride: int) -> int:
@@ -165,7 +136,7 @@ def sliding_window_probabilities(
     height, width = image.shape[1:]
     (pad_h, pad_w), margins = _layout(height, width, window, stride)
     padded = image.float()
-    for t, b, l, r, mode in _reflection_steps(height, width, *margins):  # as reflect_pad, on the model's device
+    for t, b, l, r, mode in reflection_steps(height, width, *margins):  # as reflect_pad, on the model's device
         padded = torch.nn.functional.pad(padded[None], (l, r, t, b), mode="reflect" if mode == "reflect" else
                                          "replicate")[0]
     weights = torch.from_numpy(blend_weights(window, blend)).to(image.device)

@@ -7,13 +7,14 @@ share (largest first) and can be re-sorted by any column in the browser.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.html import cell, esc, page, table, thumbnail_uri
+from heritage_seg.reporting.html import cell, esc, page, table, thumbnail_uri
 
 OUTPUT_SUFFIXES = (("overlay", "_overlay.jpg"), ("mask", "_mask.png"), ("confidence", "_confidence.png"),
                    ("report", "_report.json"))

@@ -6,7 +6,7 @@ Each transform is an index operation (flip / rot90), so its inverse is exact, no
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

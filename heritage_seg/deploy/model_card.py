@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.rundir import FINISHED, METRICS, METRICS_TTA, SPLITS
+from heritage_seg.runs.folder import FINISHED, METRICS, METRICS_TTA, SPLITS
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from heritage_seg.reports import plt
+from heritage_seg.reporting.figures import plt
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; padding: 0 1em; }

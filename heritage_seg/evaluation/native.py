@@ -14,33 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from heritage_seg.metrics import count_confusion
-
-
-def _axis(out_len: int, in_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source indices and weights of bilinear resizing along one axis, as `F.interpolate(align_corners=False)`."""
-    scale = in_len / out_len
-    src = ((torch.arange(out_len, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)
-    low = src.floor().long().clamp(max=in_len - 1)
-    high = (low + 1).clamp(max=in_len - 1)
-    frac = (src - low).to(torch.float32)
-    return low, high, frac
-
-
-def upsampled_strips(probs: torch.Tensor, height: int, width: int, rows_per_strip: int = 64):
-    """Yield (top, strip) with strip = bilinear(probs)[:, top:top + rows] for the (C, h, w) map `probs` resized
-    to (height, width). Each strip is built from only the input rows it needs, so at most a few
-    (C, rows_per_strip, width) float maps exist at a time: 16 classes x 64 rows x 12,000 px = 49 MB each."""
-    channels, in_h, in_w = probs.shape
-    col_lo, col_hi, col_w = _axis(width, in_w, probs.device)
-    row_lo, row_hi, row_w = _axis(height, in_h, probs.device)
-    for top in range(0, height, rows_per_strip):
-        end = min(top + rows_per_strip, height)
-        first, last = int(row_lo[top]), int(row_hi[end - 1])  # input rows this strip reads (indices are sorted)
-        rows = probs[:, first: last + 1]
-        wide = rows[:, :, col_lo] * (1 - col_w) + rows[:, :, col_hi] * col_w  # (C, few rows, width)
-        w = row_w[top:end].view(1, -1, 1)
-        yield top, wide[:, row_lo[top:end] - first] * (1 - w) + wide[:, row_hi[top:end] - first] * w
+from heritage_seg.core.geometry import cap_size
+from heritage_seg.evaluation.metrics import count_confusion
+from heritage_seg.inference.upsample import upsampled_strips
 
 
 def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, ignore_index: int,
@@ -59,19 +35,6 @@ def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, 
     return total
 
 
-def native_class_map(probs: torch.Tensor, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(C, h, w) probabilities -> (height, width) uint8 class ids and confidence (max probability x 255), upsampled
-    bilinearly strip by strip: predict's whole-scan path for squash-trained models, the same upsampling that
-    native-resolution evaluation scores."""
-    classes = np.empty((height, width), dtype=np.uint8)
-    confidence = np.empty((height, width), dtype=np.uint8)
-    for top, strip in upsampled_strips(probs, height, width):
-        best, ids = strip.max(dim=0)
-        classes[top: top + ids.shape[0]] = ids.to(torch.uint8).cpu().numpy()
-        confidence[top: top + ids.shape[0]] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    return classes, confidence
-
-
 RESOLUTIONS = ("native", "train")
 
 
@@ -84,14 +47,6 @@ def check_resolution(resolution: str, max_side: int | None) -> bool:
     if max_side is not None and (not isinstance(max_side, int) or max_side < 32):
         raise ValueError(f"max_side={max_side}: null (no cap) or an integer >= 32 (pixels of the longest side)")
     return resolution == "native"
-
-
-def cap_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
-    """(height, width) scaled so the longest side is at most `max_side` (aspect kept); unchanged if None."""
-    if not max_side or max(height, width) <= max_side:
-        return height, width
-    scale = max_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def capped_mask(mask: np.ndarray, max_side: int | None) -> np.ndarray:

@@ -10,14 +10,15 @@ exporter (it needs no onnxscript) with the check that issue asks for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from heritage_seg.errors import require_extra
+from heritage_seg.core.errors import require_extra
 
 OPSET = 17
 
@@ -76,7 +77,7 @@ def check_against_pytorch(path: Path, module: nn.Module, batches: Sequence[np.nd
 def check_batches(images: Sequence[np.ndarray], size: int, dynamic: bool, per_batch: int = 4) -> list[np.ndarray]:
     """(N, 3, size, size) uint8 batches from (H, W, 3) images: the centre crop of each (reflect-padded where
     smaller); for a dynamic graph also one batch at another width (two crops side by side)."""
-    from heritage_seg.sliding import centred_pads, reflect_pad
+    from heritage_seg.core.geometry import centred_pads, reflect_pad
 
     crops = []
     for image in images:

@@ -8,7 +8,8 @@ import logging
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from heritage_seg.errors import USER_ERRORS
+from heritage_seg.core.errors import USER_ERRORS
+
 log = logging.getLogger("heritage_seg")
 
 

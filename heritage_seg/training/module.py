@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from heritage_seg.errors import ScheduleMismatch, TrainingDiverged
-from heritage_seg.metrics import segmentation_metrics
-from heritage_seg.sliding import protocol_probabilities
-
-# Bumped when what a checkpoint holds changes in a way that later tools must know about.
-CHECKPOINT_FORMAT = 1
+from heritage_seg.core.errors import ScheduleMismatch, TrainingDiverged
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.evaluation.metrics import segmentation_metrics
+from heritage_seg.inference.sliding import protocol_probabilities
+from heritage_seg.models.unet import build_unet, normalisation
+from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
 
 
 class SegmentationModule(L.LightningModule):
@@ -151,3 +154,28 @@ class SegmentationModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_trained_module(path: str | Path) -> tuple[SegmentationModule, DictConfig, LabelMap]:
+    """The trained module (eval mode, CPU), the resolved config it was trained with, and its label map."""
+    checkpoint = read_checkpoint(path)
+    run_cfg = OmegaConf.create(checkpoint["hyper_parameters"]["run_config"])
+    labels = LabelMap.from_config(run_cfg.labels)
+    encoder = run_cfg.encoder
+    model = build_unet(encoder.name, None, labels.num_classes, encoder.kwargs)  # weights come from the checkpoint
+    mean, std = normalisation(encoder.name)
+    module = SegmentationModule(model=model, loss=nn.Identity(), optimizer=None, scheduler=None,
+                                class_names=labels.names, ignore_index=labels.ignore_index, mean=mean, std=std,
+                                run_config=checkpoint["hyper_parameters"]["run_config"],
+                                protocol=checkpoint["hyper_parameters"].get("protocol"))
+    try:
+        missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    except RuntimeError as err:  # shape mismatch, e.g. a label map with another number of classes
+        raise ValueError(
+            f"ckpt={path}: its weights do not fit a {encoder.name} U-Net with the {labels.num_classes} classes of "
+            f"its label map ({str(err).splitlines()[-1].strip()})"
+        ) from err
+    wrong = [k for k in missing + unexpected if not k.startswith(("val_confmat", "loss."))]  # not model weights
+    if wrong:
+        raise ValueError(f"ckpt={path}: weights do not fit the {encoder.name} U-Net it names ({wrong[:3]} …)")
+    return module.eval(), run_cfg, labels

@@ -15,8 +15,9 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -107,7 +108,7 @@ def default_train_config() -> tuple[dict[str, str], DictConfig]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.singleton import Singleton
 
-    conf = Path(__file__).resolve().parents[1] / "conf"
+    conf = Path(__file__).resolve().parents[2] / "conf"
     state = Singleton.get_state()  # under `python -m heritage_seg.aggregate` Hydra is already initialised
     GlobalHydra.instance().clear()
     try:

@@ -7,18 +7,19 @@ same numbers in the same schema.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from heritage_seg.data.folds import DEFAULT_SPLIT
-from heritage_seg.metrics import count_confusion, segmentation_metrics
-from heritage_seg.native import native_confusion
-from heritage_seg.tta import predict_probabilities
+from heritage_seg.evaluation.metrics import count_confusion, segmentation_metrics
+from heritage_seg.evaluation.native import native_confusion
+from heritage_seg.inference.tta import predict_probabilities
 
 VERSIONED_PACKAGES = ("heritage_seg", "torch", "lightning", "segmentation-models-pytorch", "timm", "torchmetrics")
 
@@ -56,7 +57,7 @@ def run_evaluation(
     (logits_fn, images, transforms) -> (N, C, H, W) is how, per the models' training protocol (sliding windows
     over whole images for crop-trained models: heritage_seg/sliding.protocol_probabilities). With
     `native_mask` (data-set index -> class-id mask at its stored resolution) the same probabilities are also
-    upsampled to that mask's size and counted there (heritage_seg/native.py): `result.native_confmat`; each
+    upsampled to that mask's size and counted there (heritage_seg/evaluation/native.py): `result.native_confmat`; each
     image's class map at that size is handed to `native_prediction(index, map)` if given (never all kept)."""
     models = list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
     total = np.zeros((num_classes, num_classes), dtype=np.int64)

@@ -1,0 +1,45 @@
+"""Image geometry shared by every layer: reflection padding of any size, and sizes capped on the longest side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+def reflection_steps(height: int, width: int, top: int, bottom: int, left: int, right: int
+                      ) -> Iterator[tuple[int, int, int, int, str]]:
+    """The (top, bottom, left, right, mode) pads that reflection padding of any size takes, one after another:
+    a reflection adds at most the image's size less one per side (np.pad / F.pad 'reflect'), so a larger pad
+    repeats it; a side of 1 px has nothing to reflect, and its edge is repeated ('edge'). One plan for the
+    numpy (`reflect_pad`) and torch (`sliding_window_probabilities`) paddings."""
+    while top or bottom or left or right:
+        if height == 1 or width == 1:
+            yield top, bottom, left, right, "edge"
+            return
+        t, b, l, r = min(top, height - 1), min(bottom, height - 1), min(left, width - 1), min(right, width - 1)
+        yield t, b, l, r, "reflect"
+        height, width = height + t + b, width + l + r
+        top, bottom, left, right = top - t, bottom - b, left - l, right - r
+
+
+def reflect_pad(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """(H, W, ...) reflection padding that also works when the pad is larger than the image."""
+    out = image
+    for t, b, l, r, mode in reflection_steps(*image.shape[:2], top, bottom, left, right):
+        out = np.pad(out, ((t, b), (l, r)) + ((0, 0),) * (out.ndim - 2), mode=mode)
+    return out
+
+
+def centred_pads(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) that pad an image up to at least size x size, split evenly."""
+    pad_h, pad_w = max(0, size - height), max(0, size - width)
+    return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
+
+
+def cap_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(height, width) scaled so the longest side is at most `max_side` (aspect kept); unchanged if None."""
+    if not max_side or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))

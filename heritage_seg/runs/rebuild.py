@@ -1,0 +1,55 @@
+"""A run's data rebuilt from what it recorded: its datamodule (fold, seed, split, protocol), checked against the
+run's splits.json, so evaluate and export score exactly the run's validation images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from heritage_seg.data.folds import DEFAULT_SPLIT
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.runs.folder import SPLITS, run_dir_of
+
+
+def build_datamodule(run_cfg: DictConfig, labels: LabelMap, data_cfg: DictConfig | None = None, augment=None):
+    """The run's datamodule (its fold, n_folds, seed, split), prepared; `data_cfg` overrides the run's data
+    section (evaluate with a moved data root)."""
+    # partial: the LabelMap object must not pass through OmegaConf
+    datamodule = instantiate(run_cfg.data if data_cfg is None else data_cfg, _partial_=True)(
+        labels=labels, fold=run_cfg.fold, n_folds=run_cfg.n_folds, seed=run_cfg.seed, augment=augment,
+        split=run_cfg.get("split", DEFAULT_SPLIT))
+    datamodule.prepare_data()
+    return datamodule
+
+
+def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, batch_size=None, cache_dir=None):
+    """The datamodule of the training run (same fold/seed/size), optionally with a moved data root."""
+    data_cfg = run_cfg.data.copy()
+    for key, value in (("root", root), ("batch_size", batch_size), ("cache_dir", cache_dir)):
+        if value is not None:
+            data_cfg[key] = value
+    if not Path(str(data_cfg.root)).expanduser().exists() and data_cfg.get("sample") is None:
+        raise FileNotFoundError(
+            f"ckpt={ckpt}: the data it was trained on ({data_cfg.root}) is gone; pass data.root=<folder> "
+            "pointing at the same data set"
+        )
+    datamodule = build_datamodule(run_cfg, labels, data_cfg)
+    datamodule.setup("validate")
+    check_against_splits(ckpt, datamodule)
+    return datamodule
+
+
+def check_against_splits(ckpt: Path, datamodule) -> None:
+    """The rebuilt validation fold must be the one the run recorded in its splits.json."""
+    splits = run_dir_of(ckpt) / SPLITS
+    if splits.exists():
+        expected = json.loads(splits.read_text())["val_ids"]
+        actual = [datamodule.data.ids[i] for i in datamodule.split.val_idx]
+        if expected != actual:
+            raise ValueError(
+                f"ckpt={ckpt}: the validation fold rebuilt from {datamodule.root} differs from the run's {splits} "
+                "(data changed, or checkpoints of different folds?); it would not be the run's validation set"
+            )

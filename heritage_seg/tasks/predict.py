@@ -1,0 +1,207 @@
+"""What `python -m heritage_seg.predict` does, as a function of its composed config (tests and benchmarks
+call it directly). Map damage on new full-resolution scans:
+    python -m heritage_seg.predict ckpt=…/best.ckpt input=scan.tif
+    python -m heritage_seg.predict ckpt=…/best.ckpt input=folder/ tta=true
+
+Per image: <name>_mask.png (class ids at full resolution, palette PNG), <name>_overlay.jpg, <name>_confidence.png
+and <name>_report.json; report.csv and report.html (every scan on one page) for the whole run. One unreadable
+file is reported and skipped."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from tqdm import tqdm
+
+from heritage_seg.core.device import (
+    inference_precision,
+    pick_device,
+    recorded_precision,
+    with_autocast,
+)
+from heritage_seg.core.files import save_image, write_json_atomic, write_text_atomic
+from heritage_seg.data.imageio import object_mask, open_image, to_rgb
+from heritage_seg.data.labels import LabelMap
+from heritage_seg.data.readers import IMAGE_EXTENSIONS
+from heritage_seg.inference.sliding import (
+    count_windows,
+    default_stride,
+    sliding_window_predict,
+)
+from heritage_seg.inference.tta import predict_probabilities, resolve
+from heritage_seg.inference.upsample import native_class_map
+from heritage_seg.reporting.damage import CSV_FIELDS, class_report, csv_rows
+from heritage_seg.reporting.figures import palette_mask, scan_overlay
+from heritage_seg.reporting.scan_page import scan_report_html
+from heritage_seg.runs.folder import claim_run_dir
+from heritage_seg.training.module import load_trained_module
+
+log = logging.getLogger(__name__)
+
+
+def list_inputs(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise FileNotFoundError(f"input={path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        return files
+    raise FileNotFoundError(f"input={path}: no such file or folder")
+
+
+def output_stems(paths: list[Path]) -> dict[Path, str]:
+    """`scan.tif` -> `scan`; when two inputs share a stem (scan.tif, scan.jpg) both keep their type: scan_tif."""
+    stems = [p.stem for p in paths]
+    return {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths}
+
+
+def scan_scale(setting, protocol: dict, width: int, height: int) -> float | str:
+    """The factor a scan is resized by before sliding windows, or "squash" (whole scan in one pass).
+
+    `auto`: for a crop-trained model (data.resize=longest_side), the factor that gives the scan the training
+    images' pixel density: its longest side at most max_side, as the cache made them (never upscaled). A
+    squash-trained model saw every image squashed to image_size x image_size, so no single factor matches a scan
+    (each training image was shrunk by its own); it gets the scan squashed the same way, one pass, probabilities
+    upsampled to the scan's size: the path native-resolution evaluation scores. A number: that factor, windows."""
+    if str(setting) == "auto":
+        if protocol.get("resize") == "longest_side":
+            return min(1.0, int(protocol["max_side"]) / max(width, height))
+        return "squash"
+    try:
+        scale = float(setting)
+    except ValueError:
+        raise ValueError(f"scale={setting}: auto, or a resize factor > 0 (e.g. 0.25)") from None
+    if not scale > 0:
+        raise ValueError(f"scale={setting}: must be > 0")
+    return scale
+
+
+def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device,
+                  stem_name: str | None = None, precision: str = "32") -> dict[str, Any]:
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}  # where a scan's time goes (report.json): decode, mapping, statistics, files
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
+    decoded = open_image(path, str(path))  # turned as its EXIF orientation says: as every viewer shows it
+    inside = object_mask(decoded)  # a cut-out's transparent pixels are not object
+    image = np.asarray(to_rgb(decoded, str(path)))
+    del decoded
+    height, width = image.shape[:2]
+    protocol = module.protocol
+    scale = scan_scale(cfg.scale, protocol, width, height)
+    transforms = resolve(bool(cfg.tta))
+    logits = with_autocast(module, device, precision)
+    if scale == "squash":  # what a squash-trained model saw: the whole scan at image_size x image_size
+        size = int(protocol["image_size"])
+        small = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+        lap("decode")
+        batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
+        probs = predict_probabilities(logits, batch, transforms)[0]
+        mask, confidence = native_class_map(probs, height, width)
+        window, stride, total = size, None, 1
+    else:
+        work = image
+        if scale != 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+        lap("decode")
+        window = int(cfg.window or protocol["image_size"])
+        stride = int(cfg.stride or default_stride(window))
+        total = count_windows(work.shape[0], work.shape[1], window, stride)
+        with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
+            mask, confidence = sliding_window_predict(work, logits, labels.num_classes, window, stride,
+                                                      int(cfg.batch_size), transforms, str(cfg.blend), device,
+                                                      bar.update)
+        if work is not image:  # back to the scan's own pixels
+            mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+            confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
+    if inside is not None:
+        mask = np.where(inside, mask, np.uint8(labels.ignore_index))
+        confidence = np.where(inside, confidence, np.uint8(0))
+    lap("mapping")
+
+    stem = out_dir / (stem_name or path.stem)
+    # PIL encodes PNG/JPEG with the GIL released: the two PNGs are written while the statistics are counted,
+    # the overlay JPEG while they finish (on a GPU the files cost far more than the mapping done before them)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        written = [pool.submit(save_image, Path(f"{stem}_mask.png"), palette_mask(mask, labels)),
+                   pool.submit(save_image, Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))]
+        classes = class_report(mask, labels)
+        lap("statistics")
+        present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
+        overlay = scan_overlay(image, mask, confidence, labels, float(cfg.overlay_alpha), present)
+        written.append(pool.submit(save_image, Path(f"{stem}_overlay.jpg"), overlay))
+        for future in written:
+            future.result()  # a failed write raises here (each file is atomic: none is left half-written)
+    lap("overlay_and_files")  # what the statistics did not overlap: the overlay, and the files still encoding
+    report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
+              "scale": scale, "protocol": protocol.get("resize", "squash"), "window": window, "stride": stride,
+              "windows": total, "tta": bool(cfg.tta),
+              "precision": recorded_precision(precision), "seconds": seconds,
+              **classes}
+    write_json_atomic(Path(f"{stem}_report.json"), report)
+    return report
+
+
+def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    inputs = list_inputs(Path(str(cfg.input)).expanduser())
+    module, _, labels = load_trained_module(cfg.ckpt)
+    device = pick_device(cfg.device)
+    precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
+    squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale
+    if squash and (cfg.window or cfg.stride):
+        raise ValueError("window=/stride= size sliding windows, but this squash-trained model maps each scan in one "
+                         "squashed pass (scale=auto); pass scale=<factor> (e.g. scale=1.0) to map by sliding windows")
+    if not cfg.overwrite:
+        claim_run_dir(out_dir, cfg, finished_markers=("report.csv", "*_report.json", "*_mask.png"),
+                      option="output" if cfg.output else "hydra.run.dir",
+                      remedy="pass overwrite=true to replace them, or choose another output=<folder>")
+    module.to(device)
+    if squash:
+        size = module.protocol["image_size"]
+        log.warning("this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
+                    "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "
+                    "scan's size (what native-resolution evaluation scores). scale=<factor> maps by sliding windows "
+                    "instead; a model trained with data=artefact_crops has one pixel density to match.", size, size)
+    done, failed, rows, reports = [], {}, [], []
+    stems = output_stems(inputs)
+    for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
+        try:
+            report = predict_image(path, module, labels, cfg, out_dir, device, stems[path], precision)
+        except (ValueError, FileNotFoundError, OSError) as err:  # one bad scan must not stop the others
+            failed[str(path)] = str(err)
+            log.error("skipped %s: %s", path, err)
+            continue
+        done.append(path.name)
+        reports.append(report)
+        rows.extend(csv_rows(report))
+        log.info("%s: %.2f%% damaged (%d x %d px) -> %s", path.name, report["damage_total"]["percent_of_object"],
+                 report["width"], report["height"], out_dir)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_dir / "report.csv", buffer.getvalue())
+    write_text_atomic(out_dir / "report.html", scan_report_html(reports, out_dir, labels, failed))
+    if failed:
+        write_json_atomic(out_dir / "failed.json", failed)
+        log.error("%d of %d image(s) failed; see %s", len(failed), len(inputs), out_dir / "failed.json")
+    if not done:
+        raise ValueError(f"input={cfg.input}: no image could be mapped ({len(failed)} failed)")
+    return {"done": done, "failed": failed, "out_dir": str(out_dir)}
