@@ -77,7 +77,7 @@ def run_setup(name: str, extra: list[str], args, work: Path, fold: int) -> dict:
         data += [f"data.sample.num_images={args.num_images}", "data.sample.num_augmented=0",
                  f"data.sample.image_px={args.image_size}"]
     run_dir = work / f"{''.join(c if c.isalnum() else '_' for c in name)}_fold{fold}"
-    overrides = ["data=sample", f"data.root={work / ('data_2class' if own_map else 'data_16class')}",
+    overrides = ["experiment=sample", f"data.root={work / ('data_2class' if own_map else 'data_16class')}",
                  f"data.image_size={args.image_size}", f"data.batch_size={args.batch_size}",
                  f"trainer.max_epochs={args.epochs}", f"seed={args.seed}", f"encoder={args.encoder}", f"fold={fold}",
                  "callbacks.early_stopping=null", "callbacks.final_validation_report.tta=false",

@@ -128,6 +128,7 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
     import tempfile
 
     import torch
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from heritage_seg.core.device import (
@@ -136,7 +137,7 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
         pick_device,
     )
     from heritage_seg.data.labels import LabelMap
-    from heritage_seg.models.unet import build_unet, normalisation
+    from heritage_seg.models.unet import build_unet
     from heritage_seg.tasks.predict import predict_image
     from heritage_seg.training.module import SegmentationModule
 
@@ -144,10 +145,11 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
     dev = pick_device(device)
     precision = inference_precision("auto", dev)
     torch.manual_seed(0)
-    mean, std = normalisation(encoder)
     model = build_unet(encoder, None, labels.num_classes, {"img_size": window} if "maxvit" in encoder else {})
-    module = SegmentationModule(model=model, loss=None, optimizer=None, scheduler=None, class_names=labels.names,
-                                ignore_index=labels.ignore_index, mean=mean, std=std,
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        run_config = compose("train", overrides=["run_dir=.", f"encoder.name={encoder}", "encoder.weights=null",
+                                                 f"data.image_size={window}"])
+    module = SegmentationModule(OmegaConf.to_container(run_config, resolve=True), model=model,
                                 channels_last=dev.type == "cuda",  # as perf.channels_last=auto trains it
                                 protocol={"resize": "longest_side", "image_size": window, "max_side": 10**6})
     module.eval().to(dev)

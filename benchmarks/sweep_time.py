@@ -63,7 +63,7 @@ def timed_lines(log: str) -> list[tuple[float, str]]:
 
 
 def run_one(encoder: str, args, root: Path, cache: Path, run_dir: Path) -> dict:
-    command = [sys.executable, "-m", "heritage_seg.train", f"encoder={encoder}", "data=sample", f"data.root={root}",
+    command = [sys.executable, "-m", "heritage_seg.train", f"encoder={encoder}", "experiment=sample", f"data.root={root}",
                f"data.cache_dir={cache}", f"data.image_size={args.image_size}", f"data.batch_size={args.batch_size}",
                f"data.sample.num_images={args.images}", f"trainer.max_epochs={args.epochs}", "fold=0",
                "callbacks.early_stopping=null", "~callbacks.progress_bar", "+trainer.enable_progress_bar=false",

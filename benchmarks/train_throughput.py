@@ -80,7 +80,7 @@ class StepTimer(L.Callback):
 
 
 def compose_cfg(encoder: str, args, root: Path, run_dir: Path):
-    overrides = [f"encoder={encoder}", "data=sample", f"data.root={root}", f"data.image_size={args.image_size}",
+    overrides = [f"encoder={encoder}", "experiment=sample", f"data.root={root}", f"data.image_size={args.image_size}",
                  *([f"data.sample.num_images={args.images}"] if args.images else []),
                  f"data.batch_size={args.batch_size}", f"run_dir={run_dir}", f"perf.compile={args.compile}"]
     if args.channels_last is not None:

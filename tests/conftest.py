@@ -39,20 +39,7 @@ def sample_root(tmp_path_factory, labels) -> Path:
 
 def tiny_train_overrides(run_dir: Path, sample_root: Path, encoder: str = "convnext") -> list[str]:
     """A real training run shrunk to seconds: 64 px, 2 training steps, 1 validation batch."""
-    return [
-        "data=sample",
-        f"encoder={encoder}",
-        f"data.root={sample_root}",
-        "data.image_size=64",
-        "data.batch_size=4",
-        f"run_dir={run_dir}",
-        "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=1",
-        "+trainer.num_sanity_val_steps=0",
-        "+trainer.enable_progress_bar=false",
-        "~callbacks.progress_bar",
-    ]
+    return ["experiment=sample", "debug=tiny", f"encoder={encoder}", f"data.root={sample_root}", f"run_dir={run_dir}"]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Every encoder composes with the seed's base values; data=sample switches to offline-friendly settings."""
+"""Every encoder composes with the seed's base values; groups build what they name; presets for the sample data."""
 
 from __future__ import annotations
 
@@ -40,13 +40,40 @@ def test_maxvit_is_built_for_the_training_size():
     assert cfg.encoder.kwargs.img_size == 256
 
 
-def test_sample_data_uses_random_init_and_a_short_schedule_but_the_command_line_wins():
-    assert compose_config(["data=sample"]).encoder.name == "resnet18"  # the quick start's light encoder
-    cfg = compose_config(["data=sample", "encoder=mit_b3", "run_dir=/tmp/x"])
+def test_data_sample_changes_only_the_data_and_the_sample_preset_adds_what_learns_offline():
+    """data=sample is a data group like any other; the random-init encoder and the short schedule that go with it
+    are a preset the user names (experiment=sample), not a side effect of choosing the data."""
+    plain, default = compose_config(["data=sample", "run_dir=/tmp/x"]), compose_config(["run_dir=/tmp/x"])
+    assert plain.data.sample.num_images == 48 and plain.data.root == "data/sample"
+    assert {k: plain[k] for k in plain if k != "data"} == {k: default[k] for k in default if k != "data"}
+    assert compose_config(["experiment=sample"]).encoder.name == "resnet18"  # the quick start's light encoder
+    cfg = compose_config(["experiment=sample", "encoder=mit_b3", "run_dir=/tmp/x"])
     assert cfg.encoder.name == "mit_b3" and cfg.encoder.weights is None and cfg.data.sample.num_images == 48
-    assert cfg.data._target_.endswith("ArtefactDataModule") and cfg.augment._target_.endswith("BatchFlipRotate")
-    cfg = compose_config(["data=sample", "encoder.weights=imagenet", "trainer.max_epochs=3", "run_dir=/tmp/x"])
+    assert cfg.data._target_.endswith("ArtefactDataModule") and cfg.augment.batch._target_.endswith("BatchFlipRotate")
+    cfg = compose_config(["experiment=sample", "encoder.weights=imagenet", "trainer.max_epochs=3", "run_dir=/tmp/x"])
     assert cfg.encoder.weights == "imagenet" and cfg.trainer.max_epochs == 3
+
+
+def test_debug_tiny_shrinks_any_run_to_seconds_and_downloads_nothing():
+    cfg = compose_config(["experiment=quickstart", "debug=tiny", "encoder=convnext", "run_dir=/tmp/x"])
+    assert (cfg.data.image_size, cfg.trainer.max_epochs, cfg.trainer.limit_train_batches) == (64, 1, 2)
+    assert cfg.encoder.weights is None and cfg.callbacks.progress_bar is None
+    assert cfg.data.resize == "longest_side"  # the rest of the experiment is kept
+
+
+def test_the_loss_and_augment_groups_build_what_they_name_on_their_own():
+    from hydra.utils import instantiate
+
+    from heritage_seg.data.augment import BatchFlipRotate
+    from heritage_seg.training.losses import DiceFocalLoss
+
+    for loss in ("dice_focal", "dice", "focal", "ce"):
+        assert isinstance(instantiate(compose_config([f"loss={loss}", "run_dir=/tmp/x"]).loss), DiceFocalLoss)
+    tensor, albumentations = (compose_config([f"augment={a}", "run_dir=/tmp/x"]).augment
+                              for a in ("tensor", "albumentations"))
+    assert isinstance(instantiate(tensor.batch), BatchFlipRotate) and tensor.sample is None
+    assert albumentations.batch is None and type(instantiate(albumentations.sample)).__name__ == "Compose"
+    assert compose_config(["augment=none", "run_dir=/tmp/x"]).augment == {"batch": None, "sample": None}
 
 
 def test_label_map_is_the_shared_one(labels):
@@ -98,7 +125,7 @@ def test_the_gpu_smoke_preset_runs_on_generated_data_and_insists_on_a_gpu():
 
 def test_the_quickstart_preset_is_the_sample_data_trained_on_crops():
     cfg = compose_config(["experiment=quickstart"])
-    assert cfg.data.sample is not None and cfg.encoder.name == compose_config(["data=sample"]).encoder.name
+    assert cfg.data.sample is not None and cfg.encoder.name == compose_config(["experiment=sample"]).encoder.name
     assert cfg.encoder.weights is None  # offline: random initialisation
     assert (cfg.data.resize, cfg.data.max_side, cfg.data.image_size) == ("longest_side", 256, 128)
     assert cfg.loss.class_weighting == "none" and cfg.trainer.check_val_every_n_epoch == 8

@@ -125,8 +125,7 @@ def test_sliding_probabilities_of_one_pixel_thin_images_finish_and_match_the_sca
 def test_crop_protocol_end_to_end_train_evaluate_predict(tmp_path, sample_root):
     run = tmp_path / "run"
     overrides = tiny_train_overrides(run, sample_root) + [
-        "data.resize=longest_side", "data.max_side=96", "data.crops_per_image=2", "+trainer.limit_val_batches=3"]
-    overrides.remove("+trainer.limit_val_batches=1")
+        "data.resize=longest_side", "data.max_side=96", "data.crops_per_image=2", "trainer.limit_val_batches=3"]
     train(compose_config(overrides))
     report = json.loads((run / "metrics.json").read_text())
     assert (report["resolution"], report["resize"], report["resize_max_side"]) == ("native", "longest_side", 96)

@@ -38,7 +38,7 @@ def test_memory_mapped_data_equals_preloaded_data(sample_root, labels):
 
 def test_training_augmentation_keeps_image_and_mask_aligned(sample_root, labels):
     cfg = compose_config(["augment=albumentations", "run_dir=/tmp/x"])
-    augment = instantiate(cfg.augment)
+    augment = instantiate(cfg.augment.sample)
     rng = np.random.default_rng(0)
     mask = rng.integers(0, 16, (1, 32, 32), dtype=np.uint8)
     image = np.repeat(mask[..., None] * 10, 3, axis=-1)  # the image spells out its own mask

@@ -99,7 +99,8 @@ def _native_reference(ckpt, sample_root, labels, val_ids, max_side=None):
 
     from heritage_seg.training.module import load_trained_module
 
-    module, run_cfg, _ = load_trained_module(ckpt)
+    module = load_trained_module(ckpt)
+    run_cfg = module.run_config
     size = run_cfg.data.image_size
     cm = np.zeros((16, 16), np.int64)
     for sample_id in val_ids:

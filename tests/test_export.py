@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from heritage_seg.core.errors import MissingExtra
 from heritage_seg.deploy.onnx import check_against_pytorch, export_onnx
@@ -34,7 +35,7 @@ def test_onnx_graph_matches_pytorch_on_validation_images_and_other_sizes(exporte
     assert (1, 3, 64, 128) in result["shapes"]  # a dynamic width was checked too
     from heritage_seg.training.module import load_trained_module
 
-    module, _, _ = load_trained_module(trained_run / "checkpoints" / "best.ckpt")
+    module = load_trained_module(trained_run / "checkpoints" / "best.ckpt")
     batch = np.random.default_rng(0).integers(0, 255, (2, 3, 96, 160), dtype=np.uint8)
     again = check_against_pytorch(out, module, [batch])
     assert again["argmax_agreement"] >= 0.999 and again["max_abs_logit_difference"] < 1e-3
@@ -80,8 +81,8 @@ def test_maxvit_is_exported_at_its_fixed_size(tmp_path):
 
     torch.manual_seed(0)
     model = build_unet("tu-maxvit_tiny_tf_384", None, 16, {"img_size": 64})
-    module = SegmentationModule(model, torch.nn.Identity(), None, None, [str(i) for i in range(16)], 255,
-                                (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)).eval()
+    run_config = OmegaConf.to_container(compose_config(["run_dir=/tmp/x", "encoder=maxvit"]), resolve=True)
+    module = SegmentationModule(run_config, model=model).eval()
     graph = export_onnx(module, "tu-maxvit_tiny_tf_384", 64, tmp_path / "maxvit.onnx")
     assert graph["dynamic_spatial"] is False
     dims = onnx.load(str(tmp_path / "maxvit.onnx")).graph.input[0].type.tensor_type.shape.dim

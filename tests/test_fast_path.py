@@ -9,12 +9,13 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from heritage_seg.data.augment import BatchFlipRotate
 from heritage_seg.models.unet import build_unet
 from heritage_seg.training.losses import DiceFocalLoss
 from heritage_seg.training.module import SegmentationModule
-from tests.conftest import REPO
+from tests.conftest import REPO, compose_config
 
 
 def test_batch_augmentation_keeps_image_and_mask_aligned_pixel_exactly():
@@ -79,9 +80,9 @@ def test_rot90_on_non_square_batches_is_refused_whatever_the_draws():
 
 
 def _module(model, channels_last):
-    return SegmentationModule(model=model, loss=DiceFocalLoss(class_weights=[1.0] * 16), optimizer=None,
-                              scheduler=None, class_names=[str(i) for i in range(16)], ignore_index=255,
-                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), channels_last=channels_last)
+    run_config = OmegaConf.to_container(compose_config(["run_dir=/tmp/x"]), resolve=True)
+    return SegmentationModule(run_config, model=model, loss=DiceFocalLoss(class_weights=[1.0] * 16),
+                              channels_last=channels_last)
 
 
 def test_channels_last_gives_the_same_loss_and_gradients_as_the_plain_layout():

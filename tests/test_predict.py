@@ -202,7 +202,8 @@ def test_a_squash_trained_model_maps_the_whole_scan_squashed_and_upsampled(train
     predict(_cfg(ckpt, scans / "painting.tif"), out)
     report = json.loads((out / "painting_report.json").read_text())
     assert (report["scale"], report["protocol"], report["windows"]) == ("squash", "squash", 1)
-    module, run_cfg, _ = load_trained_module(ckpt)
+    module = load_trained_module(ckpt)
+    run_cfg = module.run_config
     size = run_cfg.data.image_size
     scan = Image.open(scans / "painting.tif").convert("RGB")
     x = torch.from_numpy(np.asarray(scan.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)))

@@ -15,8 +15,7 @@ from tests.helpers import SimulatedPreemption
 
 
 def _overrides(run_dir, sample_root, *extra):
-    base = [o for o in tiny_train_overrides(run_dir, sample_root) if not o.startswith("trainer.max_epochs")]
-    return base + ["trainer.max_epochs=4", *extra]
+    return tiny_train_overrides(run_dir, sample_root) + ["trainer.max_epochs=4", *extra]
 
 
 def test_killed_run_resumes_at_the_next_epoch_and_finishes_the_schedule(tmp_path, sample_root):
@@ -94,7 +93,7 @@ def test_resume_with_another_number_of_steps_is_refused_before_training(tmp_path
         train(compose_config(_overrides(run_dir, sample_root, "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
                                         "+callbacks.stop.epochs=1")))
     before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
-    fewer = [o.replace("limit_train_batches=2", "limit_train_batches=1") for o in _overrides(run_dir, sample_root)]
+    fewer = _overrides(run_dir, sample_root, "trainer.limit_train_batches=1")
     with pytest.raises(ValueError, match="laid out for 8 steps, but this command trains for 4 .*data.batch_size"):
         train(compose_config(fewer + ["resume=true"]))
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before

@@ -35,8 +35,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow,
               pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster up here; start one with "
                                  "`sudo bash tools/slurm_local.sh start` (CI does)")]
 
-TINY = ["data=sample", "data.image_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=1", "callbacks.progress_bar.refresh_rate=0", "n_folds=2"]
+TINY = ["experiment=sample", "debug=tiny", "n_folds=2"]
 ON_CPU_NODE = ["hydra/launcher=submitit_slurm_cpu", "trainer.accelerator=cpu", "hydra.launcher.cpus_per_task=1",
                "hydra.launcher.mem_gb=3"]
 

@@ -17,8 +17,7 @@ from hydra.utils import instantiate
 from heritage_seg.tasks.aggregate import aggregate
 from tests.conftest import CONF, REPO
 
-TINY = ["data=sample", "data.image_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=1", "callbacks.progress_bar.refresh_rate=0"]
+TINY = ["experiment=sample", "debug=tiny"]
 
 
 def _run(args, tmp_path, timeout=600):
@@ -43,7 +42,7 @@ def test_local_sweep_2x2_runs_one_after_another_and_aggregates(tmp_path):
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(jobs) == 4
     for job in jobs:
-        assert re.search(r"encoder=(convnext|mit_b3),fold=[01]", job.name), job.name
+        assert re.search(r"encoder=(convnext|mit_b3),experiment=sample,fold=[01]", job.name), job.name
         for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "splits.json", "metrics.json",
                      "metrics_tta.json", ".hydra/overrides.yaml"):
             assert (job / name).is_file(), f"{job.name}/{name}"
@@ -102,7 +101,7 @@ def test_local_launcher_runs_jobs_one_at_a_time_unless_told_otherwise():
 def test_ddp_on_two_cpu_processes_syncs_metrics_and_only_rank_0_writes(tmp_path):
     run_dir = tmp_path / "run"
     proc = _run(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false",
-                 *[o for o in TINY if not o.startswith("+trainer.limit_val")], f"hydra.run.dir={run_dir}"], tmp_path)
+                 *TINY, "trainer.limit_val_batches=null", f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     state = next(v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/mIoU" in k)
@@ -120,7 +119,7 @@ def test_a_plain_sbatch_job_requeued_into_its_own_folder_continues(tmp_path):
     """The documented plain-sbatch command: its folder is named by SLURM_JOB_ID (the same after a requeue, unlike
     the default timestamp) and resume=auto continues from last.ckpt when the job script runs again."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SLURM_JOB_ID": "4242"}
-    command = [sys.executable, "-m", "heritage_seg.train", *[o.replace("max_epochs=1", "max_epochs=3") for o in TINY],
+    command = [sys.executable, "-m", "heritage_seg.train", *TINY, "trainer.max_epochs=3",
                f"data.root={tmp_path / 'sample'}", "resume=auto", "hydra.run.dir=" + str(tmp_path) +
                "/sbatch/${oc.env:SLURM_JOB_ID}"]
     preempted = command + ["+callbacks.stop._target_=tests.helpers.StopAfterEpoch", "+callbacks.stop.epochs=1"]

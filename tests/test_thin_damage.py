@@ -16,7 +16,7 @@ from tests.conftest import compose_config
 
 
 def thin_overrides(tmp_path, *extra):
-    return ["data=sample", "data.sample.profile=thin", "data.sample.num_images=36", "data.sample.num_augmented=0",
+    return ["experiment=sample", "data.sample.profile=thin", "data.sample.num_images=36", "data.sample.num_augmented=0",
             "data.sample.image_px=64", "data.image_size=64", "data.batch_size=4", f"data.root={tmp_path / 'thin'}",
             f"run_dir={tmp_path / 'run'}", "trainer.max_epochs=8", "callbacks.final_validation_report.tta=false",
             "~callbacks.progress_bar", "+trainer.enable_progress_bar=false", *extra]

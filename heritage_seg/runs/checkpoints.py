@@ -36,7 +36,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"ckpt={path}: file not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
         raise ValueError(f"ckpt={path}: not a PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

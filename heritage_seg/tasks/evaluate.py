@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 def load_members(ckpts: list[Path]):
     """One or more checkpoints; several form an ensemble and must share fold, image size and label map."""
     members = [load_trained_module(c) for c in ckpts]
-    for ckpt, (_, run_cfg, _) in zip(ckpts[1:], members[1:]):
-        difference = first_difference(members[0][1], run_cfg, SAME_VALIDATION_SET)
+    for ckpt, member in zip(ckpts[1:], members[1:]):
+        difference = first_difference(members[0].run_config, member.run_config, SAME_VALIDATION_SET)
         if difference:
             key, a, b = difference
             raise ValueError(f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
@@ -65,12 +65,13 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     raw = cfg.ckpt if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
     ckpts = [Path(str(c)).expanduser().resolve() for c in raw]
     members = load_members(ckpts)  # bad checkpoints fail before any folder is touched
-    module, run_cfg, labels = members[0]
+    module = members[0]
+    run_cfg, labels = module.run_config, module.labels
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)  # bad options fail before any folder is touched
     native = check_resolution(cfg.resolution, cfg.max_side)
     claim_run_dir(out_dir, cfg, finished_markers=(METRICS,))
-    for member, _, _ in members:
+    for member in members:
         member.to(device)
     transforms = resolve(bool(cfg.tta))
     ckpt = ckpts[0]
@@ -84,7 +85,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         save_image(out_dir / "predictions" / "masks" / f"{ids[index]}.png", prediction)
 
     start = time.perf_counter()
-    models = [with_autocast(m, device, precision) for m, _, _ in members]
+    models = [with_autocast(m, device, precision) for m in members]
     result = run_evaluation(models, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index, transforms,
                             device, native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
                             native_prediction=save_native if native and cfg.save_masks else None,
@@ -98,7 +99,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         precision=recorded_precision(precision),
     )
     if len(members) > 1:
-        payload["encoder"] = "+".join(r.encoder.name for _, r, _ in members)
+        payload["encoder"] = "+".join(m.run_config.encoder.name for m in members)
         payload["family"] = "ensemble"
     write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples),
                    save_masks=bool(cfg.save_masks) and not native)

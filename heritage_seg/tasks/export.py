@@ -45,7 +45,8 @@ def export(cfg: DictConfig, output: Path) -> dict:
             raise FileExistsError(f"output={output}: {existing} exists; pass overwrite=true to replace it, or choose "
                                   "another output=<file>.onnx")
     ckpt = Path(str(cfg.ckpt)).expanduser().resolve()
-    module, run_cfg, labels = load_trained_module(ckpt)
+    module = load_trained_module(ckpt)
+    run_cfg, labels = module.run_config, module.labels
     size = int(run_cfg.data.image_size)
     datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, None, cfg.data.cache_dir)
     val = datamodule.split.val_idx[: int(cfg.check_images)]

@@ -161,7 +161,8 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
 
 def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inputs = list_inputs(Path(str(cfg.input)).expanduser())
-    module, _, labels = load_trained_module(cfg.ckpt)
+    module = load_trained_module(cfg.ckpt)
+    labels = module.labels
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
     squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale

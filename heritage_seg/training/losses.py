@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
+
+from heritage_seg.core.cli import instantiate_or_user_error
 
 WEIGHT_STRATEGIES = ("inverse_sqrt", "inverse", "none")
 ABSENT_CLASS_WEIGHTS = ("max", "zero")
@@ -62,23 +63,11 @@ def dice_classes_from_counts(counts: Sequence[int], which: str = "all") -> list[
 
 
 def build_loss(loss_cfg: Mapping[str, Any], counts: Sequence[int]) -> tuple[nn.Module, dict[str, Any]]:
-    """The loss a `conf/loss/*.yaml` describes, for a training fold with these per-class pixel counts.
-
-    The config names strategies (`class_weighting: inverse_sqrt`, `absent_class_weight`, `dice_classes`); they
-    become the numbers the loss module takes (`class_weights`, `dice_classes` ids) here, in one place. Returns
-    the loss and what was used, for class_weights.json."""
-    cfg = dict(loss_cfg)
-    if "class_weights" in cfg:
-        raise ValueError("loss.class_weights: renamed loss.class_weighting (inverse_sqrt | inverse | none); the "
-                         "weights themselves are computed from the training fold")
-    strategy = cfg.pop("class_weighting")
-    absent = cfg.pop("absent_class_weight", "max")
-    weights = class_weights_from_counts(counts, strategy, cfg.pop("class_weight_max_ratio", None), absent)
-    dice_classes = dice_classes_from_counts(counts, cfg.pop("dice_classes", "all"))
-    loss = instantiate(cfg, class_weights=weights.tolist(), dice_classes=dice_classes)
-    record = {"strategy": strategy, "absent_class_weight": absent, "dice_classes": dice_classes,
-              "train_pixel_counts": [int(c) for c in counts], "weights": weights.tolist()}
-    return loss, record
+    """The loss a `conf/loss/*.yaml` builds (it instantiates on its own), its class weights and Dice classes
+    fitted to a training fold with these per-class pixel counts. Returns the loss and what was used, for
+    class_weights.json (and the checkpoint, so a loaded module rebuilds the same loss)."""
+    loss = instantiate_or_user_error(loss_cfg)
+    return loss, loss.fit_class_weights(counts)
 
 
 class DiceFocalLoss(nn.Module):
@@ -86,24 +75,61 @@ class DiceFocalLoss(nn.Module):
     weighted, all ignoring `ignore_index`. The ablations loss=dice|focal|ce are this with other weights.
 
     Dice is smp's soft Dice per class over the batch ((I + smooth) / ((|P| + |T|) / 2 + smooth)), 0 for classes
-    with no target pixel in the batch, averaged over `dice_classes` (default all). Focal is smp's binary focal term
-    per class, one class against the rest, averaged over the non-ignored pixels (a batch with none gives 0 where
-    smp gives NaN). Both means are weighted by `class_weights`."""
+    with no target pixel in the batch, averaged over `dice_classes`. Focal is smp's binary focal term per class,
+    one class against the rest, averaged over the non-ignored pixels (a batch with none gives 0 where smp gives
+    NaN). Both means are weighted by the class weights.
 
-    def __init__(self, class_weights: Sequence[float] | None = None, dice_weight: float = 0.5,
-                 focal_weight: float = 0.5, gamma: float = 2.0, smooth: float = 1.0, ignore_index: int = 255,
-                 ce_weight: float = 0.0, dice_classes: Sequence[int] | None = None):
+    The weights and the Dice classes are either given as numbers (`class_weights`, `dice_classes` as class ids)
+    or named as rules (`class_weighting`, `class_weight_max_ratio`, `absent_class_weight`, `dice_classes:
+    present|all`) that `fit_class_weights` turns into numbers from a training fold's pixel counts; until then the
+    classes weigh the same and Dice averages all of them."""
+
+    def __init__(self, dice_weight: float = 0.5, focal_weight: float = 0.5, ce_weight: float = 0.0,
+                 gamma: float = 2.0, smooth: float = 1.0, ignore_index: int = 255,
+                 class_weighting: str = "inverse_sqrt", class_weight_max_ratio: float | None = None,
+                 absent_class_weight: str = "max", dice_classes: str | Sequence[int] | None = "all",
+                 class_weights: Sequence[float] | None = None):
         super().__init__()
         if dice_weight < 0 or focal_weight < 0 or ce_weight < 0 or not (dice_weight or focal_weight or ce_weight):
             raise ValueError("loss: dice_weight, focal_weight, ce_weight must be >= 0 and not all 0")
-        weights = None if class_weights is None else torch.tensor([float(w) for w in class_weights])
+        if isinstance(class_weights, str):
+            raise ValueError("loss.class_weights: renamed loss.class_weighting (inverse_sqrt | inverse | none); the "
+                             "weights themselves are computed from the training fold")
+        if class_weighting not in WEIGHT_STRATEGIES:
+            raise ValueError(f"loss.class_weighting={class_weighting}: choose one of {WEIGHT_STRATEGIES}")
+        if absent_class_weight not in ABSENT_CLASS_WEIGHTS:
+            raise ValueError(f"loss.absent_class_weight={absent_class_weight}: choose one of {ABSENT_CLASS_WEIGHTS}")
+        if isinstance(dice_classes, str) and dice_classes not in DICE_CLASSES:
+            raise ValueError(f"loss.dice_classes={dice_classes}: choose one of {DICE_CLASSES}")
         self.dice_weight, self.focal_weight, self.ce_weight = dice_weight, focal_weight, ce_weight
         self.gamma, self.smooth, self.ignore_index = float(gamma), float(smooth), int(ignore_index)
-        # buffers, not persistent: they move with the module (no per-step copy) and checkpoints stay as they were
-        self.register_buffer("class_weights", weights, persistent=False)
-        self.register_buffer("dice_classes", None if dice_classes is None else
-                             torch.tensor([int(c) for c in dice_classes], dtype=torch.long), persistent=False)
-        self.ce = nn.CrossEntropyLoss(weight=weights, ignore_index=ignore_index)
+        self.class_weighting, self.class_weight_max_ratio = class_weighting, class_weight_max_ratio
+        self.absent_class_weight = absent_class_weight
+        self.dice_rule = dice_classes if isinstance(dice_classes, str) else None
+        # buffers, not persistent: they move with the module (no per-step copy) and are no part of the weights
+        # a checkpoint holds (the checkpoint records them as numbers: the module's `class_weights` record)
+        self.register_buffer("class_weights", None, persistent=False)
+        self.register_buffer("dice_classes", None, persistent=False)
+        self._set(class_weights, None if isinstance(dice_classes, str) else dice_classes)
+
+    def _set(self, class_weights: Sequence[float] | None, dice_classes: Sequence[int] | None) -> None:
+        device = next((b.device for b in self.buffers()), None)
+        self.class_weights = None if class_weights is None else torch.tensor(
+            [float(w) for w in class_weights], device=device)
+        self.dice_classes = None if dice_classes is None else torch.tensor(
+            [int(c) for c in dice_classes], dtype=torch.long, device=device)
+
+    def fit_class_weights(self, counts: Sequence[int]) -> dict[str, Any]:
+        """The class weights and Dice classes the rules give for a training fold with these per-class pixel
+        counts, set on the loss; returns them with what they came from (class_weights.json)."""
+        weights = class_weights_from_counts(counts, self.class_weighting, self.class_weight_max_ratio,
+                                            self.absent_class_weight)
+        dice_classes = dice_classes_from_counts(counts, self.dice_rule) if self.dice_rule else (
+            None if self.dice_classes is None else self.dice_classes.tolist())
+        self._set(weights.tolist(), dice_classes)
+        return {"strategy": self.class_weighting, "absent_class_weight": self.absent_class_weight,
+                "dice_classes": dice_classes, "train_pixel_counts": [int(c) for c in counts],
+                "weights": weights.tolist()}
 
     def _weighted_mean(self, per_class: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         weights = self.class_weights
@@ -137,5 +163,6 @@ class DiceFocalLoss(nn.Module):
             per_class = (focal * weight).sum((0, 2)) / valid.sum().clamp_min(1)
             loss = loss + self.focal_weight * self._weighted_mean(per_class)
         if self.ce_weight:
-            loss = loss + self.ce_weight * self.ce(logits, target.long())
+            loss = loss + self.ce_weight * F.cross_entropy(logits, target.long(), weight=self.class_weights,
+                                                           ignore_index=self.ignore_index)
         return loss

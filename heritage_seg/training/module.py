@@ -1,18 +1,25 @@
-"""The LightningModule: U-Net + Dice/Focal loss, AdamW + OneCycle per batch, dataset-level IoU on validation."""
+"""The LightningModule: U-Net + Dice/Focal loss, AdamW + OneCycle per batch, dataset-level IoU on validation.
+
+It builds its own network, loss, optimiser and batch augmentation from its hyper-parameters (the resolved run
+config, the training protocol and the class weights fitted to the training fold), as TorchGeo's trainers do, so
+Lightning's own `SegmentationModule.load_from_checkpoint("best.ckpt")` gives the trained model, ready to predict.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from heritage_seg.core.cli import instantiate_or_user_error
 from heritage_seg.core.errors import ScheduleMismatch, TrainingDiverged
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.evaluation.metrics import segmentation_metrics
@@ -20,48 +27,78 @@ from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.models.unet import build_unet, normalisation
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
 
+# `_target_`s that run configs inside checkpoints made before the package's subpackages still name
+MOVED_TARGETS = {"heritage_seg.losses.DiceFocalLoss": "heritage_seg.training.losses.DiceFocalLoss"}
+
+
+def _node(config: Any) -> Any:
+    """A config node as instantiate takes it, with a target that moved since the run renamed to its new home."""
+    if isinstance(config, Mapping) and config.get("_target_") in MOVED_TARGETS:
+        config = {**config, "_target_": MOVED_TARGETS[config["_target_"]]}
+    return config
+
 
 class SegmentationModule(L.LightningModule):
     def __init__(
         self,
-        model: nn.Module,
-        loss: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None,
-        class_names: Sequence[str],
-        ignore_index: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        run_config: dict | None = None,
-        batch_augment: nn.Module | None = None,
+        run_config: Mapping[str, Any],
+        protocol: Mapping[str, Any] | None = None,
+        class_weights: Mapping[str, Any] | None = None,
+        pretrained: bool = False,
         channels_last: bool = False,
-        protocol: dict | None = None,
+        model: nn.Module | None = None,
+        loss: nn.Module | None = None,
     ):
+        """`run_config`: the resolved training config (encoder, labels, loss, optim, augment, data); `protocol`:
+        how the training images were sized (ArtefactDataModule.protocol()), for predict to match a scan;
+        `class_weights`: the training fold's loss weights and Dice classes (class_weights.json's record).
+        Not recorded in checkpoints: `pretrained` (load the encoder weights `run_config` names; a checkpoint brings
+        its own), `channels_last` (the training device's memory layout), and `model` / `loss`, which replace the
+        ones `run_config` names (tests and benchmarks)."""
         super().__init__()
-        # The resolved run config travels inside every checkpoint, so later tools rebuild the exact setup.
-        # `protocol` (ArtefactDataModule.protocol(): resize, crop size, scale of the cached images) travels with it
-        # too: predict matches a crop-trained model's pixel density on a new scan from it.
-        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "batch_augment"])
+        self.save_hyperparameters(ignore=["pretrained", "channels_last", "model", "loss"])
+        config = OmegaConf.create(dict(run_config))
+        labels = LabelMap.from_config(config.labels)
+        encoder = config.encoder
         # checkpoints made before the protocol was recorded were squash-trained at their run's image size
-        self.protocol = protocol or {"resize": "squash"}
-        if "image_size" not in self.protocol and run_config is not None:
-            self.protocol = {**self.protocol, "image_size": run_config["data"]["image_size"]}
+        self.protocol = dict(protocol or {"resize": "squash"})
+        if "image_size" not in self.protocol:
+            self.protocol["image_size"] = config.data.image_size
+        if model is None:
+            model = build_unet(encoder.name, encoder.weights if pretrained else None, labels.num_classes,
+                               encoder.get("kwargs"))
         self.channels_last = channels_last
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        record = class_weights or {}
+        if loss is None:
+            fitted = ({"class_weights": record["weights"], "dice_classes": record.get("dice_classes")}
+                      if "weights" in record else {})  # checkpoints from before the record: weights not needed
+            loss = instantiate_or_user_error({**_node(OmegaConf.to_container(config.loss, resolve=True)), **fitted})
         self.loss = loss
-        self.batch_augment = batch_augment  # applied on the device, training batches only
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.class_names, self.ignore_index = list(class_names), ignore_index
+        # applied on the device to training batches only (conf/augment: `batch`); per-sample ones are the data's
+        batch = OmegaConf.select(config, "augment.batch")
+        self.batch_augment = instantiate(batch) if batch is not None else None
+        self.class_names, self.ignore_index = list(labels.names), labels.ignore_index
+        mean, std = normalisation(encoder.name)
         # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
         self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
         # torchmetrics' MulticlassJaccardIndex is this confusion matrix underneath; keeping the matrix itself lets
         # absent classes be NaN (left out of mIoU, as mmsegmentation does) instead of torchmetrics' 0 or 1,
         # and gives Dice/precision/recall from the same counts. It syncs across DDP ranks in compute().
-        self.val_confmat = MulticlassConfusionMatrix(len(self.class_names), ignore_index=ignore_index)
+        self.val_confmat = MulticlassConfusionMatrix(len(self.class_names), ignore_index=self.ignore_index)
         # First global step whose training loss was not finite (-1: none). Kept on the device and read once per
         # epoch, before validation and so before any checkpoint of that epoch is written: no per-step sync.
         self.register_buffer("first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
+
+    @property
+    def run_config(self) -> DictConfig:
+        """The resolved config the module was trained with (a copy)."""
+        return OmegaConf.create(dict(self.hparams["run_config"]))
+
+    @property
+    def labels(self) -> LabelMap:
+        return LabelMap.from_config(self.hparams["run_config"]["labels"])
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (or float 0..255) NCHW images -> logits (N, C, H, W)."""
@@ -148,34 +185,31 @@ class SegmentationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["heritage_seg"] = {"format": CHECKPOINT_FORMAT}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Called by `load_from_checkpoint` before the weights are loaded. The loss holds no learned weights:
+        checkpoints made before its class weights became non-persistent buffers carry `loss.ce.weight`."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
+        optim = self.run_config.optim
+        optimizer = instantiate(optim.optimizer)(self.parameters())
+        if optim.get("scheduler") is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = instantiate(optim.scheduler)(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def load_trained_module(path: str | Path) -> tuple[SegmentationModule, DictConfig, LabelMap]:
-    """The trained module (eval mode, CPU), the resolved config it was trained with, and its label map."""
-    checkpoint = read_checkpoint(path)
-    run_cfg = OmegaConf.create(checkpoint["hyper_parameters"]["run_config"])
-    labels = LabelMap.from_config(run_cfg.labels)
-    encoder = run_cfg.encoder
-    model = build_unet(encoder.name, None, labels.num_classes, encoder.kwargs)  # weights come from the checkpoint
-    mean, std = normalisation(encoder.name)
-    module = SegmentationModule(model=model, loss=nn.Identity(), optimizer=None, scheduler=None,
-                                class_names=labels.names, ignore_index=labels.ignore_index, mean=mean, std=std,
-                                run_config=checkpoint["hyper_parameters"]["run_config"],
-                                protocol=checkpoint["hyper_parameters"].get("protocol"))
+def load_trained_module(path: str | Path) -> SegmentationModule:
+    """`SegmentationModule.load_from_checkpoint(path)` on the CPU, in eval mode, with a message that names the file
+    for what users get wrong: a missing file, a file that is no checkpoint or one of another heritage_seg version,
+    weights that do not fit the network the checkpoint's config names. What evaluate, predict, export and
+    ensembles load checkpoints with."""
+    path = Path(path).expanduser()
+    read_checkpoint(path)  # the checks with their messages; tensors memory-mapped, so this reads little
     try:
-        missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
-    except RuntimeError as err:  # shape mismatch, e.g. a label map with another number of classes
-        raise ValueError(
-            f"ckpt={path}: its weights do not fit a {encoder.name} U-Net with the {labels.num_classes} classes of "
-            f"its label map ({str(err).splitlines()[-1].strip()})"
-        ) from err
-    wrong = [k for k in missing + unexpected if not k.startswith(("val_confmat", "loss."))]  # not model weights
-    if wrong:
-        raise ValueError(f"ckpt={path}: weights do not fit the {encoder.name} U-Net it names ({wrong[:3]} …)")
-    return module.eval(), run_cfg, labels
+        module = SegmentationModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
+        encoder = read_checkpoint(path)["hyper_parameters"]["run_config"]["encoder"]["name"]
+        raise ValueError(f"ckpt={path}: its weights do not fit the {encoder} U-Net with the label map its config "
+                         f"names ({str(err).strip().splitlines()[-1].strip()[:300]})") from err
+    return module.eval()
