@@ -74,15 +74,30 @@ def run_setup(name: str, extra: list[str], args, work: Path, fold: int) -> dict:
     own_map = any(o.startswith("labels=") for o in extra)
     data = [f"data.sample.profile={args.data}"]
     if args.data == "thin":
-        data += [f"data.sample.num_images={args.num_images}", "data.sample.num_augmented=0",
-                 f"data.sample.image_px={args.image_size}"]
+        data += [
+            f"data.sample.num_images={args.num_images}",
+            "data.sample.num_augmented=0",
+            f"data.sample.image_px={args.image_size}",
+        ]
     run_dir = work / f"{''.join(c if c.isalnum() else '_' for c in name)}_fold{fold}"
-    overrides = ["experiment=sample", f"data.root={work / ('data_2class' if own_map else 'data_16class')}",
-                 f"data.image_size={args.image_size}", f"data.batch_size={args.batch_size}",
-                 f"trainer.max_epochs={args.epochs}", f"seed={args.seed}", f"encoder={args.encoder}", f"fold={fold}",
-                 "callbacks.early_stopping=null", "callbacks.final_validation_report.tta=false",
-                 "~callbacks.progress_bar", "+trainer.enable_progress_bar=false", f"run_dir={run_dir}",
-                 f"hydra.searchpath=[file://{conf_dir}]", *data, *extra]
+    overrides = [
+        "experiment=sample",
+        f"data.root={work / ('data_2class' if own_map else 'data_16class')}",
+        f"data.image_size={args.image_size}",
+        f"data.batch_size={args.batch_size}",
+        f"trainer.max_epochs={args.epochs}",
+        f"seed={args.seed}",
+        f"encoder={args.encoder}",
+        f"fold={fold}",
+        "callbacks.early_stopping=null",
+        "callbacks.final_validation_report.tta=false",
+        "~callbacks.progress_bar",
+        "+trainer.enable_progress_bar=false",
+        f"run_dir={run_dir}",
+        f"hydra.searchpath=[file://{conf_dir}]",
+        *data,
+        *extra,
+    ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     start = time.perf_counter()
@@ -112,14 +127,19 @@ def to_markdown(out: dict, every: int = 1) -> str:
         runs = {name: r[f"fold{fold}"] for name, r in out["results"].items() if f"fold{fold}" in r}
         epochs = max(len(r[f"val_iou_{cls}"]) for r in runs.values())
         shown = [e for e in range(1, epochs + 1) if e == 1 or e % every == 0 or e == epochs]
-        lines += [f"fold {fold}: val IoU of {cls} per epoch, then the best checkpoint (selected on val/mIoU_gt)", "",
-                  "| setup | " + " | ".join(str(e) for e in shown) + f" | best.ckpt {cls} | mIoU_gt | mIoU (strict) |",
-                  "|---|" + "---|" * (len(shown) + 3)]
+        lines += [
+            f"fold {fold}: val IoU of {cls} per epoch, then the best checkpoint (selected on val/mIoU_gt)",
+            "",
+            "| setup | " + " | ".join(str(e) for e in shown) + f" | best.ckpt {cls} | mIoU_gt | mIoU (strict) |",
+            "|---|" + "---|" * (len(shown) + 3),
+        ]
         for name, r in runs.items():
             curve = r[f"val_iou_{cls}"]
             cells = [f"{curve[e - 1]:.3f}" if e - 1 < len(curve) else "-" for e in shown]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {r[f'best_ckpt_iou_{cls}']:.3f} | "
-                         f"{r['best_ckpt_miou_gt']:.3f} | {r['best_ckpt_miou']:.3f} |")
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {r[f'best_ckpt_iou_{cls}']:.3f} | "
+                f"{r['best_ckpt_miou_gt']:.3f} | {r['best_ckpt_miou']:.3f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -151,12 +171,17 @@ def main() -> None:
         for fold in args.folds:
             for name in chosen:
                 r = results.setdefault(name, {})[f"fold{fold}"] = run_setup(name, setups[name], args, Path(tmp), fold)
-                print(f"fold {fold} {name:45s} {args.cls} IoU per epoch: {r[f'val_iou_{args.cls}']}  "
-                      f"best.ckpt {args.cls} {r[f'best_ckpt_iou_{args.cls}']}  mIoU_gt {r['best_ckpt_miou_gt']}  "
-                      f"mIoU {r['best_ckpt_miou']}  ({r['seconds']} s)", flush=True)
+                print(
+                    f"fold {fold} {name:45s} {args.cls} IoU per epoch: {r[f'val_iou_{args.cls}']}  "
+                    f"best.ckpt {args.cls} {r[f'best_ckpt_iou_{args.cls}']}  mIoU_gt {r['best_ckpt_miou_gt']}  "
+                    f"mIoU {r['best_ckpt_miou']}  ({r['seconds']} s)",
+                    flush=True,
+                )
     val_sets = {fold: {json.dumps(r[f"fold{fold}"].pop("val_ids")) for r in results.values()} for fold in args.folds}
     out = {
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "same_validation_images_for_every_setup": all(len(v) == 1 for v in val_sets.values()),

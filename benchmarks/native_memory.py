@@ -23,7 +23,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def run_case(width: int, height: int, in_size: int, classes: int, keep_prediction: bool) -> dict:
     import numpy as np
     import torch
@@ -42,11 +41,17 @@ def run_case(width: int, height: int, in_size: int, classes: int, keep_predictio
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert int(cm.sum()) == width * height
-    return {"width": width, "height": height, "probabilities": [classes, in_size, in_size],
-            "keep_prediction": keep_prediction, "seconds": round(seconds, 2),
-            "rss_growth_mib": round((peak - before) / 1024), "peak_rss_mib": round(peak / 1024),
-            "whole_float_map_mib": round(classes * width * height * 4 / 2**20),
-            "threads": torch.get_num_threads()}
+    return {
+        "width": width,
+        "height": height,
+        "probabilities": [classes, in_size, in_size],
+        "keep_prediction": keep_prediction,
+        "seconds": round(seconds, 2),
+        "rss_growth_mib": round((peak - before) / 1024),
+        "peak_rss_mib": round(peak / 1024),
+        "whole_float_map_mib": round(classes * width * height * 4 / 2**20),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -62,19 +67,38 @@ def main() -> None:
         return
     results = []
     for keep in (0, 1):
-        cmd = [sys.executable, __file__, "--one", str(keep), "--size", *map(str, args.size),
-               "--in-size", str(args.in_size), "--classes", str(args.classes)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(keep),
+            "--size",
+            *map(str, args.size),
+            "--in-size",
+            str(args.in_size),
+            "--classes",
+            str(args.classes),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{r['width']} x {r['height']} native scoring (keep prediction: {bool(keep)}): {r['seconds']} s, "
-              f"+{r['rss_growth_mib']} MiB peak RSS (a whole float map would be {r['whole_float_map_mib']} MiB)",
-              flush=True)
+        print(
+            f"{r['width']} x {r['height']} native scoring (keep prediction: {bool(keep)}): {r['seconds']} s, "
+            f"+{r['rss_growth_mib']} MiB peak RSS (a whole float map would be {r['whole_float_map_mib']} MiB)",
+            flush=True,
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),
-                                        "machine": platform.processor() or platform.machine(),
-                                        "results": results}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "machine": platform.processor() or platform.machine(),
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, device: str) -> dict:
     import numpy as np
     import torch
@@ -39,16 +38,25 @@ def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, d
     stride = round(window * 2 / 3)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    sliding_window_predict(image, lambda x: model((x.float() - mean) / std), 16, window, stride, batch_size,
-                           resolve(tta), "gaussian", dev)
+    sliding_window_predict(
+        image, lambda x: model((x.float() - mean) / std), 16, window, stride, batch_size, resolve(tta), "gaussian", dev
+    )
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "size": size, "tta": tta, "encoder": encoder, "window": window, "stride": stride, "batch_size": batch_size,
-        "device": str(dev), "windows": count_windows(size, size, window, stride), "seconds": round(seconds, 2),
-        "peak_rss_mib": round(peak / 1024), "rss_growth_mib": round((peak - before) / 1024),
+        "size": size,
+        "tta": tta,
+        "encoder": encoder,
+        "window": window,
+        "stride": stride,
+        "batch_size": batch_size,
+        "device": str(dev),
+        "windows": count_windows(size, size, window, stride),
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak / 1024),
+        "rss_growth_mib": round((peak - before) / 1024),
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else None,
         "full_probability_map_mib": round(16 * size * size * 4 / 2**20),
     }
@@ -66,12 +74,12 @@ def write_test_scan(path: Path, width: int, height: int, noisy: bool = False) ->
     rng = np.random.default_rng(0)
     for top in range(0, height, 512):
         y = np.arange(top, min(top + 512, height))[:, None]
-        scan[top: top + 512, :, 0] = (x * 255 // width)[None, :]
-        scan[top: top + 512, :, 1] = (y * 255 // height)
-        scan[top: top + 512, :, 2] = (x[None, :] + y) % 256
+        scan[top : top + 512, :, 0] = (x * 255 // width)[None, :]
+        scan[top : top + 512, :, 1] = y * 255 // height
+        scan[top : top + 512, :, 2] = (x[None, :] + y) % 256
         if noisy:
-            strip = scan[top: top + 512].astype(np.int16) + rng.integers(-60, 61, scan[top: top + 512].shape)
-            scan[top: top + 512] = strip.clip(0, 255)
+            strip = scan[top : top + 512].astype(np.int16) + rng.integers(-60, 61, scan[top : top + 512].shape)
+            scan[top : top + 512] = strip.clip(0, 255)
     Image.fromarray(scan).save(path, quality=90)
 
 
@@ -102,8 +110,17 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
     stand_in = StandIn()
     with Image.open(scan_path) as img:
         width, height = img.size
-    cfg = OmegaConf.create({"scale": 1.0, "window": window, "stride": None, "tta": False, "batch_size": 8,
-                            "blend": "gaussian", "overlay_alpha": 0.5})
+    cfg = OmegaConf.create(
+        {
+            "scale": 1.0,
+            "window": window,
+            "stride": None,
+            "tta": False,
+            "batch_size": 8,
+            "blend": "gaussian",
+            "overlay_alpha": 0.5,
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
@@ -112,11 +129,18 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pixels = width * height
-    return {"case": "predict outputs", "width": width, "height": height, "windows": report["windows"],
-            "seconds": round(seconds, 1), "stage_seconds": report["seconds"], "peak_rss_mib": round(peak / 1024),
-            "rss_growth_mib": round((peak - before) / 1024),
-            "growth_bytes_per_pixel": round((peak - before) * 1024 / pixels, 1),
-            "float32_rgb_copy_of_the_scan_mib": round(pixels * 12 / 2**20)}
+    return {
+        "case": "predict outputs",
+        "width": width,
+        "height": height,
+        "windows": report["windows"],
+        "seconds": round(seconds, 1),
+        "stage_seconds": report["seconds"],
+        "peak_rss_mib": round(peak / 1024),
+        "rss_growth_mib": round((peak - before) / 1024),
+        "growth_bytes_per_pixel": round((peak - before) * 1024 / pixels, 1),
+        "float32_rgb_copy_of_the_scan_mib": round(pixels * 12 / 2**20),
+    }
 
 
 def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: int, device: str) -> dict:
@@ -147,11 +171,16 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
     torch.manual_seed(0)
     model = build_unet(encoder, None, labels.num_classes, {"img_size": window} if "maxvit" in encoder else {})
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        run_config = compose("train", overrides=["run_dir=.", f"encoder.name={encoder}", "encoder.weights=null",
-                                                 f"data.image_size={window}"])
-    module = SegmentationModule(OmegaConf.to_container(run_config, resolve=True), model=model,
-                                channels_last=dev.type == "cuda",  # as perf.channels_last=auto trains it
-                                protocol={"resize": "longest_side", "image_size": window, "max_side": 10**6})
+        run_config = compose(
+            "train",
+            overrides=["run_dir=.", f"encoder.name={encoder}", "encoder.weights=null", f"data.image_size={window}"],
+        )
+    module = SegmentationModule(
+        OmegaConf.to_container(run_config, resolve=True),
+        model=model,
+        channels_last=dev.type == "cuda",  # as perf.channels_last=auto trains it
+        protocol={"resize": "longest_side", "image_size": window, "max_side": 10**6},
+    )
     module.eval().to(dev)
     defaults = OmegaConf.load(REPO / "conf" / "predict.yaml")  # predict's own defaults: blend, stride, alpha
     cfg = OmegaConf.merge(defaults, {"scale": 1.0, "window": window, "batch_size": batch_size})
@@ -166,14 +195,28 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
             report = predict_image(scan_path, module, labels, cfg, Path(tmp), dev, "timed", precision)
             seconds = time.perf_counter() - start
             stages = report["seconds"]
-            cases.append({"tta": tta, "seconds": round(seconds, 2), "stage_seconds": stages,
-                          "mapping_s": stages["mapping"],
-                          "all_but_mapping_s": round(sum(v for k, v in stages.items() if k != "mapping"), 3),
-                          "windows": report["windows"]})
-    return {"case": "predict end to end, warm", "encoder": encoder, "width": report["width"],
-            "height": report["height"], "window": window, "batch_size": batch_size, "device": describe_device(dev),
-            "precision": report["precision"], "cases": cases,
-            "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else None}
+            cases.append(
+                {
+                    "tta": tta,
+                    "seconds": round(seconds, 2),
+                    "stage_seconds": stages,
+                    "mapping_s": stages["mapping"],
+                    "all_but_mapping_s": round(sum(v for k, v in stages.items() if k != "mapping"), 3),
+                    "windows": report["windows"],
+                }
+            )
+    return {
+        "case": "predict end to end, warm",
+        "encoder": encoder,
+        "width": report["width"],
+        "height": report["height"],
+        "window": window,
+        "batch_size": batch_size,
+        "device": describe_device(dev),
+        "precision": report["precision"],
+        "cases": cases,
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else None,
+    }
 
 
 def main() -> None:
@@ -184,14 +227,28 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
-    parser.add_argument("--scan-outputs", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
-                        help="instead: peak memory of the whole predict path on one WIDTH x HEIGHT scan with a "
-                             "stand-in model (e.g. 12000 9000)")
-    parser.add_argument("--end-to-end", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
-                        help="instead: the whole predict path on one WIDTH x HEIGHT scan with a real U-Net of "
-                             "--encoder, warm, without and with TTA, and where its time goes")
-    parser.add_argument("--noisy", action="store_true", help="--scan-outputs / --end-to-end: a noisy test scan "
-                        "(a fragmented class map, as a randomly initialised U-Net gives)")
+    parser.add_argument(
+        "--scan-outputs",
+        nargs=2,
+        type=int,
+        metavar=("WIDTH", "HEIGHT"),
+        help="instead: peak memory of the whole predict path on one WIDTH x HEIGHT scan with a "
+        "stand-in model (e.g. 12000 9000)",
+    )
+    parser.add_argument(
+        "--end-to-end",
+        nargs=2,
+        type=int,
+        metavar=("WIDTH", "HEIGHT"),
+        help="instead: the whole predict path on one WIDTH x HEIGHT scan with a real U-Net of "
+        "--encoder, warm, without and with TTA, and where its time goes",
+    )
+    parser.add_argument(
+        "--noisy",
+        action="store_true",
+        help="--scan-outputs / --end-to-end: a noisy test scan "
+        "(a fragmented class map, as a randomly initialised U-Net gives)",
+    )
     parser.add_argument("--one-e2e", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "TTA"), help=argparse.SUPPRESS)
     parser.add_argument("--one-scan", type=Path, help=argparse.SUPPRESS)
@@ -200,12 +257,14 @@ def main() -> None:
         print(json.dumps(run_outputs_case(args.one_scan, args.window)))
         return
     if args.one_e2e:  # child process: the end-to-end case on one scan file, JSON on stdout
-        print(json.dumps(run_end_to_end_case(args.one_e2e, args.encoder, args.window, args.batch_size,
-                                             args.device)))
+        print(json.dumps(run_end_to_end_case(args.one_e2e, args.encoder, args.window, args.batch_size, args.device)))
         return
     if args.one:  # child process: one case, JSON on stdout
-        print(json.dumps(run_case(int(args.one[0]), args.one[1] == "1", args.encoder, args.window,
-                                  args.batch_size, args.device)))
+        print(
+            json.dumps(
+                run_case(int(args.one[0]), args.one[1] == "1", args.encoder, args.window, args.batch_size, args.device)
+            )
+        )
         return
     if args.scan_outputs or args.end_to_end:
         import tempfile
@@ -213,45 +272,93 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             scan = Path(tmp) / "scan.jpg"
             write_test_scan(scan, *(args.scan_outputs or args.end_to_end), noisy=args.noisy)
-            child = (["--one-scan", str(scan)] if args.scan_outputs else
-                     ["--one-e2e", str(scan), "--encoder", args.encoder, "--batch-size", str(args.batch_size),
-                      "--device", args.device])
-            proc = subprocess.run([sys.executable, __file__, *child, "--window", str(args.window)],
-                                  capture_output=True, text=True)
+            child = (
+                ["--one-scan", str(scan)]
+                if args.scan_outputs
+                else [
+                    "--one-e2e",
+                    str(scan),
+                    "--encoder",
+                    args.encoder,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--device",
+                    args.device,
+                ]
+            )
+            proc = subprocess.run(
+                [sys.executable, __file__, *child, "--window", str(args.window)], capture_output=True, text=True
+            )
         if proc.returncode != 0:
-            sys.exit(f"predict_benchmark: the measuring process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            sys.exit(
+                f"predict_benchmark: the measuring process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+            )
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         for case in r.get("cases", []):
-            print(f"{r['width']}x{r['height']} tta={str(case['tta']):5} {case['windows']:>4} windows  "
-                  f"{case['seconds']:>6.2f} s end to end: mapping {case['mapping_s']:.2f} s, all the rest "
-                  f"{case['all_but_mapping_s']:.2f} s {case['stage_seconds']}  ({r['device']}, {r['precision']})")
+            print(
+                f"{r['width']}x{r['height']} tta={str(case['tta']):5} {case['windows']:>4} windows  "
+                f"{case['seconds']:>6.2f} s end to end: mapping {case['mapping_s']:.2f} s, all the rest "
+                f"{case['all_but_mapping_s']:.2f} s {case['stage_seconds']}  ({r['device']}, {r['precision']})"
+            )
         print(json.dumps(r))
         if args.out:
             import torch
 
-            machine = torch.cuda.get_device_name() if torch.cuda.is_available() and args.end_to_end else (
-                platform.processor() or platform.machine())
+            machine = (
+                torch.cuda.get_device_name()
+                if torch.cuda.is_available() and args.end_to_end
+                else (platform.processor() or platform.machine())
+            )
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": machine,
-                                            "torch": torch.__version__ if args.end_to_end else None,
-                                            "results": [r]}, indent=2))
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "date": time.strftime("%Y-%m-%d"),
+                        "machine": machine,
+                        "torch": torch.__version__ if args.end_to_end else None,
+                        "results": [r],
+                    },
+                    indent=2,
+                )
+            )
         return
     results = []
     for size in args.sizes:
         for tta in (False, True):
-            cmd = [sys.executable, __file__, "--one", str(size), str(int(tta)), "--encoder", args.encoder,
-                   "--window", str(args.window), "--batch-size", str(args.batch_size), "--device", args.device]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                str(size),
+                str(int(tta)),
+                "--encoder",
+                args.encoder,
+                "--window",
+                str(args.window),
+                "--batch-size",
+                str(args.batch_size),
+                "--device",
+                args.device,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             r = results[-1]
-            print(f"{r['size']:>5}² tta={str(r['tta']):5} {r['windows']:>4} windows  {r['seconds']:>8.1f} s  "
-                  f"peak RSS {r['peak_rss_mib']:>5} MiB (+{r['rss_growth_mib']} during mapping; a full float map "
-                  f"would be {r['full_probability_map_mib']} MiB)"
-                  + (f"  GPU {r['peak_gpu_mib']} MiB" if r["peak_gpu_mib"] is not None else ""), flush=True)
+            print(
+                f"{r['size']:>5}² tta={str(r['tta']):5} {r['windows']:>4} windows  {r['seconds']:>8.1f} s  "
+                f"peak RSS {r['peak_rss_mib']:>5} MiB (+{r['rss_growth_mib']} during mapping; a full float map "
+                f"would be {r['full_probability_map_mib']} MiB)"
+                + (f"  GPU {r['peak_gpu_mib']} MiB" if r["peak_gpu_mib"] is not None else ""),
+                flush=True,
+            )
     import torch
 
-    payload = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}
+    payload = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "results": results,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(payload, indent=2))

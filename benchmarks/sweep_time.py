@@ -63,14 +63,26 @@ def timed_lines(log: str) -> list[tuple[float, str]]:
 
 
 def run_one(encoder: str, args, root: Path, cache: Path, run_dir: Path) -> dict:
-    command = [sys.executable, "-m", "heritage_seg.train", f"encoder={encoder}", "experiment=sample", f"data.root={root}",
-               f"data.cache_dir={cache}", f"data.image_size={args.image_size}", f"data.batch_size={args.batch_size}",
-               f"data.sample.num_images={args.images}", f"trainer.max_epochs={args.epochs}", "fold=0",
-               "callbacks.early_stopping=null", "~callbacks.progress_bar", "+trainer.enable_progress_bar=false",
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "heritage_seg.train",
+        f"encoder={encoder}",
+        "experiment=sample",
+        f"data.root={root}",
+        f"data.cache_dir={cache}",
+        f"data.image_size={args.image_size}",
+        f"data.batch_size={args.batch_size}",
+        f"data.sample.num_images={args.images}",
+        f"trainer.max_epochs={args.epochs}",
+        "fold=0",
+        "callbacks.early_stopping=null",
+        "~callbacks.progress_bar",
+        "+trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     start = time.time()
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     end = time.time()
     if proc.returncode != 0:
         raise RuntimeError(f"{encoder}: training failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -88,15 +100,21 @@ def run_one(encoder: str, args, root: Path, cache: Path, run_dir: Path) -> dict:
         "first_epoch_incl_startup_s": round(times[0] - start, 2),
         "steady_epoch_s": round(steady, 3),
         "report_wall_s": round(reports[-1] - times[-1], 2),
-        "report_eval_s": {"no_tta": metrics["metrics.json"].get("seconds"),
-                          "tta": metrics["metrics_tta.json"].get("seconds")},
+        "report_eval_s": {
+            "no_tta": metrics["metrics.json"].get("seconds"),
+            "tta": metrics["metrics_tta.json"].get("seconds"),
+        },
         "report_device": metrics["metrics.json"].get("device"),
         "report_precision": metrics["metrics.json"].get("precision"),
         "shutdown_s": round(end - reports[-1], 2),
         "run_wall_s": round(end - start, 2),
     }
-    one_run = (result["first_epoch_incl_startup_s"] + (args.max_epochs - 1) * steady + result["report_wall_s"]
-               + result["shutdown_s"])
+    one_run = (
+        result["first_epoch_incl_startup_s"]
+        + (args.max_epochs - 1) * steady
+        + result["report_wall_s"]
+        + result["shutdown_s"]
+    )
     result["projected_run_min"] = round(one_run / 60, 2)
     return result
 
@@ -110,8 +128,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs actually run per encoder (>= 3)")
     parser.add_argument("--max-epochs", type=int, default=50, help="epochs per run in the projected sweep")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--root", type=Path, default=None, help="data folder, generated once and reused (e.g. the "
-                        "one train_throughput.py --root made; default: a temporary one)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="data folder, generated once and reused (e.g. the "
+        "one train_throughput.py --root made; default: a temporary one)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     if args.epochs < 3:
@@ -133,14 +156,19 @@ def main() -> None:
                 print(f"{encoder:<10} FAILED: {err}", flush=True)
                 continue
             results.append(r)
-            print(f"{encoder:<10} {r['first_epoch_incl_startup_s']:>8.1f}s {r['steady_epoch_s']:>6.2f}s "
-                  f"{r['report_wall_s']:>6.1f}s {str(r['report_device']) + ' ' + str(r['report_precision']):<26} "
-                  f"{r['projected_run_min']:>9.1f} min", flush=True)
+            print(
+                f"{encoder:<10} {r['first_epoch_incl_startup_s']:>8.1f}s {r['steady_epoch_s']:>6.2f}s "
+                f"{r['report_wall_s']:>6.1f}s {str(r['report_device']) + ' ' + str(r['report_precision']):<26} "
+                f"{r['projected_run_min']:>9.1f} min",
+                flush=True,
+            )
             save(args, results, failed)  # after each encoder: a run cut short keeps what it measured
     sweep = save(args, results, failed)
     if sweep is not None:
-        print(f"projected sweep: {len(args.encoders)} encoders x {args.folds} folds x {args.max_epochs} epochs "
-              f"= {sweep} min on one device, one run after another")
+        print(
+            f"projected sweep: {len(args.encoders)} encoders x {args.folds} folds x {args.max_epochs} epochs "
+            f"= {sweep} min on one device, one run after another"
+        )
     if failed:
         sys.exit(f"sweep_time: {', '.join(failed)} failed; no sweep projected")
 
@@ -151,11 +179,15 @@ def save(args, results: list[dict], failed: dict) -> float | None:
     sweep = round(args.folds * sum(r["projected_run_min"] for r in results), 1) if done else None
     payload = {
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor()
-                                                                                 or platform.machine()),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "device": torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else (platform.processor() or platform.machine()),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "results": results, "failed": failed, "projected_sweep_min": sweep,
+        "results": results,
+        "failed": failed,
+        "projected_sweep_min": sweep,
     }
     if args.out:
         write_json_atomic(args.out, payload)

@@ -72,17 +72,26 @@ class StepTimer(L.Callback):
             if self.profiler is not None:
                 self.profiler.stop()
                 averages = self.profiler.key_averages()
-                tables = [f"{self.steps} training steps of the real path, by {key}:\n"
-                          + averages.table(sort_by=key, row_limit=25)
-                          for key in ("self_cpu_time_total", "self_device_time_total")
-                          if key == "self_cpu_time_total" or pl_module.device.type == "cuda"]
+                tables = [
+                    f"{self.steps} training steps of the real path, by {key}:\n"
+                    + averages.table(sort_by=key, row_limit=25)
+                    for key in ("self_cpu_time_total", "self_device_time_total")
+                    if key == "self_cpu_time_total" or pl_module.device.type == "cuda"
+                ]
                 write_text_atomic(self.profile, "\n\n".join(tables))
 
 
 def compose_cfg(encoder: str, args, root: Path, run_dir: Path):
-    overrides = [f"encoder={encoder}", "experiment=sample", f"data.root={root}", f"data.image_size={args.image_size}",
-                 *([f"data.sample.num_images={args.images}"] if args.images else []),
-                 f"data.batch_size={args.batch_size}", f"run_dir={run_dir}", f"perf.compile={args.compile}"]
+    overrides = [
+        f"encoder={encoder}",
+        "experiment=sample",
+        f"data.root={root}",
+        f"data.image_size={args.image_size}",
+        *([f"data.sample.num_images={args.images}"] if args.images else []),
+        f"data.batch_size={args.batch_size}",
+        f"run_dir={run_dir}",
+        f"perf.compile={args.compile}",
+    ]
     if args.channels_last is not None:
         overrides.append(f"perf.channels_last={args.channels_last}")
     if args.augment is not None:
@@ -125,8 +134,14 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = str(resolve_precision("auto"))
     labels = LabelMap.from_config(compose_cfg(encoder, args, root, work).labels)
-    result = {"encoder": encoder, "device": str(device), "precision": precision, "image_size": args.image_size,
-              "batch_size": args.batch_size, "steps": args.steps}
+    result = {
+        "encoder": encoder,
+        "device": str(device),
+        "precision": precision,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+    }
 
     # (b) the real path, as heritage_seg.train builds it
     cfg = compose_cfg(encoder, args, root, work / f"{encoder}_real")
@@ -146,8 +161,9 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = run_evaluation(logits, datamodule.full_val_dataloader(), 16, 255, transforms, device,
-                             keep_predictions=False)
+        out = run_evaluation(
+            logits, datamodule.full_val_dataloader(), 16, 255, transforms, device, keep_predictions=False
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         result[name] = round(len(out.indices) / (time.perf_counter() - start), 2)
@@ -163,8 +179,18 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
             break
 
     def bare_run() -> float:
-        return bare_loop(bare.model, bare.loss, bare.pixel_mean, bare.pixel_std, bare.channels_last, batches, device,
-                         precision, args.steps, args.warmup)
+        return bare_loop(
+            bare.model,
+            bare.loss,
+            bare.pixel_mean,
+            bare.pixel_std,
+            bare.channels_last,
+            batches,
+            device,
+            precision,
+            args.steps,
+            args.warmup,
+        )
 
     bares = [bare_run()]
     for _ in range(args.repeats - 1):  # alternate, so that a drift of the machine hits both paths alike
@@ -172,22 +198,35 @@ def bench_encoder(encoder: str, args, root: Path, work: Path) -> dict:  # noqa: 
         bares.append(bare_run())
     real, bare_seconds = statistics.median(reals), statistics.median(bares)
     images = args.steps * args.batch_size
-    result.update({
-        "bare_images_per_s": round(images / bare_seconds, 2),
-        "heritage_seg_images_per_s": round(images / real, 2),
-        "ratio_real_over_bare": round(bare_seconds / real, 3),
-        "real_seconds_runs": [round(t, 4) for t in reals], "bare_seconds_runs": [round(t, 4) for t in bares],
-    })
+    result.update(
+        {
+            "bare_images_per_s": round(images / bare_seconds, 2),
+            "heritage_seg_images_per_s": round(images / real, 2),
+            "ratio_real_over_bare": round(bare_seconds / real, 3),
+            "real_seconds_runs": [round(t, 4) for t in reals],
+            "bare_seconds_runs": [round(t, 4) for t in bares],
+        }
+    )
     return result
 
 
 def fit_real(module, datamodule, precision: str, args, profile: Path | None = None) -> float:
     """Seconds of the timed steps of one Trainer.fit of the real path (logging, checkpoints, validation off)."""
     timer = StepTimer(args.warmup, args.steps, profile)
-    trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, max_steps=args.warmup + args.steps + 1,
-                        gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[timer])
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        precision=precision,
+        max_steps=args.warmup + args.steps + 1,
+        gradient_clip_val=1.0,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(module, datamodule=datamodule)
     return timer.seconds
 
@@ -201,17 +240,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50 if cuda else 6)
     parser.add_argument("--warmup", type=int, default=10 if cuda else 2)
     parser.add_argument("--images", type=int, default=None, help="generated images (default: the sample preset's)")
-    parser.add_argument("--root", type=Path, default=None, help="data folder, generated once and reused "
-                        "(default: a temporary one)")
-    parser.add_argument("--repeats", type=int, default=1, help="time each path this many times, alternating, "
-                        "and take the medians (short GPU runs at small batches are noisy)")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="data folder, generated once and reused (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="time each path this many times, alternating, "
+        "and take the medians (short GPU runs at small batches are noisy)",
+    )
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="run the real path's timed steps under torch.profiler and write its tables to "
-                             "<stem>_<encoder><suffix> (its ratio is then not a measurement)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run the real path's timed steps under torch.profiler and write its tables to "
+        "<stem>_<encoder><suffix> (its ratio is then not a measurement)",
+    )
     parser.add_argument("--channels-last", choices=["true", "false"], default=None, help="default: perf.channels_last")
-    parser.add_argument("--augment", choices=["tensor", "albumentations", "none"], default=None,
-                        help="default: the config's (tensor)")
+    parser.add_argument(
+        "--augment", choices=["tensor", "albumentations", "none"], default=None, help="default: the config's (tensor)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
 
@@ -228,9 +278,11 @@ def main() -> None:
                 traceback.print_exc()
                 continue
             results.append(r)
-            print(f"{encoder:<10} {r['bare_images_per_s']:>10.2f} {r['heritage_seg_images_per_s']:>10.2f} "
-                  f"{r['ratio_real_over_bare']:>6.3f} {r['eval_images_per_s']:>10.2f} {r['eval_tta_images_per_s']:>9.2f}",
-                  flush=True)
+            print(
+                f"{encoder:<10} {r['bare_images_per_s']:>10.2f} {r['heritage_seg_images_per_s']:>10.2f} "
+                f"{r['ratio_real_over_bare']:>6.3f} {r['eval_images_per_s']:>10.2f} {r['eval_tta_images_per_s']:>9.2f}",
+                flush=True,
+            )
             save(args, results, failed)  # after each encoder: a run cut short keeps what it measured
     save(args, results, failed)
     if failed:
@@ -242,9 +294,13 @@ def save(args, results: list[dict], failed: dict) -> None:
         return
     cuda = torch.cuda.is_available()
     payload = {
-        "date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if cuda else platform.processor()
-        or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "lightning": L.__version__, "results": results, "failed": failed,
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "results": results,
+        "failed": failed,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     write_json_atomic(args.out, payload)

@@ -69,9 +69,12 @@ class RecordLearningRate(L.Callback):
         import os
 
         if trainer.is_global_zero:
-            record = {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
-                      "lr": trainer.optimizers[0].param_groups[0]["lr"],
-                      "attempt": os.environ.get("SLURM_RESTART_COUNT", "0")}
+            record = {
+                "epoch": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                "attempt": os.environ.get("SLURM_RESTART_COUNT", "0"),
+            }
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 

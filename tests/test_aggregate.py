@@ -25,9 +25,18 @@ def fake_run(root, name, overrides, fold, miou, miou_tta=None, cracks=0.2, famil
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides + [f"fold={fold}"]))
 
     def payload(value, tta):
-        return {"miou": value, "pixel_accuracy": 0.9, "mean_dice": value + 0.1, "classes": CLASSES, "tta": tta,
-                "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": cracks}},
-                "encoder": overrides[0].split("=")[1] if overrides else "convnext", "family": family, "fold": fold, "n_folds": 3}
+        return {
+            "miou": value,
+            "pixel_accuracy": 0.9,
+            "mean_dice": value + 0.1,
+            "classes": CLASSES,
+            "tta": tta,
+            "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": cracks}},
+            "encoder": overrides[0].split("=")[1] if overrides else "convnext",
+            "family": family,
+            "fold": fold,
+            "n_folds": 3,
+        }
 
     (run / "metrics.json").write_text(json.dumps(payload(miou, False)))
     if miou_tta is not None:
@@ -38,8 +47,15 @@ def fake_run(root, name, overrides, fold, miou, miou_tta=None, cracks=0.2, famil
 @pytest.fixture()
 def sweep(tmp_path):
     for fold, (a, a_tta, b) in enumerate([(0.50, 0.52, 0.40), (0.60, 0.61, 0.55), (0.70, 0.73, 0.65)]):
-        fake_run(tmp_path, f"encoder=convnext,fold={fold}", ["encoder=convnext"], fold, a, a_tta,
-                 cracks=None if fold == 1 else 0.2 + 0.1 * fold)
+        fake_run(
+            tmp_path,
+            f"encoder=convnext,fold={fold}",
+            ["encoder=convnext"],
+            fold,
+            a,
+            a_tta,
+            cracks=None if fold == 1 else 0.2 + 0.1 * fold,
+        )
         fake_run(tmp_path, f"encoder=mit_b3,fold={fold}", ["encoder=mit_b3"], fold, b, b + 0.01, family="ViT")
     return tmp_path
 
@@ -77,8 +93,16 @@ def test_report_html_holds_the_study_and_every_picture_opens(sweep):
     assert summary["groups"]["encoder=convnext"]["no_tta"]["confusion_matrix"] == [[273, 30], [15, 18]]
     page = check_html_page(sweep / "report.html")
     text = (sweep / "report.html").read_text()
-    for expected in ("encoder=convnext", "encoder=mit_b3", "60.00 ± 10.00", "0: 50.00 / 1: 60.00 / 2: 70.00",
-                     "+10.00 / +5.00 / +5.00", "Per-class IoU", "Confusion matrices", "best01_img7_overlay.png"):
+    for expected in (
+        "encoder=convnext",
+        "encoder=mit_b3",
+        "60.00 ± 10.00",
+        "0: 50.00 / 1: 60.00 / 2: 70.00",
+        "+10.00 / +5.00 / +5.00",
+        "Per-class IoU",
+        "Confusion matrices",
+        "best01_img7_overlay.png",
+    ):
         assert expected in text, expected
     # comparison chart, per-class chart, two confusion matrices, one panel
     assert len(page.images) == 5 and all(src.startswith("data:image/") for src in page.images)
@@ -97,7 +121,7 @@ def test_outputs_are_written_and_readable(sweep):
     # these fake runs have no miou_gt (and no confusion matrix to recompute it from): "--"
     assert "encoder=convnext & CNN & -- & 60.00 $\\pm$ 10.00 & -- & 62.00 $\\pm$ 10.54 &" in tex
     assert "encoder=mit\\_b3" in tex  # LaTeX special characters escaped
-    body = tex[tex.index("\\midrule"):tex.index("\\bottomrule")]
+    body = tex[tex.index("\\midrule") : tex.index("\\bottomrule")]
     assert all(line.count("&") == 7 for line in body.splitlines()[1:])
 
 
@@ -107,8 +131,9 @@ def test_missing_folds_and_unfinished_runs_are_reported_loudly(sweep):
     (sweep / "crashed" / ".hydra" / "config.yaml").write_text("fold: 2\n")
     with pytest.warns(UserWarning, match="1 run folder.*no metrics.json.*crashed"):
         summary = aggregate([sweep])
-    assert summary["warnings"] == ["group 'encoder=convnext,loss=dice' is missing fold(s) [1, 2]: "
-                                   "its mean is over 1 fold(s) only"]
+    assert summary["warnings"] == [
+        "group 'encoder=convnext,loss=dice' is missing fold(s) [1, 2]: its mean is over 1 fold(s) only"
+    ]
     assert "## Warnings" in (sweep / "cv_results.md").read_text()
 
 
@@ -119,8 +144,13 @@ def test_no_finished_runs_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_aggregate_command_line(sweep):
-    proc = subprocess.run([sys.executable, "-m", "heritage_seg.aggregate", f"runs={sweep}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "heritage_seg.aggregate", f"runs={sweep}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Paired differences" in proc.stdout and (sweep / "cv_results.md").exists()
 
@@ -179,6 +209,7 @@ def test_one_fold_has_no_std_and_a_group_running_the_defaults_is_the_baseline(tm
 
 def test_only_runs_validated_on_the_same_images_are_paired(tmp_path):
     """split=material (6 folds) beside the 3-fold baseline: same fold numbers, other validation images."""
+
     def with_splits(run, val_ids):
         (run / "splits.json").write_text(json.dumps({"val_ids": val_ids}))
 
@@ -204,14 +235,20 @@ def test_only_runs_validated_on_the_same_images_are_paired(tmp_path):
 
 def test_runs_differing_only_in_where_their_data_or_folder_is_form_one_group(tmp_path):
     """data.root, data.cache_dir, resume and hydra.* are bookkeeping (the config's exclude_keys), not a setting."""
-    for fold, extra in enumerate([["data.root=/mnt/a"], ["data.root=/scratch/b", "resume=auto"],
-                                  ["data.cache_dir=/tmp/c", "hydra.launcher.partition=gpu"]]):
+    for fold, extra in enumerate(
+        [
+            ["data.root=/mnt/a"],
+            ["data.root=/scratch/b", "resume=auto"],
+            ["data.cache_dir=/tmp/c", "hydra.launcher.partition=gpu"],
+        ]
+    ):
         fake_run(tmp_path, f"run{fold}", ["encoder=convnext", *extra], fold, 0.5 + fold / 10)
     summary = aggregate([tmp_path])
     assert list(summary["groups"]) == ["encoder=convnext"]
     assert summary["groups"]["encoder=convnext"]["folds"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_split_material_trains_on_other_materials_and_the_aggregate_reports_each_held_out_one(tmp_path, sample_root):
     from heritage_seg.tasks.train import train
     from tests.conftest import compose_config, tiny_train_overrides
@@ -230,8 +267,9 @@ def test_split_material_trains_on_other_materials_and_the_aggregate_reports_each
     assert "missing fold(s) [1, 2, 3, 4]" in summary["warnings"][0]
     (group,) = summary["groups"].values()
     assert group["held_out"] == {0: "Canvas", 5: "Wood"}
-    assert "| split=material | Canvas |" in (tmp_path / "sweep" / "cv_results.md").read_text().replace("(defaults)",
-                                                                                                        "split=material")
+    assert "| split=material | Canvas |" in (tmp_path / "sweep" / "cv_results.md").read_text().replace(
+        "(defaults)", "split=material"
+    )
 
 
 def test_native_and_input_size_figures_are_both_reported_and_mixing_them_is_flagged(tmp_path):
@@ -239,9 +277,17 @@ def test_native_and_input_size_figures_are_both_reported_and_mixing_them_is_flag
     for fold, (native, squashed) in enumerate(((0.30, 0.40), (0.32, 0.44))):
         run = fake_run(sweep, f"a{fold}", ["encoder=convnext"], fold, native)
         metrics = json.loads((run / "metrics.json").read_text())
-        metrics.update(resolution="native", max_side=None, train_resolution={
-            "miou": squashed, "miou_gt": squashed, "pixel_accuracy": 0.9, "mean_dice": squashed + 0.1,
-            "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": 0.1}}})
+        metrics.update(
+            resolution="native",
+            max_side=None,
+            train_resolution={
+                "miou": squashed,
+                "miou_gt": squashed,
+                "pixel_accuracy": 0.9,
+                "mean_dice": squashed + 0.1,
+                "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": 0.1}},
+            },
+        )
         (run / "metrics.json").write_text(json.dumps(metrics))
     summary = aggregate([sweep])
     (group,) = summary["groups"].values()
@@ -254,5 +300,4 @@ def test_native_and_input_size_figures_are_both_reported_and_mixing_them_is_flag
 
     fake_run(sweep, "a2", ["encoder=convnext"], 2, 0.5)  # an older run: scored at the input size only
     summary = aggregate([sweep])
-    assert any("mixes runs scored at the masks' own resolution and at the input size" in w
-               for w in summary["warnings"])
+    assert any("mixes runs scored at the masks' own resolution and at the input size" in w for w in summary["warnings"])

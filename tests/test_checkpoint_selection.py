@@ -24,14 +24,14 @@ NUM_CLASSES, CRACKS, ABSENT = 16, 9, (5, 13, 14, 12)
 def _image_and_mask(seed: int) -> dict[str, torch.Tensor]:
     """A 32 px mask of Clean with one 2-px crack; the image carries the truth so the scripted model can read it."""
     mask = torch.zeros(32, 32, dtype=torch.long)
-    mask[4 + seed: 6 + seed, 2:30] = CRACKS
+    mask[4 + seed : 6 + seed, 2:30] = CRACKS
     image = mask.to(torch.uint8).unsqueeze(0).repeat(3, 1, 1)
     return {"image": image, "mask": mask, "index": torch.tensor(seed)}
 
 
 class ScriptedModel(nn.Module):
-    """Epoch 0 ("predict nothing"): Clean everywhere. Epoch 1: finds the crack left of column 24 and marks 8 stray pixels
-    as each of four classes absent from the validation truth."""
+    """Epoch 0 ("predict nothing"): Clean everywhere. Epoch 1: finds the crack left of column 24 and marks 8 stray
+    pixels as each of four classes absent from the validation truth."""
 
     def __init__(self):
         super().__init__()
@@ -56,15 +56,22 @@ class SetEpoch(L.Callback):
 def test_best_checkpoint_and_early_stopping_follow_the_thin_class_not_the_strict_mean(tmp_path):
     cfg = compose_config(["data=sample", f"run_dir={tmp_path}", "optim.lr=0.0", "optim.scheduler=null"])
     batches = DataLoader([_image_and_mask(i) for i in range(4)], batch_size=2)
-    module = SegmentationModule(OmegaConf.to_container(cfg, resolve=True), model=ScriptedModel(),
-                                loss=nn.CrossEntropyLoss())
+    module = SegmentationModule(
+        OmegaConf.to_container(cfg, resolve=True), model=ScriptedModel(), loss=nn.CrossEntropyLoss()
+    )
     module.pixel_mean.zero_()  # the scripted model reads the truth from the pixels as they are
     module.pixel_std.fill_(1.0)
     checkpoint = instantiate(cfg.callbacks.model_checkpoint)
     stopping = instantiate(cfg.callbacks.early_stopping)
-    trainer = L.Trainer(max_epochs=2, callbacks=[checkpoint, stopping, SetEpoch()], logger=False,
-                        enable_progress_bar=False, num_sanity_val_steps=0, accelerator="cpu",
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[checkpoint, stopping, SetEpoch()],
+        logger=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=batches, val_dataloaders=batches)
 
     metrics = trainer.callback_metrics

@@ -24,7 +24,7 @@ def test_lightnings_load_from_checkpoint_gives_the_trained_model_that_evaluate_u
     raw = torch.load(ckpt, map_location="cpu", weights_only=False)
     run_config = raw["hyper_parameters"]["run_config"]
     network = build_unet(run_config["encoder"]["name"], None, 16, run_config["encoder"]["kwargs"]).eval()
-    network.load_state_dict({k[len("model."):]: v for k, v in raw["state_dict"].items() if k.startswith("model.")})
+    network.load_state_dict({k[len("model.") :]: v for k, v in raw["state_dict"].items() if k.startswith("model.")})
     with torch.no_grad():
         by_hand = network((images.float() - raw["state_dict"]["pixel_mean"]) / raw["state_dict"]["pixel_std"])
         evaluates = load_trained_module(ckpt)(images)  # what evaluate, predict, export and ensembles load
@@ -42,10 +42,21 @@ def test_a_checkpoint_written_before_the_module_built_its_own_network_still_load
     raw = torch.load(ckpt, map_location="cpu", weights_only=False)
     run_config = raw["hyper_parameters"]["run_config"]
     run_config["loss"]["_target_"] = "heritage_seg.losses.DiceFocalLoss"
-    run_config["augment"] = {"_target_": "heritage_seg.augment.BatchFlipRotate", "hflip": 0.5, "vflip": 0.5,
-                             "rot90": 0.5, "seed": 42}
-    raw["hyper_parameters"] = {"class_names": ["x"] * 16, "ignore_index": 255, "mean": [0.5] * 3, "std": [0.5] * 3,
-                               "run_config": run_config, "channels_last": False}  # and no protocol
+    run_config["augment"] = {
+        "_target_": "heritage_seg.augment.BatchFlipRotate",
+        "hflip": 0.5,
+        "vflip": 0.5,
+        "rot90": 0.5,
+        "seed": 42,
+    }
+    raw["hyper_parameters"] = {
+        "class_names": ["x"] * 16,
+        "ignore_index": 255,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "run_config": run_config,
+        "channels_last": False,
+    }  # and no protocol
     raw["state_dict"]["loss.ce.weight"] = torch.ones(16)
     old = tmp_path / "old.ckpt"
     torch.save(raw, old)

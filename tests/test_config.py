@@ -8,11 +8,14 @@ from omegaconf import OmegaConf
 from tests.conftest import compose_config
 
 
-@pytest.mark.parametrize("encoder,name,family", [
-    ("convnext", "tu-convnext_tiny", "CNN"),
-    ("mit_b3", "mit_b3", "ViT"),
-    ("maxvit", "tu-maxvit_tiny_tf_384", "Hybrid"),
-])
+@pytest.mark.parametrize(
+    "encoder,name,family",
+    [
+        ("convnext", "tu-convnext_tiny", "CNN"),
+        ("mit_b3", "mit_b3", "ViT"),
+        ("maxvit", "tu-maxvit_tiny_tf_384", "Hybrid"),
+    ],
+)
 def test_each_encoder_composes_with_the_seed_base_config(encoder, name, family):
     cfg = compose_config([f"encoder={encoder}", "fold=1", "run_dir=/tmp/x"])
     assert (cfg.encoder.name, cfg.encoder.family, cfg.encoder.weights) == (name, family, "imagenet")
@@ -69,8 +72,9 @@ def test_the_loss_and_augment_groups_build_what_they_name_on_their_own():
 
     for loss in ("dice_focal", "dice", "focal", "ce"):
         assert isinstance(instantiate(compose_config([f"loss={loss}", "run_dir=/tmp/x"]).loss), DiceFocalLoss)
-    tensor, albumentations = (compose_config([f"augment={a}", "run_dir=/tmp/x"]).augment
-                              for a in ("tensor", "albumentations"))
+    tensor, albumentations = (
+        compose_config([f"augment={a}", "run_dir=/tmp/x"]).augment for a in ("tensor", "albumentations")
+    )
     assert isinstance(instantiate(tensor.batch), BatchFlipRotate) and tensor.sample is None
     assert albumentations.batch is None and type(instantiate(albumentations.sample)).__name__ == "Compose"
     assert compose_config(["augment=none", "run_dir=/tmp/x"]).augment == {"batch": None, "sample": None}
@@ -108,7 +112,12 @@ def test_the_poc_5_9_preset_pins_the_seeds_experiment_and_the_command_line_still
     cfg = compose_config(["experiment=poc_5_9", "encoder=maxvit", "fold=2"])
     assert (cfg.data.batch_size, cfg.data.image_size, cfg.data.resize) == (96, 384, "squash")
     assert (cfg.trainer.max_epochs, cfg.n_folds, cfg.split, cfg.seed) == (50, 3, "source", 42)
-    assert (cfg.loss.dice_weight, cfg.loss.focal_weight, cfg.loss.gamma, cfg.loss.dice_classes) == (0.5, 0.5, 2.0, "all")
+    assert (cfg.loss.dice_weight, cfg.loss.focal_weight, cfg.loss.gamma, cfg.loss.dice_classes) == (
+        0.5,
+        0.5,
+        2.0,
+        "all",
+    )
     assert cfg.optim.scheduler._target_.endswith("OneCycleLR") and cfg.optim.scheduler.max_lr == 1e-3
     assert cfg.monitor == cfg.callbacks.early_stopping.monitor == cfg.callbacks.model_checkpoint.monitor == "val/mIoU"
     assert cfg.callbacks.final_validation_report.tta is True

@@ -47,16 +47,19 @@ def test_longest_side_keeps_the_aspect_and_never_upscales():
 def test_crops_are_pieces_of_the_image_and_small_images_are_padded_with_ignored_mask(two_images):
     images, masks = two_images
     torch.manual_seed(0)
-    data = RandomCropDataset(images, masks, np.array([0, 1]), 32, ignore_index=255, class_aware=0.0,
-                             crops_per_image=3)
+    data = RandomCropDataset(images, masks, np.array([0, 1]), 32, ignore_index=255, class_aware=0.0, crops_per_image=3)
     assert len(data) == 6
     for i in range(len(data)):
         item = data[i]
         assert item["image"].shape == (3, 32, 32) and item["mask"].shape == (32, 32)
         if int(item["index"]) == 0:  # a piece of the big image, at its own pixels
             crop = item["image"].permute(1, 2, 0).numpy()
-            hits = [(y, x) for y in range(90 - 31) for x in range(130 - 31)
-                    if np.array_equal(images[0][y: y + 32, x: x + 32], crop)]
+            hits = [
+                (y, x)
+                for y in range(90 - 31)
+                for x in range(130 - 31)
+                if np.array_equal(images[0][y : y + 32, x : x + 32], crop)
+            ]
             assert len(hits) == 1
         else:  # 20 rows: 12 padded rows are ignored by the loss
             assert int((item["mask"] == 255).sum()) == 12 * 32
@@ -86,10 +89,16 @@ def test_whole_image_sliding_probabilities_match_the_strip_wise_scan_mapping(win
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 5, 3, padding=1)
     image = np.random.default_rng(0).integers(0, 255, (70, 100, 3), dtype=np.uint8)
-    classes, confidence = sliding_window_predict(image, lambda x: conv(x.float() / 255), 5, window, stride,
-                                                 transforms=("identity", "hflip"))
-    probs = sliding_window_probabilities(torch.from_numpy(image).permute(2, 0, 1), lambda x: conv(x.float() / 255),
-                                         window, stride, transforms=("identity", "hflip"))
+    classes, confidence = sliding_window_predict(
+        image, lambda x: conv(x.float() / 255), 5, window, stride, transforms=("identity", "hflip")
+    )
+    probs = sliding_window_probabilities(
+        torch.from_numpy(image).permute(2, 0, 1),
+        lambda x: conv(x.float() / 255),
+        window,
+        stride,
+        transforms=("identity", "hflip"),
+    )
     assert probs.shape == (5, 70, 100)
     np.testing.assert_array_equal(probs.argmax(0).numpy(), classes)
     np.testing.assert_array_equal((probs.max(0).values * 255).round().numpy(), confidence)
@@ -111,8 +120,9 @@ def test_sliding_probabilities_of_one_pixel_thin_images_finish_and_match_the_sca
     previous = signal.signal(signal.SIGALRM, hang)
     signal.alarm(20)
     try:
-        probs = sliding_window_probabilities(torch.from_numpy(image).permute(2, 0, 1),
-                                             lambda x: conv(x.float() / 255), 32, 20)
+        probs = sliding_window_probabilities(
+            torch.from_numpy(image).permute(2, 0, 1), lambda x: conv(x.float() / 255), 32, 20
+        )
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -125,7 +135,11 @@ def test_sliding_probabilities_of_one_pixel_thin_images_finish_and_match_the_sca
 def test_crop_protocol_end_to_end_train_evaluate_predict(tmp_path, sample_root):
     run = tmp_path / "run"
     overrides = tiny_train_overrides(run, sample_root) + [
-        "data.resize=longest_side", "data.max_side=96", "data.crops_per_image=2", "trainer.limit_val_batches=3"]
+        "data.resize=longest_side",
+        "data.max_side=96",
+        "data.crops_per_image=2",
+        "trainer.limit_val_batches=3",
+    ]
     train(compose_config(overrides))
     report = json.loads((run / "metrics.json").read_text())
     assert (report["resolution"], report["resize"], report["resize_max_side"]) == ("native", "longest_side", 96)
@@ -139,8 +153,7 @@ def test_crop_protocol_end_to_end_train_evaluate_predict(tmp_path, sample_root):
     longest = [max(Image.open(sample_root / "images" / f"{i}.png").size) for i in splits["train_ids"]]
     assert protocol["scale_median"] == pytest.approx(np.median([96 / side for side in longest]), rel=0.01)
 
-    evaluated = evaluate(compose_config([f"ckpt={ckpt}", "num_examples=1"], config_name="evaluate"),
-                         tmp_path / "eval")
+    evaluated = evaluate(compose_config([f"ckpt={ckpt}", "num_examples=1"], config_name="evaluate"), tmp_path / "eval")
     assert evaluated["num_images"] == len(splits["val_ids"]) == report["num_images"]
     np.testing.assert_array_equal(evaluated["confusion_matrix"], report["confusion_matrix"])
     for sample_id in splits["val_ids"]:  # saved at the annotations' own size (the sample's are 256-512 px)

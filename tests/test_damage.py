@@ -26,7 +26,7 @@ def test_regions_and_largest_bbox_equal_whole_mask_labelling(labels, seed):
         for _ in range(15):
             y, x = rng.integers(0, 230, 2)
             h, w = rng.integers(1, 40, 2)
-            mask[y: y + h, x: x + w] = class_id
+            mask[y : y + h, x : x + w] = class_id
     mask[0, 319] = 9  # a one-pixel region in a corner
     mask[100:110, 0] = 255  # transparent pixels: not object
     report = class_report(mask, labels)
@@ -36,8 +36,13 @@ def test_regions_and_largest_bbox_equal_whole_mask_labelling(labels, seed):
         assert (entry["regions"], entry["largest_region_pixels"], entry["largest_region_bbox"]) == (n, size, bbox)
         assert entry["pixels"] == int((mask == class_id).sum())
     assert report["transparent_pixels"] == 10 and report["object_pixels"] == mask.size - 10
-    assert report["damage"][labels.names[4]] == {"pixels": 0, "percent_of_object": 0.0, "regions": 0,
-                                                 "largest_region_pixels": 0, "largest_region_bbox": None}
+    assert report["damage"][labels.names[4]] == {
+        "pixels": 0,
+        "percent_of_object": 0.0,
+        "regions": 0,
+        "largest_region_pixels": 0,
+        "largest_region_bbox": None,
+    }
 
 
 def test_diagonal_neighbours_are_one_region(labels):

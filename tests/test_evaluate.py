@@ -38,12 +38,31 @@ def test_metrics_json_has_the_documented_schema(evaluated, trained):
     out_dir, payload = evaluated[False]
     on_disk = json.loads((out_dir / "metrics.json").read_text())
     assert on_disk["miou"] == pytest.approx(payload["miou"])
-    for key in ("miou", "pixel_accuracy", "mean_dice", "per_class", "confusion_matrix", "classes", "tta",
-                "num_images", "encoder", "fold", "checkpoint", "versions"):
+    for key in (
+        "miou",
+        "pixel_accuracy",
+        "mean_dice",
+        "per_class",
+        "confusion_matrix",
+        "classes",
+        "tta",
+        "num_images",
+        "encoder",
+        "fold",
+        "checkpoint",
+        "versions",
+    ):
         assert key in on_disk, key
     assert len(on_disk["classes"]) == 16 and np.asarray(on_disk["confusion_matrix"]).shape == (16, 16)
-    assert set(on_disk["per_class"]["Clean"]) == {"iou", "dice", "precision", "recall", "f1", "gt_pixels",
-                                                  "pred_pixels"}
+    assert set(on_disk["per_class"]["Clean"]) == {
+        "iou",
+        "dice",
+        "precision",
+        "recall",
+        "f1",
+        "gt_pixels",
+        "pred_pixels",
+    }
     val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
     assert on_disk["num_images"] == len(val_ids) and on_disk["fold"] == 0 and on_disk["tta"] is False
     absent = [n for n, row in on_disk["per_class"].items() if row["gt_pixels"] == 0 and row["pred_pixels"] == 0]
@@ -83,11 +102,13 @@ def test_input_size_metrics_are_recomputed_exactly_from_the_saved_masks(trained,
     from heritage_seg.data.readers import open_reader
 
     payload = _evaluate(trained / "checkpoints" / "best.ckpt", tmp_path, "resolution=train", "num_examples=0")
-    data = load_cache(cache_path(os.environ["HERITAGE_SEG_CACHE"], open_reader(payload["data_root"]),
-                                 Resize("squash", 64), labels))
+    data = load_cache(
+        cache_path(os.environ["HERITAGE_SEG_CACHE"], open_reader(payload["data_root"]), Resize("squash", 64), labels)
+    )
     val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
-    cm = _confusion_from_saved_masks(tmp_path / "predictions" / "masks", val_ids,
-                                     lambda sample_id: data.masks[data.ids.index(sample_id)])
+    cm = _confusion_from_saved_masks(
+        tmp_path / "predictions" / "masks", val_ids, lambda sample_id: data.masks[data.ids.index(sample_id)]
+    )
     np.testing.assert_array_equal(cm, np.asarray(payload["confusion_matrix"]))
     assert payload["resolution"] == "train"
 
@@ -125,13 +146,16 @@ def test_metrics_are_counted_at_each_masks_own_resolution(evaluated, trained, la
     assert payload["resolution"] == "native" and payload["max_side"] is None and payload["image_size"] == 64
     val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
     reference = _native_reference(trained / "checkpoints" / "best.ckpt", sample_root, labels, val_ids)
-    stored = sum(int((labels.encode(np.asarray(Image.open(sample_root / "annotations" / f"{i}.png"))) != 255).sum())
-                 for i in val_ids)  # every annotated pixel as stored
+    stored = sum(
+        int((labels.encode(np.asarray(Image.open(sample_root / "annotations" / f"{i}.png"))) != 255).sum())
+        for i in val_ids
+    )  # every annotated pixel as stored
     assert np.asarray(payload["confusion_matrix"]).sum() == reference.sum() == stored > 64 * 64 * len(val_ids)
     # bilinear weights as F.interpolate's, applied in strips: at most a handful of near-tie pixels may differ
     assert np.abs(np.asarray(payload["confusion_matrix"]) - reference).sum() <= 2 * 1e-4 * reference.sum()
 
 
+@pytest.mark.slow
 def test_resolution_train_and_max_side(trained, evaluated, labels, sample_root, tmp_path):
     ckpt = trained / "checkpoints" / "best.ckpt"
     train_only = _evaluate(ckpt, tmp_path / "train", "resolution=train", "num_examples=0")
@@ -206,6 +230,7 @@ def test_moved_data_root_asks_for_data_root(trained, tmp_path):
         _evaluate(moved, tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_data_moved_elsewhere_is_evaluated_with_data_root(trained, evaluated, sample_root, tmp_path):
     moved = _moved_checkpoint(trained, tmp_path / "run")
     payload = _evaluate(moved, tmp_path / "out", f"data.root={sample_root}", "num_examples=0")
@@ -227,9 +252,19 @@ def test_a_validation_set_that_differs_from_the_runs_splits_json_is_refused(trai
 @pytest.mark.slow
 def test_evaluate_command_line(trained, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "heritage_seg.evaluate", f"ckpt={trained / 'checkpoints' / 'best.ckpt'}", "tta=true",
-         "num_examples=1", f"hydra.run.dir={tmp_path / 'eval'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "heritage_seg.evaluate",
+            f"ckpt={trained / 'checkpoints' / 'best.ckpt'}",
+            "tta=true",
+            "num_examples=1",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Class" in proc.stdout and "mIoU" in proc.stdout and "Lightleak" in proc.stdout
@@ -249,6 +284,7 @@ def test_training_ends_with_metrics_of_the_best_checkpoint_with_and_without_tta(
         assert payload["miou"] == pytest.approx(evaluated[flag][1]["miou"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_an_ensemble_of_a_checkpoint_with_itself_gives_exactly_its_metrics(trained, evaluated, tmp_path):
     ckpt = trained / "checkpoints" / "best.ckpt"
     payload = _evaluate(f"[{ckpt},{ckpt}]", tmp_path / "ens")
@@ -275,15 +311,24 @@ def test_best_and_worst_panels_rank_only_images_with_scored_pixels(tmp_path, lab
     from heritage_seg.tasks.evaluate import write_examples
 
     good, bad, unscored = np.diag([90, 10]), np.array([[50, 40], [5, 5]]), np.zeros((2, 2), np.int64)
-    result = EvalResult(confmat=good + bad, indices=[0, 1, 2], per_image_confmat=[unscored, good, bad],
-                        predictions=[np.zeros((8, 8), np.uint8)] * 3, confidence=[np.full((8, 8), 200, np.uint8)] * 3)
-    data = SimpleNamespace(ids=["blank", "good", "bad"], images=np.zeros((3, 8, 8, 3), np.uint8),
-                           masks=np.full((3, 8, 8), labels.ignore_index, np.uint8))
+    result = EvalResult(
+        confmat=good + bad,
+        indices=[0, 1, 2],
+        per_image_confmat=[unscored, good, bad],
+        predictions=[np.zeros((8, 8), np.uint8)] * 3,
+        confidence=[np.full((8, 8), 200, np.uint8)] * 3,
+    )
+    data = SimpleNamespace(
+        ids=["blank", "good", "bad"],
+        images=np.zeros((3, 8, 8, 3), np.uint8),
+        masks=np.full((3, 8, 8), labels.ignore_index, np.uint8),
+    )
     write_examples(tmp_path, result, data, labels, num_examples=5, save_masks=False)
     panels = sorted(p.name for p in (tmp_path / "predictions").glob("*_overlay.png"))
     assert panels == ["best01_good_overlay.png", "worst01_bad_overlay.png"], "an unscored image is neither"
 
 
+@pytest.mark.slow
 def test_bf16_autocast_moves_the_metrics_by_less_than_half_a_point(trained, evaluated, tmp_path):
     """What evaluate/predict use on bf16 GPUs (precision=auto), checked with the CPU's bf16 autocast."""
     reference = evaluated[False][1]

@@ -72,6 +72,7 @@ def test_a_missing_extra_is_named(trained_run, tmp_path, monkeypatch):
     assert not (tmp_path / "model.onnx").exists()
 
 
+@pytest.mark.slow
 def test_maxvit_is_exported_at_its_fixed_size(tmp_path):
     """MaxViT's window attention is laid out for one input size: batch stays dynamic, height and width not."""
     import onnx

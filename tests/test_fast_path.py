@@ -29,8 +29,16 @@ def test_batch_augmentation_keeps_image_and_mask_aligned_pixel_exactly():
     positions = set()
     for i in range(n):
         ys, xs = torch.nonzero(out_masks[i] == 15, as_tuple=True)
-        marked = {(int(y), int(x)) for y, x in zip(ys, xs)} & {(2, 3), (3, 2), (2, 12), (12, 2), (13, 3), (3, 13),
-                                                               (13, 12), (12, 13)}
+        marked = {(int(y), int(x)) for y, x in zip(ys, xs)} & {
+            (2, 3),
+            (3, 2),
+            (2, 12),
+            (12, 2),
+            (13, 3),
+            (3, 13),
+            (13, 12),
+            (12, 13),
+        }
         assert marked, f"sample {i}: marked pixel lost"
         positions |= marked
     assert len(positions) == 8
@@ -74,15 +82,17 @@ def test_sync_free_augmentation_gives_the_same_batches_as_masked_indexing():
 def test_rot90_on_non_square_batches_is_refused_whatever_the_draws():
     with pytest.raises(ValueError, match="square"):
         BatchFlipRotate(seed=0)(torch.zeros(1, 3, 8, 12, dtype=torch.uint8), torch.zeros(1, 8, 12, dtype=torch.long))
-    images, masks = BatchFlipRotate(rot90=0.0, seed=0)(torch.zeros(2, 3, 8, 12, dtype=torch.uint8),
-                                                       torch.zeros(2, 8, 12, dtype=torch.long))
+    images, masks = BatchFlipRotate(rot90=0.0, seed=0)(
+        torch.zeros(2, 3, 8, 12, dtype=torch.uint8), torch.zeros(2, 8, 12, dtype=torch.long)
+    )
     assert images.shape == (2, 3, 8, 12) and masks.shape == (2, 8, 12)
 
 
 def _module(model, channels_last):
     run_config = OmegaConf.to_container(compose_config(["run_dir=/tmp/x"]), resolve=True)
-    return SegmentationModule(run_config, model=model, loss=DiceFocalLoss(class_weights=[1.0] * 16),
-                              channels_last=channels_last)
+    return SegmentationModule(
+        run_config, model=model, loss=DiceFocalLoss(class_weights=[1.0] * 16), channels_last=channels_last
+    )
 
 
 def test_channels_last_gives_the_same_loss_and_gradients_as_the_plain_layout():
@@ -107,24 +117,65 @@ def test_channels_last_gives_the_same_loss_and_gradients_as_the_plain_layout():
 @pytest.mark.slow
 def test_train_benchmark_script_runs_at_tiny_size_and_writes_json(tmp_path):
     out = tmp_path / "train.json"
-    proc = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--encoders", "convnext",
-                           "--image-size", "64", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "2",
-                           "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/train_throughput.py",
+            "--encoders",
+            "convnext",
+            "--image-size",
+            "64",
+            "--batch-size",
+            "2",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = json.loads(out.read_text())["results"]
     assert result["encoder"] == "convnext" and result["bare_images_per_s"] > 0
     assert len(result["real_seconds_runs"]) == len(result["bare_seconds_runs"]) == 2  # --repeats: both paths, twice
     # figures only, no timing comparison: a loaded machine reorders them (the test flaked while CI ran beside it)
-    assert 0 < result["ratio_real_over_bare"] and result["eval_tta_images_per_s"] > 0 and result["eval_images_per_s"] > 0
+    assert (
+        0 < result["ratio_real_over_bare"] and result["eval_tta_images_per_s"] > 0 and result["eval_images_per_s"] > 0
+    )
 
 
 @pytest.mark.slow
 def test_sweep_projection_script_runs_the_real_cli_at_tiny_size_and_writes_json(tmp_path):
     out = tmp_path / "sweep.json"
-    proc = subprocess.run([sys.executable, "benchmarks/sweep_time.py", "--encoders", "convnext", "--images", "16",
-                           "--image-size", "64", "--batch-size", "4", "--epochs", "3", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/sweep_time.py",
+            "--encoders",
+            "convnext",
+            "--images",
+            "16",
+            "--image-size",
+            "64",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(out.read_text())
     (result,) = payload["results"]
@@ -132,7 +183,11 @@ def test_sweep_projection_script_runs_the_real_cli_at_tiny_size_and_writes_json(
     assert result["steady_epoch_s"] > 0 and result["first_epoch_incl_startup_s"] > 0 and result["report_wall_s"] > 0
     assert (result["report_device"], result["report_precision"]) == ("cpu", "32-true")
     # 3 folds x (first epoch + 49 steady epochs + report + shutdown), from the measured parts
-    one_run = (result["first_epoch_incl_startup_s"] + 49 * result["steady_epoch_s"] + result["report_wall_s"]
-               + result["shutdown_s"]) / 60
+    one_run = (
+        result["first_epoch_incl_startup_s"]
+        + 49 * result["steady_epoch_s"]
+        + result["report_wall_s"]
+        + result["shutdown_s"]
+    ) / 60
     assert payload["projected_sweep_min"] == pytest.approx(3 * one_run, abs=0.1)
     assert "projected sweep" in proc.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 import heritage_seg.training.callbacks as callbacks
@@ -11,8 +12,8 @@ from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 
 
-def test_the_report_runs_before_lightning_moves_the_model_off_the_training_device(tmp_path, sample_root,
-                                                                                 monkeypatch):
+@pytest.mark.slow
+def test_the_report_runs_before_lightning_moves_the_model_off_the_training_device(tmp_path, sample_root, monkeypatch):
     """Lightning's strategy teardown moves the module to the CPU before `on_fit_end`; a report there would run
     on the CPU after every GPU run. Checked on the CPU by the order of events and the recorded device."""
     events = []
@@ -37,8 +38,10 @@ def test_the_report_runs_before_lightning_moves_the_model_off_the_training_devic
         assert metrics["seconds"] > 0
 
 
-def test_checkpoints_are_written_in_the_background_and_the_report_waits_for_best_ckpt(tmp_path, sample_root,
-                                                                                      monkeypatch):
+@pytest.mark.slow
+def test_checkpoints_are_written_in_the_background_and_the_report_waits_for_best_ckpt(
+    tmp_path, sample_root, monkeypatch
+):
     """Epochs do not wait for their checkpoint files (AsyncCheckpointIO); the report must not read best.ckpt
     before its last write has landed (here every write is slowed down: without the wait the report reads a
     best.ckpt that does not exist yet)."""

@@ -82,8 +82,9 @@ def test_data_set_too_small_for_n_folds():
         make_split(source_ids, presence, 0, 3, seed=0)
 
 
-def test_leave_one_material_out_holds_exactly_one_material_and_none_of_its_sources_in_training(sample_root, labels,
-                                                                                               tmp_path):
+def test_leave_one_material_out_holds_exactly_one_material_and_none_of_its_sources_in_training(
+    sample_root, labels, tmp_path
+):
     from heritage_seg.data.folds import leave_one_group_out
 
     data = load_cache(build_cache(open_reader(sample_root), Resize("squash", 64), labels, tmp_path))
@@ -107,8 +108,9 @@ def test_folds_do_not_move_with_the_image_size(sample_root, labels, tmp_path):
     for size in (32, 128):
         data = load_cache(build_cache(open_reader(sample_root), Resize("squash", size), labels, tmp_path))
         sources = [r.source_id for r in data.records]
-        splits[size] = [make_split(sources, data.class_presence(labels.num_classes), f, 3, 42).val_idx.tolist()
-                        for f in range(3)]
+        splits[size] = [
+            make_split(sources, data.class_presence(labels.num_classes), f, 3, 42).val_idx.tolist() for f in range(3)
+        ]
         if size == 32:  # the premise: at 32 px some masks lose a class they hold at full resolution
             resized = np.stack([np.bincount(m.reshape(-1), minlength=256)[:16] > 0 for m in data.masks])
             assert (resized != data.class_presence(labels.num_classes)).any()
@@ -116,16 +118,19 @@ def test_folds_do_not_move_with_the_image_size(sample_root, labels, tmp_path):
 
 
 @pytest.mark.parametrize("split,attribute,n_groups", [("material", "material", 6), ("content", "content", 4)])
-def test_the_datamodule_holds_out_one_metadata_group_per_fold(split, attribute, n_groups, sample_root, labels,
-                                                               tmp_path):
+def test_the_datamodule_holds_out_one_metadata_group_per_fold(
+    split, attribute, n_groups, sample_root, labels, tmp_path
+):
     """split=material|content through the real datamodule: fold k validates on the k-th group by name."""
     from heritage_seg.runs.rebuild import build_datamodule
     from tests.conftest import compose_config, tiny_train_overrides
 
     seen = set()
     for fold in (0, n_groups - 1):
-        cfg = compose_config(tiny_train_overrides(tmp_path, sample_root) + [f"split={split}", f"fold={fold}",
-                                                                            f"data.cache_dir={tmp_path / 'cache'}"])
+        cfg = compose_config(
+            tiny_train_overrides(tmp_path, sample_root)
+            + [f"split={split}", f"fold={fold}", f"data.cache_dir={tmp_path / 'cache'}"]
+        )
         datamodule = build_datamodule(cfg, labels)
         datamodule.setup("fit")
         records = datamodule.data.records

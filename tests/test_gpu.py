@@ -15,8 +15,10 @@ from heritage_seg.tasks.predict import predict
 from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh)")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,9 @@ def test_the_end_of_fit_report_runs_on_the_gpu_with_the_training_precision(gpu_r
 def test_training_batches_are_drawn_on_the_gpu(sample_root, labels):
     from hydra.utils import instantiate
 
-    cfg = compose_config(["data=sample", f"data.root={sample_root}", "data.image_size=64", "run_dir=/tmp/x",
-                          "data.preload_to=cuda"])
+    cfg = compose_config(
+        ["data=sample", f"data.root={sample_root}", "data.image_size=64", "run_dir=/tmp/x", "data.preload_to=cuda"]
+    )
     datamodule = instantiate(cfg.data, _partial_=True)(labels=labels, fold=0, n_folds=3, seed=42)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -49,8 +52,13 @@ def test_training_batches_are_drawn_on_the_gpu(sample_root, labels):
 
 def test_evaluate_on_the_gpu_in_bf16_agrees_with_fp32(gpu_run, tmp_path):
     ckpt = gpu_run / "checkpoints" / "best.ckpt"
-    runs = {p: evaluate(compose_config([f"ckpt={ckpt}", "num_examples=0", f"precision={p}", "device=cuda"],
-                                       config_name="evaluate"), tmp_path / p) for p in ("auto", "32")}
+    runs = {
+        p: evaluate(
+            compose_config([f"ckpt={ckpt}", "num_examples=0", f"precision={p}", "device=cuda"], config_name="evaluate"),
+            tmp_path / p,
+        )
+        for p in ("auto", "32")
+    }
     assert runs["auto"]["device"].startswith("cuda")
     assert runs["auto"]["precision"] == ("bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true")
     for key in ("miou", "miou_gt", "pixel_accuracy"):
@@ -60,8 +68,12 @@ def test_evaluate_on_the_gpu_in_bf16_agrees_with_fp32(gpu_run, tmp_path):
 def test_predict_on_the_gpu(gpu_run, sample_root, tmp_path):
     scan = tmp_path / "scan.png"
     Image.open(sample_root / "images" / "sample_003.png").convert("RGB").resize((500, 300)).save(scan)
-    predict(compose_config([f"ckpt={gpu_run / 'checkpoints' / 'best.ckpt'}", f"input={scan}", "device=cuda"],
-                           config_name="predict"), tmp_path / "out")
+    predict(
+        compose_config(
+            [f"ckpt={gpu_run / 'checkpoints' / 'best.ckpt'}", f"input={scan}", "device=cuda"], config_name="predict"
+        ),
+        tmp_path / "out",
+    )
     report = json.loads((tmp_path / "out" / "scan_report.json").read_text())
     assert report["precision"] == ("bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true")
     with Image.open(tmp_path / "out" / "scan_mask.png") as mask:
@@ -70,8 +82,9 @@ def test_predict_on_the_gpu(gpu_run, sample_root, tmp_path):
 
 def test_the_gpu_smoke_preset_trains_on_the_gpu(tmp_path, sample_root):
     run = tmp_path / "smoke"
-    train(compose_config(["experiment=gpu_smoke", f"data.root={sample_root}", f"run_dir={run}",
-                          "trainer.max_epochs=1"]))
+    train(
+        compose_config(["experiment=gpu_smoke", f"data.root={sample_root}", f"run_dir={run}", "trainer.max_epochs=1"])
+    )
     assert json.loads((run / "metrics_tta.json").read_text())["device"].startswith("cuda")
 
 

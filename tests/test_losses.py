@@ -74,8 +74,9 @@ def test_loss_gives_gradients_and_prefers_the_right_answer():
 
 def test_absent_classes_can_be_left_out_of_the_weighted_means():
     # absent_class_weight=zero: same present weights as "max", absent classes get 0 (out of Dice and Focal)
-    np.testing.assert_allclose(class_weights_from_counts([100, 25, 0, 4], "inverse_sqrt", absent="zero"),
-                               [0.375, 0.75, 0.0, 1.875])
+    np.testing.assert_allclose(
+        class_weights_from_counts([100, 25, 0, 4], "inverse_sqrt", absent="zero"), [0.375, 0.75, 0.0, 1.875]
+    )
     np.testing.assert_array_equal(class_weights_from_counts([300, 0, 100], "none", absent="zero"), [1, 0, 1])
     with pytest.raises(ValueError, match="loss.absent_class_weight=drop"):
         class_weights_from_counts([1, 2], absent="drop")
@@ -92,8 +93,10 @@ def test_dice_over_present_classes_is_not_diluted_by_absent_ones():
     focused = DiceFocalLoss(dice_weight=1.0, focal_weight=0.0, dice_classes=present)(logits, target)
     probs = logits.softmax(1)
     # smp's soft Dice is Tversky(0.5, 0.5): (I + smooth) / (I + (fp + fn) / 2 + smooth), smooth 1 here
-    dice_of = [1 - (2 * (probs[:, c] * (target == c)).sum() + 2) / (probs[:, c].sum() + (target == c).sum() + 2)
-               for c in present]
+    dice_of = [
+        1 - (2 * (probs[:, c] * (target == c)).sum() + 2) / (probs[:, c].sum() + (target == c).sum() + 2)
+        for c in present
+    ]
     torch.testing.assert_close(focused, torch.stack(dice_of).mean())
     torch.testing.assert_close(diluted, torch.stack(dice_of).sum() / 16)  # absent classes add 0 but count
     with pytest.raises(ValueError, match="loss.dice_classes=some"):
@@ -112,11 +115,16 @@ def test_each_loss_gives_a_finite_loss_and_a_gradient(loss):
     value.backward()
     assert torch.isfinite(value) and logits.grad.abs().sum() > 0
     active = {k: cfg[k] for k in ("dice_weight", "focal_weight", "ce_weight") if cfg[k]}
-    expected = {"dice_focal": {"dice_weight": 0.5, "focal_weight": 0.5}, "dice": {"dice_weight": 1.0},
-                "focal": {"focal_weight": 1.0}, "ce": {"ce_weight": 1.0}}[loss]
+    expected = {
+        "dice_focal": {"dice_weight": 0.5, "focal_weight": 0.5},
+        "dice": {"dice_weight": 1.0},
+        "focal": {"focal_weight": 1.0},
+        "ce": {"ce_weight": 1.0},
+    }[loss]
     assert active == expected
 
 
+@pytest.mark.slow
 def test_class_weights_none_really_means_equal_weights(tmp_path, sample_root):
     cfg = compose_config(tiny_train_overrides(tmp_path, sample_root) + ["loss.class_weighting=none"])
     train(cfg)
@@ -144,16 +152,24 @@ def test_the_loss_computes_smps_dice_and_focal_values_and_gradients(weights, dic
     target = torch.randint(0, 5, (3, 12, 10))
     target[target == 3] = 1  # class 3 absent from the batch
     target[:, :4, :3] = 255
-    ours = DiceFocalLoss(class_weights=weights, dice_weight=0.7, focal_weight=0.3, gamma=2.0, smooth=1.0,
-                         ignore_index=255, dice_classes=dice_classes)
-    dice = DiceLoss("multiclass", classes=dice_classes, from_logits=True, smooth=1.0, ignore_index=255,
-                    class_weights=weights)
+    ours = DiceFocalLoss(
+        class_weights=weights,
+        dice_weight=0.7,
+        focal_weight=0.3,
+        gamma=2.0,
+        smooth=1.0,
+        ignore_index=255,
+        dice_classes=dice_classes,
+    )
+    dice = DiceLoss(
+        "multiclass", classes=dice_classes, from_logits=True, smooth=1.0, ignore_index=255, class_weights=weights
+    )
     focal = FocalLoss("multiclass", gamma=2.0, ignore_index=255, class_weights=weights)
     theirs = lambda x: 0.7 * dice(x, target) + 0.3 * focal(x, target)  # noqa: E731
     value, reference = ours(logits, target), theirs(logits)
     torch.testing.assert_close(value, reference, rtol=1e-5, atol=1e-6)
-    grad, = torch.autograd.grad(value, logits)
-    grad_ref, = torch.autograd.grad(theirs(logits), logits)
+    (grad,) = torch.autograd.grad(value, logits)
+    (grad_ref,) = torch.autograd.grad(theirs(logits), logits)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-7)
 
 

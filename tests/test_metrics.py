@@ -18,10 +18,7 @@ from heritage_seg.evaluation.metrics import segmentation_metrics
 def test_hand_computed_confusion_matrix_with_an_absent_class():
     # rows = truth, cols = prediction; class 3 never occurs in truth or prediction
     # class 2 is predicted 5 times but never true: IoU 0 (a real error), not NaN
-    cm = np.array([[50, 5, 5, 0],
-                   [10, 20, 0, 0],
-                   [0, 0, 0, 0],
-                   [0, 0, 0, 0]])
+    cm = np.array([[50, 5, 5, 0], [10, 20, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     m = segmentation_metrics(cm)
     # class 0: tp 50, fp 10, fn 10 -> 50/70 ; class 1: tp 20, fp 5, fn 10 -> 20/35 ; class 2: 0/5 = 0
     np.testing.assert_allclose(m["iou"][:3], [50 / 70, 20 / 35, 0.0])

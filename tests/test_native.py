@@ -15,8 +15,9 @@ from heritage_seg.inference.upsample import upsampled_strips
 from tests.test_readers import make_folder, make_parquet_from_folder
 
 
-@pytest.mark.parametrize("in_size,out_size", [((8, 8), (37, 53)), ((16, 12), (16, 12)), ((32, 32), (7, 9)),
-                                              ((5, 7), (100, 3))])
+@pytest.mark.parametrize(
+    "in_size,out_size", [((8, 8), (37, 53)), ((16, 12), (16, 12)), ((32, 32), (7, 9)), ((5, 7), (100, 3))]
+)
 def test_strips_equal_whole_image_bilinear_interpolation(in_size, out_size):
     probs = torch.rand(4, *in_size, generator=torch.Generator().manual_seed(0))
     whole = F.interpolate(probs[None], size=out_size, mode="bilinear", align_corners=False)[0]
@@ -38,8 +39,10 @@ def test_native_confusion_counts_every_annotated_pixel_once():
 def test_cache_keeps_masks_as_stored_the_same_from_folder_and_parquet_and_capped(tmp_path, labels):
     folder = make_folder(tmp_path / "folder", n=4, size=40)
     parquet = make_parquet_from_folder(folder, tmp_path / "hub")
-    caches = [load_cache(build_cache(open_reader(root), Resize("squash", 32), labels, tmp_path / "cache"))
-              for root in (folder, parquet)]
+    caches = [
+        load_cache(build_cache(open_reader(root), Resize("squash", 32), labels, tmp_path / "cache"))
+        for root in (folder, parquet)
+    ]
     for i, sample_id in enumerate(caches[0].ids):
         j = caches[1].ids.index(sample_id)
         np.testing.assert_array_equal(caches[0].native_masks[i], caches[1].native_masks[j])

@@ -1,6 +1,6 @@
 """A user's own damage data: their own label map file (other classes, other raw values), no package edits.
 
-    python -m heritage_seg.train --config-dir my_conf labels=my_labels data.root=…
+python -m heritage_seg.train --config-dir my_conf labels=my_labels data.root=…
 """
 
 from __future__ import annotations
@@ -36,17 +36,42 @@ def test_training_evaluation_and_prediction_follow_a_two_class_label_map_from_th
     (conf / "labels").mkdir(parents=True)
     (conf / "labels" / "my_labels.yaml").write_text(MY_LABELS)
     labels = LabelMap.from_config(OmegaConf.load(conf / "labels" / "my_labels.yaml"))
-    data = generate_sample(tmp_path / "collection", labels, num_images=18, num_augmented=0, profile="thin",
-                           damage="Crack", image_px=64, coverage=0.03)
+    data = generate_sample(
+        tmp_path / "collection",
+        labels,
+        num_images=18,
+        num_augmented=0,
+        profile="thin",
+        damage="Crack",
+        image_px=64,
+        coverage=0.03,
+    )
     raw = np.unique(np.concatenate([np.unique(np.asarray(Image.open(p))) for p in (data / "annotations").iterdir()]))
     assert set(raw) == {10, 200}, "the collection is stored in the user's own raw values"
 
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "heritage_seg.train", "--config-dir", str(conf), "labels=my_labels",
-         f"data.root={data}", "data.image_size=64", "data.batch_size=4", "encoder.weights=null",
-         "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}"],
-        cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "heritage_seg.train",
+            "--config-dir",
+            str(conf),
+            "labels=my_labels",
+            f"data.root={data}",
+            "data.image_size=64",
+            "data.batch_size=4",
+            "encoder.weights=null",
+            "trainer.max_epochs=2",
+            "callbacks.progress_bar.refresh_rate=0",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     weights = json.loads((run / "class_weights.json").read_text())
@@ -79,11 +104,18 @@ def test_training_evaluation_and_prediction_follow_a_two_class_label_map_from_th
 
 def test_label_map_mistakes_are_named(labels):
     base = OmegaConf.create(MY_LABELS)
-    for change, message in ((dict(clean="Whole"), r"`clean: Whole` must name the class that means no damage"),
-                            (dict(clean=None), r"`clean: <missing>`"),
-                            (dict(classes=[{"name": "Intact", "raw": 10, "color": "#000000"}]), "at least 2 classes"),
-                            (dict(classes=[{"name": "A", "raw": 1, "color": "#000000"},
-                                           {"name": "A", "raw": 2, "color": "#000000"}], clean="A"), "unique")):
+    for change, message in (
+        (dict(clean="Whole"), r"`clean: Whole` must name the class that means no damage"),
+        (dict(clean=None), r"`clean: <missing>`"),
+        (dict(classes=[{"name": "Intact", "raw": 10, "color": "#000000"}]), "at least 2 classes"),
+        (
+            dict(
+                classes=[{"name": "A", "raw": 1, "color": "#000000"}, {"name": "A", "raw": 2, "color": "#000000"}],
+                clean="A",
+            ),
+            "unique",
+        ),
+    ):
         with pytest.raises(ValueError, match=message):
             LabelMap.from_config(OmegaConf.merge(base, change))
     assert labels.clean_name == "Clean" and labels.clean_index == 0  # the ARTeFACT map names its clean class

@@ -25,9 +25,11 @@ def scans(tmp_path_factory, sample_root):
     rgb = np.asarray(Image.open(sample_root / "images" / "sample_003.png").convert("RGB"))
     Image.fromarray(rgb).resize((300, 210)).save(folder / "painting.tif")
     Image.fromarray(np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 200, np.uint8)], 2), "RGBA").save(
-        folder / "rgba.png")
+        folder / "rgba.png"
+    )
     Image.fromarray(np.random.default_rng(0).integers(0, 65535, (90, 120)).astype(np.uint16)).save(
-        folder / "grey16.png")
+        folder / "grey16.png"
+    )
     Image.fromarray(rgb[:40, :30]).save(folder / "tiny.jpg")  # smaller than one 64 px window
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     return folder
@@ -54,7 +56,7 @@ def test_every_good_scan_is_mapped_and_the_corrupt_one_is_reported(predicted, sc
 def test_report_html_shows_every_scan_sorted_by_damaged_share_with_working_links(predicted):
     out, result = predicted
     page = check_html_page(out / "report.html")  # pictures decode, links point at files beside it, no CDN
-    shares = [float(row[3]) for row in page.rows[:len(result["done"])]]
+    shares = [float(row[3]) for row in page.rows[: len(result["done"])]]
     assert len(shares) == 4 and shares == sorted(shares, reverse=True)
     assert len([src for src in page.images if src.startswith("data:image/jpeg")]) == 4  # a thumbnail per scan
     for stem in ("painting", "tiny", "grey16", "rgba"):
@@ -134,8 +136,8 @@ def test_transparent_pixels_of_a_cut_out_are_not_object(trained_run, scans, tmp_
     mask = np.asarray(Image.open(tmp_path / "out" / "cutout_mask.png"))
     assert (mask[alpha == 0] == labels.ignore_index).all() and (mask[alpha > 0] < labels.num_classes).all()
     overlay = np.asarray(Image.open(tmp_path / "out" / "cutout_overlay.jpg")).astype(int)
-    outside = overlay[20:, rgb.shape[1] // 3 + 10:]  # below the legend: no damage colour painted over the cut-away
-    assert np.abs(outside - rgb[20:, rgb.shape[1] // 3 + 10:]).mean() < 6
+    outside = overlay[20:, rgb.shape[1] // 3 + 10 :]  # below the legend: no damage colour painted over the cut-away
+    assert np.abs(outside - rgb[20:, rgb.shape[1] // 3 + 10 :]).mean() < 6
 
 
 def test_scans_with_the_same_name_keep_their_own_outputs(trained_run, scans, tmp_path):
@@ -180,8 +182,10 @@ def test_overlay_blend_in_strips_equals_the_float_formula(labels):
 
 def test_window_and_stride_overrides_change_the_tiling_and_are_recorded(trained_run, scans, tmp_path):
     out = tmp_path / "pred"
-    predict(_cfg(trained_run / "checkpoints" / "best.ckpt", scans / "painting.tif", "scale=1.0", "window=96",
-                 "stride=40"), out)
+    predict(
+        _cfg(trained_run / "checkpoints" / "best.ckpt", scans / "painting.tif", "scale=1.0", "window=96", "stride=40"),
+        out,
+    )
     report = json.loads((out / "painting_report.json").read_text())
     assert (report["window"], report["stride"], report["precision"]) == (96, 40, "32-true")
     assert report["windows"] == count_windows(210, 300, 96, 40) > count_windows(210, 300, 96, 64)
@@ -189,6 +193,7 @@ def test_window_and_stride_overrides_change_the_tiling_and_are_recorded(trained_
         assert img.size == (300, 210)
 
 
+@pytest.mark.slow
 def test_a_squash_trained_model_maps_the_whole_scan_squashed_and_upsampled(trained_run, scans, tmp_path):
     """scale=auto on a squash-trained model: the scan as the model saw its training images (squashed to the
     training size, one pass), probabilities upsampled bilinearly to the scan's size: as native evaluation."""
@@ -219,8 +224,9 @@ def test_a_squash_trained_model_maps_the_whole_scan_squashed_and_upsampled(train
         predict(_cfg(ckpt, scans / "painting.tif", "scale=big"), tmp_path / "refused")
 
 
-def test_a_checkpoint_made_before_the_protocol_was_recorded_maps_as_squash_trained_at_its_size(trained_run, scans,
-                                                                                               tmp_path):
+def test_a_checkpoint_made_before_the_protocol_was_recorded_maps_as_squash_trained_at_its_size(
+    trained_run, scans, tmp_path
+):
     import torch
 
     checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)

@@ -19,8 +19,15 @@ def test_quickstart_learns_the_sample_data_and_fills_the_run_folder(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [
-        sys.executable, "-m", "heritage_seg.train", "experiment=quickstart", f"data.root={tmp_path / 'sample'}",
-        "data.max_side=128", "data.image_size=64", "trainer.max_epochs=10", "trainer.check_val_every_n_epoch=1",
+        sys.executable,
+        "-m",
+        "heritage_seg.train",
+        "experiment=quickstart",
+        f"data.root={tmp_path / 'sample'}",
+        "data.max_side=128",
+        "data.image_size=64",
+        "trainer.max_epochs=10",
+        "trainer.check_val_every_n_epoch=1",
         "callbacks.progress_bar.refresh_rate=0",
         f"hydra.run.dir={run_dir}",
     ]
@@ -28,8 +35,14 @@ def test_quickstart_learns_the_sample_data_and_fills_the_run_folder(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "best checkpoint:" in proc.stdout + proc.stderr
 
-    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "splits.json", "class_weights.json",
-                 ".hydra/config.yaml", ".hydra/overrides.yaml"):
+    for name in (
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "splits.json",
+        "class_weights.json",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+    ):
         assert (run_dir / name).is_file(), name
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     # the preset writes last.ckpt every 10th epoch: the 10th is the last one here

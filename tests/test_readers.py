@@ -50,15 +50,19 @@ def make_parquet_from_folder(folder: Path, out: Path) -> Path:
     """The Hugging Face schema: id, image/annotation as {bytes, path} structs, material, content."""
     ids = sorted(p.stem for p in (folder / "images").glob("*.png"))
     struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    table = pa.table({
-        "id": pa.array(ids),
-        "image": pa.array([{"bytes": (folder / "images" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids],
-                          struct),
-        "annotation": pa.array(
-            [{"bytes": (folder / "annotations" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct),
-        "material": pa.array(["Paper"] * len(ids)),
-        "content": pa.array(["Line art"] * len(ids)),
-    })
+    table = pa.table(
+        {
+            "id": pa.array(ids),
+            "image": pa.array(
+                [{"bytes": (folder / "images" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct
+            ),
+            "annotation": pa.array(
+                [{"bytes": (folder / "annotations" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct
+            ),
+            "material": pa.array(["Paper"] * len(ids)),
+            "content": pa.array(["Line art"] * len(ids)),
+        }
+    )
     (out / "data").mkdir(parents=True)
     half = len(ids) // 2  # two shards, as the hub has several
     pq.write_table(table.slice(0, half), out / "data" / "train-00000-of-00002.parquet")
@@ -160,6 +164,7 @@ def test_parquet_without_the_schema_is_named(tmp_path):
         open_reader(tmp_path)
 
 
+@pytest.mark.slow
 def test_sample_data_is_deterministic_and_read_by_the_folder_reader(tmp_path, labels, sample_root):
     from heritage_seg.data.sample import generate_sample
 
@@ -186,11 +191,14 @@ def test_sample_generation_never_overwrites_a_foreign_folder(tmp_path, labels):
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
 
 
-@pytest.mark.parametrize("text", [
-    "\ufeffid,material,content\nimg0,Paper,Line art\n",            # UTF-8 byte-order mark (Excel's "CSV UTF-8")
-    "id, material, content\nimg0, Paper, Line art\n",             # spaces after the commas
-    "ID;Material;Content\nimg0;Paper;Line art\n",                 # ';' as some locales write it
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ufeffid,material,content\nimg0,Paper,Line art\n",  # UTF-8 byte-order mark (Excel's "CSV UTF-8")
+        "id, material, content\nimg0, Paper, Line art\n",  # spaces after the commas
+        "ID;Material;Content\nimg0;Paper;Line art\n",  # ';' as some locales write it
+    ],
+)
 def test_metadata_csv_is_read_as_spreadsheets_write_it(tmp_path, text):
     folder = make_folder(tmp_path / "f", n=2, aug=False)
     (folder / "metadata.csv").write_text(text, encoding="utf-8")
@@ -247,8 +255,9 @@ def test_thin_sample_profile_has_one_thin_class_at_about_one_percent(tmp_path, l
     root = generate_sample(tmp_path / "thin", labels, num_images=24, num_augmented=0, profile="thin", image_px=96)
     again = generate_sample(tmp_path / "again", labels, num_images=24, num_augmented=0, profile="thin", image_px=96)
     masks = [np.asarray(Image.open(p)) for p in sorted((root / "annotations").iterdir())]
-    assert all((again / "annotations" / p.name).read_bytes() == p.read_bytes()
-               for p in (root / "annotations").iterdir())
+    assert all(
+        (again / "annotations" / p.name).read_bytes() == p.read_bytes() for p in (root / "annotations").iterdir()
+    )
     assert all(m.shape == (96, 96) for m in masks)
     values = set(np.unique(np.concatenate([np.unique(m) for m in masks])))
     assert values == {0, 9}, "only Clean and Cracks (raw 9): every other class absent"
@@ -256,5 +265,6 @@ def test_thin_sample_profile_has_one_thin_class_at_about_one_percent(tmp_path, l
     assert 0.005 < share < 0.02
     assert 0 < sum((m == 9).any() for m in masks) < len(masks), "most images hold cracks, some none"
     from scipy import ndimage
+
     depth = np.concatenate([ndimage.distance_transform_edt(m == 9)[m == 9] for m in masks])
     assert (depth > 2).mean() < 0.05, "2-3 px lines: only where lines cross is a pixel > 2 px from the edge"

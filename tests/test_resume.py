@@ -13,6 +13,8 @@ from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
 from tests.helpers import SimulatedPreemption
 
+pytestmark = pytest.mark.slow  # every test here trains, is killed and resumes: end-to-end runs
+
 
 def _overrides(run_dir, sample_root, *extra):
     return tiny_train_overrides(run_dir, sample_root) + ["trainer.max_epochs=4", *extra]
@@ -21,8 +23,16 @@ def _overrides(run_dir, sample_root, *extra):
 def test_killed_run_resumes_at_the_next_epoch_and_finishes_the_schedule(tmp_path, sample_root):
     run_dir = tmp_path / "run"
     with pytest.raises(SimulatedPreemption):
-        train(compose_config(_overrides(run_dir, sample_root, "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
-                                        "+callbacks.stop.epochs=2")))
+        train(
+            compose_config(
+                _overrides(
+                    run_dir,
+                    sample_root,
+                    "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
+                    "+callbacks.stop.epochs=2",
+                )
+            )
+        )
     before = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert before["epoch"] == 1 and before["global_step"] == 4  # 2 epochs x 2 steps done
     assert not (run_dir / "metrics.json").exists()
@@ -45,10 +55,13 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, sample_root):
         train(compose_config(_overrides(tmp_path / "empty", sample_root, "resume=true")))
 
 
-@pytest.mark.parametrize("change,message", [
-    ("fold=1", "was trained with fold=0, this command says fold=1"),
-    ("trainer.max_epochs=2", "trainer.max_epochs=1, this command says trainer.max_epochs=2"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("fold=1", "was trained with fold=0, this command says fold=1"),
+        ("trainer.max_epochs=2", "trainer.max_epochs=1, this command says trainer.max_epochs=2"),
+    ],
+)
 def test_resume_with_another_run_identity_is_refused(tmp_path, sample_root, change, message):
     run_dir = tmp_path / "run"
     train(compose_config(_overrides(run_dir, sample_root, "trainer.max_epochs=1")))
@@ -71,7 +84,6 @@ def test_resume_auto_starts_afresh_when_the_job_never_saved_a_checkpoint_and_con
         train(compose_config(_overrides(tmp_path / "other", sample_root, "resume=maybe")))
 
 
-
 def test_a_finished_run_is_left_as_it_is_by_a_relaunch_with_resume(tmp_path, sample_root):
     """An early-stopped run relaunched with resume=auto (a requeued sweep) or true is not trained again."""
     run_dir = tmp_path / "run"
@@ -81,8 +93,9 @@ def test_a_finished_run_is_left_as_it_is_by_a_relaunch_with_resume(tmp_path, sam
     assert finished["reason"] == "early stopping" and finished["epochs"] == 2
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     for resume in ("auto", "true"):
-        assert train(compose_config(_overrides(run_dir, sample_root, *stop_early, f"resume={resume}"))) == \
-            pytest.approx(finished["best_score"])
+        assert train(
+            compose_config(_overrides(run_dir, sample_root, *stop_early, f"resume={resume}"))
+        ) == pytest.approx(finished["best_score"])
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
 
@@ -90,8 +103,16 @@ def test_a_finished_run_is_left_as_it_is_by_a_relaunch_with_resume(tmp_path, sam
 def test_resume_with_another_number_of_steps_is_refused_before_training(tmp_path, sample_root):
     run_dir = tmp_path / "run"
     with pytest.raises(SimulatedPreemption):
-        train(compose_config(_overrides(run_dir, sample_root, "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
-                                        "+callbacks.stop.epochs=1")))
+        train(
+            compose_config(
+                _overrides(
+                    run_dir,
+                    sample_root,
+                    "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
+                    "+callbacks.stop.epochs=1",
+                )
+            )
+        )
     before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
     fewer = _overrides(run_dir, sample_root, "trainer.limit_train_batches=1")
     with pytest.raises(ValueError, match="laid out for 8 steps, but this command trains for 4 .*data.batch_size"):
@@ -105,8 +126,9 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_checkpoint_from_bef
     with pytest.raises(TrainingDiverged, match=r"NaN/inf at global step 2 \(epoch 2.*lower optim.lr"):
         train(compose_config(_overrides(run_dir, sample_root, *poison)))
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values()
-                                      if v.is_floating_point())
+    assert last["epoch"] == 0 and all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "finished.json").exists()
 
 
@@ -118,9 +140,13 @@ def test_a_diverging_run_exits_non_zero_with_one_line(tmp_path, sample_root):
     from tests.conftest import REPO
 
     overrides = [o for o in _overrides(tmp_path / "run", sample_root) if not o.startswith("run_dir=")]
-    proc = subprocess.run([sys.executable, "-m", "heritage_seg.train", *overrides, "optim.lr=1e12",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "heritage_seg.train", *overrides, "optim.lr=1e12", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "training diverged" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "run" / "metrics.json").exists()

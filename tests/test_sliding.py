@@ -117,8 +117,13 @@ def test_layout_pads_small_images_up_to_one_window():
 @pytest.mark.slow
 def test_predict_benchmark_script_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "benchmarks/predict_benchmark.py", "--sizes", "96", "--window", "64",
-                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/predict_benchmark.py", "--sizes", "96", "--window", "64", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     import json
 
@@ -133,8 +138,23 @@ def test_predict_benchmark_measures_the_whole_predict_path_on_a_scan(tmp_path):
     import json
 
     out = tmp_path / "outputs.json"
-    proc = subprocess.run([sys.executable, "benchmarks/predict_benchmark.py", "--scan-outputs", "300", "200",
-                           "--window", "64", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/predict_benchmark.py",
+            "--scan-outputs",
+            "300",
+            "200",
+            "--window",
+            "64",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (result,) = json.loads(out.read_text())["results"]
     assert (result["width"], result["height"]) == (300, 200) and result["windows"] > 1
@@ -147,9 +167,25 @@ def test_predict_benchmark_end_to_end_times_the_whole_predict_path_warm_with_a_r
     import json
 
     out = tmp_path / "e2e.json"
-    proc = subprocess.run([sys.executable, "benchmarks/predict_benchmark.py", "--end-to-end", "256", "192",
-                           "--encoder", "resnet18", "--window", "64", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/predict_benchmark.py",
+            "--end-to-end",
+            "256",
+            "192",
+            "--encoder",
+            "resnet18",
+            "--window",
+            "64",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (result,) = json.loads(out.read_text())["results"]
     assert (result["width"], result["height"], result["device"], result["precision"]) == (256, 192, "cpu", "32-true")

@@ -31,13 +31,22 @@ def _cluster_up() -> bool:
     return bool(re.search(r"^up (idle|mixed|allocated)", out, flags=re.M))
 
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow,
-              pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster up here; start one with "
-                                 "`sudo bash tools/slurm_local.sh start` (CI does)")]
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not _cluster_up(),
+        reason="no SLURM cluster up here; start one with `sudo bash tools/slurm_local.sh start` (CI does)",
+    ),
+]
 
 TINY = ["experiment=sample", "debug=tiny", "n_folds=2"]
-ON_CPU_NODE = ["hydra/launcher=submitit_slurm_cpu", "trainer.accelerator=cpu", "hydra.launcher.cpus_per_task=1",
-               "hydra.launcher.mem_gb=3"]
+ON_CPU_NODE = [
+    "hydra/launcher=submitit_slurm_cpu",
+    "trainer.accelerator=cpu",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +58,7 @@ def _sweep(args, data_root, timeout=600, background=False):
     command = [sys.executable, "-m", "heritage_seg.train", "-m", *args, f"data.root={data_root}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if background:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -95,8 +103,11 @@ def test_a_failing_job_is_listed_with_its_log_while_the_other_finishes(tmp_path,
     assert logs and all(Path(p).is_file() for p in logs[0])
     job_log = Path(logs[0][0]).read_text() + Path(logs[0][1]).read_text()
     assert "error: fold=7" in job_log  # the job's own log says why it failed
-    runs = {p: (p / ".hydra" / "overrides.yaml").read_text() for p in sweep.iterdir() if p.is_dir()
-            and (p / ".hydra" / "overrides.yaml").is_file()}
+    runs = {
+        p: (p / ".hydra" / "overrides.yaml").read_text()
+        for p in sweep.iterdir()
+        if p.is_dir() and (p / ".hydra" / "overrides.yaml").is_file()
+    }
     (good,) = [p for p, overrides in runs.items() if "fold=0" in overrides]
     assert (good / "metrics.json").is_file()
 
@@ -138,12 +149,23 @@ def test_a_timed_out_job_is_requeued_and_resumes_its_schedule_from_last_ckpt(tmp
     lr_log = tmp_path / "lr_requeued.jsonl"
     sweep = tmp_path / "sweep"
     name = f"requeue{os.getpid()}"
-    args = [*ON_CPU_NODE, "encoder=convnext", "fold=0", *[o for o in TINY if "max_epochs" not in o],
-            f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", f"hydra.sweep.dir={sweep}",
-            "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30", f"hydra.job.name={name}",
-            # the first attempt would outlive its 2-minute limit (6 epochs x 25 s); the requeued one runs at full speed
-            "+callbacks.slow._target_=tests.helpers.SlowEpochs", "+callbacks.slow.seconds=25",
-            "+callbacks.lr._target_=tests.helpers.RecordLearningRate", f"+callbacks.lr.path={lr_log}"]
+    args = [
+        *ON_CPU_NODE,
+        "encoder=convnext",
+        "fold=0",
+        *[o for o in TINY if "max_epochs" not in o],
+        f"trainer.max_epochs={epochs}",
+        "callbacks.early_stopping=null",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=30",
+        f"hydra.job.name={name}",
+        # the first attempt would outlive its 2-minute limit (6 epochs x 25 s); the requeued one runs at full speed
+        "+callbacks.slow._target_=tests.helpers.SlowEpochs",
+        "+callbacks.slow.seconds=25",
+        "+callbacks.lr._target_=tests.helpers.RecordLearningRate",
+        f"+callbacks.lr.path={lr_log}",
+    ]
     proc = _sweep(args, data_root, background=True)
     requeued = _time_out_after_first_checkpoint(name, sweep, time.time() + 240)
     out, _ = proc.communicate(timeout=420)
@@ -161,11 +183,21 @@ def test_a_timed_out_job_is_requeued_and_resumes_its_schedule_from_last_ckpt(tmp
 
     # the same training without SLURM and without interruption: the same schedule, epoch by epoch
     plain_log = tmp_path / "lr_plain.jsonl"
-    overrides = [o for o in args if not o.startswith(("hydra", "+callbacks.slow", "+callbacks.lr"))
-                 and o not in ON_CPU_NODE]
-    train(compose_config(overrides + ["trainer.accelerator=cpu", f"data.root={data_root}",
-                                      f"run_dir={tmp_path / 'plain'}", "+callbacks.lr._target_=tests.helpers."
-                                      "RecordLearningRate", f"+callbacks.lr.path={plain_log}"]))
+    overrides = [
+        o for o in args if not o.startswith(("hydra", "+callbacks.slow", "+callbacks.lr")) and o not in ON_CPU_NODE
+    ]
+    train(
+        compose_config(
+            overrides
+            + [
+                "trainer.accelerator=cpu",
+                f"data.root={data_root}",
+                f"run_dir={tmp_path / 'plain'}",
+                "+callbacks.lr._target_=tests.helpers.RecordLearningRate",
+                f"+callbacks.lr.path={plain_log}",
+            ]
+        )
+    )
     requeued, plain = _learning_rates(lr_log), _learning_rates(plain_log)
     assert sorted(requeued) == sorted(plain) == list(range(epochs))
     for epoch in range(epochs):
@@ -181,11 +213,28 @@ def test_the_sbatch_script_asks_for_the_gpus_tasks_and_cpus_of_a_4_gpu_ddp_run(t
     """Read the submission script submitit writes for `trainer=ddp trainer.devices=4` (this node has no GPU, so
     sbatch refuses the job; the script is what a GPU cluster would get)."""
     sweep = tmp_path / "sweep"
-    proc = _sweep(["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "fold=0", *TINY,
-                   f"hydra.sweep.dir={sweep}"], data_root, timeout=120)
+    proc = _sweep(
+        [
+            "hydra/launcher=submitit_slurm",
+            "trainer=ddp",
+            "trainer.devices=4",
+            "fold=0",
+            *TINY,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        data_root,
+        timeout=120,
+    )
     assert proc.returncode != 0  # no GPUs here
     (script,) = list((sweep / ".submitit").glob("**/*submission*.sh"))
     text = script.read_text()
-    for line in ("#SBATCH --gpus-per-node=4", "#SBATCH --ntasks-per-node=4", "#SBATCH --cpus-per-task=8",
-                 "#SBATCH --nodes=1", "#SBATCH --mem=64GB", "#SBATCH --signal=USR2@120", "#SBATCH --time=240"):
+    for line in (
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --nodes=1",
+        "#SBATCH --mem=64GB",
+        "#SBATCH --signal=USR2@120",
+        "#SBATCH --time=240",
+    ):
         assert line in text, f"{line} missing from {script}:\n{text}"

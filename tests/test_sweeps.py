@@ -22,8 +22,14 @@ TINY = ["experiment=sample", "debug=tiny"]
 
 def _run(args, tmp_path, timeout=600):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "heritage_seg.train", *args, f"data.root={tmp_path / 'sample'}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "heritage_seg.train", *args, f"data.root={tmp_path / 'sample'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _log_span(train_log):
@@ -35,16 +41,32 @@ def _log_span(train_log):
 @pytest.mark.slow
 def test_local_sweep_2x2_runs_one_after_another_and_aggregates(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = _run(["-m", "hydra/launcher=submitit_local", "encoder=convnext,mit_b3", "fold=0,1", "n_folds=2", *TINY,
-                 f"hydra.sweep.dir={sweep}"], tmp_path)
+    proc = _run(
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "encoder=convnext,mit_b3",
+            "fold=0,1",
+            "n_folds=2",
+            *TINY,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "all 4 job(s) finished" in proc.stdout + proc.stderr
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(jobs) == 4
     for job in jobs:
         assert re.search(r"encoder=(convnext|mit_b3),experiment=sample,fold=[01]", job.name), job.name
-        for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "splits.json", "metrics.json",
-                     "metrics_tta.json", ".hydra/overrides.yaml"):
+        for name in (
+            "checkpoints/best.ckpt",
+            "checkpoints/last.ckpt",
+            "splits.json",
+            "metrics.json",
+            "metrics_tta.json",
+            ".hydra/overrides.yaml",
+        ):
             assert (job / name).is_file(), f"{job.name}/{name}"
         splits = json.loads((job / "splits.json").read_text())
         assert splits["fold"] == int(job.name.split("fold=")[1][0]) and splits["n_folds"] == 2
@@ -100,8 +122,18 @@ def test_local_launcher_runs_jobs_one_at_a_time_unless_told_otherwise():
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_syncs_metrics_and_only_rank_0_writes(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _run(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false",
-                 *TINY, "trainer.limit_val_batches=null", f"hydra.run.dir={run_dir}"], tmp_path)
+    proc = _run(
+        [
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.sync_batchnorm=false",
+            *TINY,
+            "trainer.limit_val_batches=null",
+            f"hydra.run.dir={run_dir}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     state = next(v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/mIoU" in k)
@@ -119,9 +151,16 @@ def test_a_plain_sbatch_job_requeued_into_its_own_folder_continues(tmp_path):
     """The documented plain-sbatch command: its folder is named by SLURM_JOB_ID (the same after a requeue, unlike
     the default timestamp) and resume=auto continues from last.ckpt when the job script runs again."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SLURM_JOB_ID": "4242"}
-    command = [sys.executable, "-m", "heritage_seg.train", *TINY, "trainer.max_epochs=3",
-               f"data.root={tmp_path / 'sample'}", "resume=auto", "hydra.run.dir=" + str(tmp_path) +
-               "/sbatch/${oc.env:SLURM_JOB_ID}"]
+    command = [
+        sys.executable,
+        "-m",
+        "heritage_seg.train",
+        *TINY,
+        "trainer.max_epochs=3",
+        f"data.root={tmp_path / 'sample'}",
+        "resume=auto",
+        "hydra.run.dir=" + str(tmp_path) + "/sbatch/${oc.env:SLURM_JOB_ID}",
+    ]
     preempted = command + ["+callbacks.stop._target_=tests.helpers.StopAfterEpoch", "+callbacks.stop.epochs=1"]
     first = subprocess.run(preempted, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode != 0 and "simulated preemption" in first.stderr + first.stdout

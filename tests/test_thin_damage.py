@@ -16,10 +16,22 @@ from tests.conftest import compose_config
 
 
 def thin_overrides(tmp_path, *extra):
-    return ["experiment=sample", "data.sample.profile=thin", "data.sample.num_images=36", "data.sample.num_augmented=0",
-            "data.sample.image_px=64", "data.image_size=64", "data.batch_size=4", f"data.root={tmp_path / 'thin'}",
-            f"run_dir={tmp_path / 'run'}", "trainer.max_epochs=8", "callbacks.final_validation_report.tta=false",
-            "~callbacks.progress_bar", "+trainer.enable_progress_bar=false", *extra]
+    return [
+        "experiment=sample",
+        "data.sample.profile=thin",
+        "data.sample.num_images=36",
+        "data.sample.num_augmented=0",
+        "data.sample.image_px=64",
+        "data.image_size=64",
+        "data.batch_size=4",
+        f"data.root={tmp_path / 'thin'}",
+        f"run_dir={tmp_path / 'run'}",
+        "trainer.max_epochs=8",
+        "callbacks.final_validation_report.tta=false",
+        "~callbacks.progress_bar",
+        "+trainer.enable_progress_bar=false",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -30,4 +42,6 @@ def test_a_short_training_on_thin_damage_keeps_a_best_checkpoint_that_finds_it(t
     assert present == {"Clean", "Cracks"}, "the validation truth holds the clean class and the thin one only"
     assert metrics["per_class"]["Cracks"]["iou"] > 0.05, "best.ckpt must find the thin class"
     finished = json.loads((tmp_path / "run" / "finished.json").read_text())
-    assert finished["monitor"] == "val/mIoU_gt" and finished["best_score"] == pytest.approx(metrics["miou_gt"], abs=1e-5)
+    assert finished["monitor"] == "val/mIoU_gt" and finished["best_score"] == pytest.approx(
+        metrics["miou_gt"], abs=1e-5
+    )

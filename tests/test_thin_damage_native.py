@@ -27,9 +27,9 @@ def make_thin_line_folder(root, n=6):
         mask = np.zeros((HEIGHT, WIDTH), np.uint8)
         for _ in range(4):
             row, col = int(rng.integers(50, HEIGHT - 50)), int(rng.integers(0, WIDTH // 2))
-            mask[row:row + 2, col:col + WIDTH // 2] = CRACKS  # 2 px thick, 800 px long
+            mask[row : row + 2, col : col + WIDTH // 2] = CRACKS  # 2 px thick, 800 px long
             column = int(rng.integers(50, WIDTH - 50))
-            mask[100:HEIGHT - 100, column:column + 2] = CRACKS
+            mask[100 : HEIGHT - 100, column : column + 2] = CRACKS
         mask[600:800, 1200:1450] = STAINING
         image[mask == CRACKS] = 40
         image[mask == STAINING] = (120, 160, 90)
@@ -44,8 +44,9 @@ def test_native_figure_is_the_full_size_masks_counted_and_differs_from_the_squas
     run = tmp_path / "run"
     train(compose_config(tiny_train_overrides(run, root) + ["data.sample=null", "n_folds=2"]))
     out = tmp_path / "eval"
-    payload = evaluate(compose_config([f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "num_examples=0"],
-                                      config_name="evaluate"), out)
+    payload = evaluate(
+        compose_config([f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "num_examples=0"], config_name="evaluate"), out
+    )
     val_ids = json.loads((run / "splits.json").read_text())["val_ids"]
 
     cm = np.zeros((16, 16), np.int64)

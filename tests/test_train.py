@@ -31,6 +31,7 @@ def runs(tmp_path_factory, sample_root):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["convnext", "mit_b3", "maxvit"])
 def test_each_encoder_trains_and_writes_its_run_folder(runs, encoder):
     run_dir, best = runs[encoder]
@@ -39,22 +40,28 @@ def test_each_encoder_trains_and_writes_its_run_folder(runs, encoder):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["hyper_parameters"]["run_config"]["encoder"]["name"].endswith(encoder.replace("convnext", "convnext_tiny")
-                                                                               .replace("maxvit", "maxvit_tiny_tf_384"))
+    assert ckpt["hyper_parameters"]["run_config"]["encoder"]["name"].endswith(
+        encoder.replace("convnext", "convnext_tiny").replace("maxvit", "maxvit_tiny_tf_384")
+    )
     weights = json.loads((run_dir / "class_weights.json").read_text())
     assert len(weights["weights"]) == 16 and len(set(np.round(weights["weights"], 6))) > 5
 
 
+@pytest.mark.slow
 def test_best_ckpt_holds_the_weights_and_last_ckpt_everything_resume_needs(runs):
     """best.ckpt (evaluate/predict/export) without AdamW's moments: a third of the size, written each improving
     epoch; last.ckpt keeps the optimiser, scheduler and callback states that resume continues from."""
     run_dir, _ = runs["convnext"]
-    best, last = (torch.load(run_dir / "checkpoints" / f"{n}.ckpt", map_location="cpu", weights_only=False)
-                  for n in ("best", "last"))
+    best, last = (
+        torch.load(run_dir / "checkpoints" / f"{n}.ckpt", map_location="cpu", weights_only=False)
+        for n in ("best", "last")
+    )
     assert "optimizer_states" not in best and "lr_schedulers" not in best
     assert best["state_dict"].keys() == last["state_dict"].keys() and best["hyper_parameters"]["run_config"]
     assert last["optimizer_states"] and last["lr_schedulers"] and last["callbacks"]
-    assert (run_dir / "checkpoints" / "best.ckpt").stat().st_size < 0.5 * (run_dir / "checkpoints" / "last.ckpt").stat().st_size
+    assert (run_dir / "checkpoints" / "best.ckpt").stat().st_size < 0.5 * (
+        run_dir / "checkpoints" / "last.ckpt"
+    ).stat().st_size
     assert not list((run_dir / "checkpoints").glob(".*")), "a temporary checkpoint file was left behind"
 
 
@@ -66,10 +73,13 @@ def test_checkpoints_are_saved_straight_to_a_temporary_file_and_renamed(tmp_path
     path = tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.arange(6.0)}, "epoch": 3}, path)
     assert torch.load(path, weights_only=False)["epoch"] == 3 and oct(path.stat().st_mode & 0o777) != "0o600"
-    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):  # a checkpoint that cannot be pickled: the save fails half-way...
+    with pytest.raises(
+        (pickle.PicklingError, AttributeError, TypeError)
+    ):  # a checkpoint that cannot be pickled: the save fails half-way...
         io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}, "epoch": 4, "bad": lambda: None}, path)
     assert torch.load(path, weights_only=False)["epoch"] == 3  # ...and the previous checkpoint is whole
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary file left
+
     def lightnings_way(*args):  # a whole in-memory copy first, then fsspec: not used for local files
         raise AssertionError("Lightning's _atomic_save was used")
 
@@ -81,6 +91,7 @@ def test_checkpoints_are_saved_straight_to_a_temporary_file_and_renamed(tmp_path
     assert isinstance(plugin.checkpoint_io, LocalAtomicCheckpointIO)
 
 
+@pytest.mark.slow
 def test_splits_are_written_and_identical_for_every_encoder(runs):
     splits = {e: json.loads((d / "splits.json").read_text()) for e, (d, _) in runs.items()}
     first = splits["convnext"]
@@ -91,6 +102,7 @@ def test_splits_are_written_and_identical_for_every_encoder(runs):
         assert (other["train_ids"], other["val_ids"]) == (first["train_ids"], first["val_ids"])
 
 
+@pytest.mark.slow
 def test_a_finished_run_folder_is_never_overwritten(runs, sample_root):
     run_dir, _ = runs["convnext"]
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
@@ -99,13 +111,16 @@ def test_a_finished_run_folder_is_never_overwritten(runs, sample_root):
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.parametrize("override,error,message", [
-    ("fold=3", ValueError, r"fold=3: must be an integer in \[0, n_folds\)"),
-    ("encoder.name=tu-not_a_model", ValueError, "timm has no model 'not_a_model'"),
-    ("n_folds=50", ValueError, "only 40 source image"),
-    ("data.root=/nonexistent/artefact", FileNotFoundError, "data.root=/nonexistent/artefact"),
-    ("data.image_size=100", ValueError, "data.image_size=100: must be a multiple of 32"),
-])
+@pytest.mark.parametrize(
+    "override,error,message",
+    [
+        ("fold=3", ValueError, r"fold=3: must be an integer in \[0, n_folds\)"),
+        ("encoder.name=tu-not_a_model", ValueError, "timm has no model 'not_a_model'"),
+        ("n_folds=50", ValueError, "only 40 source image"),
+        ("data.root=/nonexistent/artefact", FileNotFoundError, "data.root=/nonexistent/artefact"),
+        ("data.image_size=100", ValueError, "data.image_size=100: must be a multiple of 32"),
+    ],
+)
 def test_bad_options_fail_with_a_message_naming_them(tmp_path, sample_root, override, error, message):
     overrides = tiny_train_overrides(tmp_path / "run", sample_root) + [override]
     if override.startswith("data.root"):
@@ -146,17 +161,23 @@ def test_local_weights_file_is_loaded(tmp_path, encoder):
         build_unet(encoder, str(tmp_path / "missing.pth"), 16)
 
 
+@pytest.mark.slow
 def test_cli_reports_a_user_error_in_one_line_with_exit_code_2(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "heritage_seg.train", "data=sample", "fold=5", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "fold=5: must be an integer in [0, n_folds) = [0, 3)" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_csv_logger_alone_or_beside_tensorboard(tmp_path, sample_root):
     import csv
 
@@ -171,6 +192,7 @@ def test_csv_logger_alone_or_beside_tensorboard(tmp_path, sample_root):
         assert (run_dir / "tensorboard").is_dir() == ("tensorboard" in expected)
 
 
+@pytest.mark.slow
 def test_mlflow_logger_records_the_run_in_a_local_store(tmp_path, sample_root, monkeypatch):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (pip install -e '.[mlflow]'; CI installs it)")
     monkeypatch.chdir(tmp_path)  # the default store is ./mlruns, where the command runs

@@ -27,9 +27,11 @@ from heritage_seg.data.readers import IMAGE_EXTENSIONS
 def most_damaged(root: Path, ids: list[str]) -> str:
     """The id whose annotation holds the most distinct raw values (damage classes, clean, background), read as
     the data set's readers read masks."""
+
     def classes(i: str) -> int:
         path = root / "annotations" / f"{i}.png"
         return len(np.unique(raw_mask_array(open_image(path, str(path), orient=False), str(path))))
+
     return max(ids, key=lambda i: (classes(i), i))
 
 
@@ -49,14 +51,26 @@ def main() -> None:
     image_id = args.image or most_damaged(root, val_ids)
     if image_id not in splits["val_ids"]:
         sys.exit(f"--image {image_id}: not a validation image of {args.run} (choose from {', '.join(val_ids)})")
-    scan = next((p for p in sorted((root / "images").glob(f"{image_id}.*")) if p.suffix.lower() in IMAGE_EXTENSIONS),
-                None)
+    scan = next(
+        (p for p in sorted((root / "images").glob(f"{image_id}.*")) if p.suffix.lower() in IMAGE_EXTENSIONS), None
+    )
     if scan is None:
         sys.exit(f"{root / 'images'}: no image {image_id}.* ({', '.join(IMAGE_EXTENSIONS)})")
 
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, "-m", "heritage_seg.predict", f"ckpt={args.run / 'checkpoints' / 'best.ckpt'}",
-                        f"input={scan}", "tta=true", f"output={out}", f"hydra.run.dir={out}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "heritage_seg.predict",
+                f"ckpt={args.run / 'checkpoints' / 'best.ckpt'}",
+                f"input={scan}",
+                "tta=true",
+                f"output={out}",
+                f"hydra.run.dir={out}",
+            ],
+            check=True,
+        )
         overlay = Image.open(Path(out) / f"{image_id}_overlay.jpg").convert("RGB")
         left = to_rgb(open_image(scan, scan.name), scan.name)
         width = round(left.width * args.height / left.height)

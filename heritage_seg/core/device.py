@@ -58,8 +58,9 @@ def recorded_precision(precision: str) -> str:
     return {"32": "32-true", "bf16": "bf16-mixed"}[precision]
 
 
-def with_autocast(logits_fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-                  precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def with_autocast(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device, precision: str
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """`logits_fn` run under bf16 autocast on `device` (precision "bf16"), or as it is ("32")."""
     if precision == "32":
         return logits_fn

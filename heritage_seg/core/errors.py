@@ -28,8 +28,9 @@ def require_extra(module: str, extra: str, option: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise MissingExtra(f"{option} needs the {extra} extra ({err.name or module} is not installed): "
-                           f"pip install -e '.[{extra}]'") from None
+        raise MissingExtra(
+            f"{option} needs the {extra} extra ({err.name or module} is not installed): pip install -e '.[{extra}]'"
+        ) from None
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailable, MissingExtra)

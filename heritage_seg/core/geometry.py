@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import numpy as np
 
 
-def reflection_steps(height: int, width: int, top: int, bottom: int, left: int, right: int
-                      ) -> Iterator[tuple[int, int, int, int, str]]:
+def reflection_steps(
+    height: int, width: int, top: int, bottom: int, left: int, right: int
+) -> Iterator[tuple[int, int, int, int, str]]:
     """The (top, bottom, left, right, mode) pads that reflection padding of any size takes, one after another:
     a reflection adds at most the image's size less one per side (np.pad / F.pad 'reflect'), so a larger pad
     repeats it; a side of 1 px has nothing to reflect, and its edge is repeated ('edge'). One plan for the

@@ -42,8 +42,10 @@ class Resize:
 
     def __post_init__(self):
         if self.kind not in RESIZES:
-            raise ValueError(f"data.resize={self.kind}: choose squash (every image size x size, the seed's protocol) "
-                             "or longest_side (aspect kept, longest side at most data.max_side, for random crops)")
+            raise ValueError(
+                f"data.resize={self.kind}: choose squash (every image size x size, the seed's protocol) "
+                "or longest_side (aspect kept, longest side at most data.max_side, for random crops)"
+            )
         if not isinstance(self.size, int) or self.size < 32:
             raise ValueError(f"data resize size {self.size}: must be an integer >= 32 pixels")
 
@@ -72,12 +74,15 @@ class Ragged:
 
     def __getitem__(self, i: int) -> np.ndarray:
         i = int(i)
-        return self.flat[self.offsets[i]: self.offsets[i + 1]].reshape(self.shapes[i])
+        return self.flat[self.offsets[i] : self.offsets[i + 1]].reshape(self.shapes[i])
 
     @classmethod
     def load(cls, folder: Path, name: str, preload: bool) -> Ragged:
-        flat = np.fromfile(folder / f"{name}.bin", np.uint8) if preload else np.memmap(folder / f"{name}.bin",
-                                                                                          np.uint8, "r")
+        flat = (
+            np.fromfile(folder / f"{name}.bin", np.uint8)
+            if preload
+            else np.memmap(folder / f"{name}.bin", np.uint8, "r")
+        )
         return cls(flat, np.load(folder / f"{name}_shapes.npy"))
 
 
@@ -143,8 +148,9 @@ class PreparedData:
         a 2-px crack must not vanish (and move its image to another fold) because the cache is 32 px."""
         if self.presence is not None:
             return self.presence[:, :num_classes].copy()
-        return np.stack([np.bincount(self.masks[i].reshape(-1), minlength=256)[:num_classes] > 0
-                         for i in range(len(self.records))])
+        return np.stack(
+            [np.bincount(self.masks[i].reshape(-1), minlength=256)[:num_classes] > 0 for i in range(len(self.records))]
+        )
 
 
 @dataclass
@@ -173,16 +179,28 @@ def preprocess(sample: Sample, resize: Resize, labels: LabelMap) -> Prepared:
     image = to_rgb(sample.image, sample.name)
     if image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-    mask = native if size == sample.mask.size else np.asarray(Image.fromarray(native).resize(
-        size, Image.Resampling.NEAREST))
+    mask = (
+        native
+        if size == sample.mask.size
+        else np.asarray(Image.fromarray(native).resize(size, Image.Resampling.NEAREST))
+    )
     return Prepared(np.asarray(image, dtype=np.uint8), mask, native, presence)
 
 
 def cache_key(reader: Reader, resize: Resize, labels: LabelMap) -> str:
     # the source-id pattern too: the cache stores each image's source id, which decides the folds
     payload = json.dumps(
-        [CACHE_VERSION, reader.form, str(reader.root.resolve()), reader.fingerprint(), resize.kind, resize.size,
-         labels.to_dict(), list(labels.ignore_raw), reader.source_pattern],
+        [
+            CACHE_VERSION,
+            reader.form,
+            str(reader.root.resolve()),
+            reader.fingerprint(),
+            resize.kind,
+            resize.size,
+            labels.to_dict(),
+            list(labels.ignore_raw),
+            reader.source_pattern,
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
@@ -238,5 +256,6 @@ def load_cache(path: Path, preload: bool = True) -> PreparedData:
         images, masks = np.load(path / "images.npy", mmap_mode=mode), np.load(path / "masks.npy", mmap_mode=mode)
     else:
         images, masks = Ragged.load(path, "images", preload), Ragged.load(path, "masks", preload)
-    return PreparedData(records, images, masks, np.load(path / "presence.npy"),
-                        Ragged.load(path, "native_masks", preload=False))
+    return PreparedData(
+        records, images, masks, np.load(path / "presence.npy"), Ragged.load(path, "native_masks", preload=False)
+    )

@@ -20,8 +20,9 @@ from torch.utils.data import Dataset
 from heritage_seg.core.geometry import centred_pads, reflect_pad
 
 
-def to_item(image: np.ndarray, mask: np.ndarray, index: int,
-            transform: Callable[..., Mapping[str, np.ndarray]] | None = None) -> dict[str, torch.Tensor]:
+def to_item(
+    image: np.ndarray, mask: np.ndarray, index: int, transform: Callable[..., Mapping[str, np.ndarray]] | None = None
+) -> dict[str, torch.Tensor]:
     """One (H, W, 3) image and (H, W) mask, through the per-sample transform if any, as the model takes them:
     {'image': uint8 CHW, 'mask': int64 HW, 'index': the data-set index} (also SegmentationDataset's items)."""
     if transform is not None:
@@ -40,9 +41,18 @@ class RandomCropDataset(Dataset):
     Randomness comes from torch's global generator (seeded by `seed_everything`, and per worker by Lightning),
     so a run's crops are reproducible like its batch order."""
 
-    def __init__(self, images, masks, indices: np.ndarray, size: int, ignore_index: int, clean_id: int = 0,
-                 class_aware: float = 0.5, crops_per_image: int = 1,
-                 transform: Callable[..., Mapping[str, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        images,
+        masks,
+        indices: np.ndarray,
+        size: int,
+        ignore_index: int,
+        clean_id: int = 0,
+        class_aware: float = 0.5,
+        crops_per_image: int = 1,
+        transform: Callable[..., Mapping[str, np.ndarray]] | None = None,
+    ):
         if not 0.0 <= class_aware <= 1.0:
             raise ValueError(f"data.class_aware_crops={class_aware}: a share of the crops, in [0, 1]")
         if crops_per_image < 1:
@@ -88,6 +98,6 @@ class RandomCropDataset(Dataset):
             image = reflect_pad(image, top, bottom, left, right)
             mask = np.pad(mask, ((top, bottom), (left, right)), constant_values=self.ignore_index)
         top, left = self.crop_origin(index, mask)
-        image = image[top: top + self.size, left: left + self.size]
-        mask = mask[top: top + self.size, left: left + self.size]
+        image = image[top : top + self.size, left : left + self.size]
+        mask = mask[top : top + self.size, left : left + self.size]
         return to_item(image, mask, index, self.transform)

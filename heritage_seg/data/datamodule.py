@@ -39,8 +39,13 @@ log = logging.getLogger(__name__)
 class SegmentationDataset(Dataset):
     """Images (N, S, S, 3) uint8 and masks (N, S, S) uint8 -> {'image': uint8 CHW, 'mask': int64 HW}."""
 
-    def __init__(self, images: np.ndarray, masks: np.ndarray, indices: np.ndarray,
-                 transform: Callable[..., Mapping[str, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        indices: np.ndarray,
+        transform: Callable[..., Mapping[str, np.ndarray]] | None = None,
+    ):
         self.images, self.masks, self.indices, self.transform = images, masks, np.asarray(indices), transform
 
     def __len__(self) -> int:
@@ -125,8 +130,9 @@ class ArtefactDataModule(L.LightningDataModule):
         self.image_size, self.batch_size = image_size, batch_size
         # validation and evaluation batches (no gradients kept): larger ones keep a GPU busy; None = batch_size
         if eval_batch_size is not None and int(eval_batch_size) < 1:
-            raise ValueError(f"data.eval_batch_size={eval_batch_size}: must be >= 1 (or null: the training "
-                             "data.batch_size)")
+            raise ValueError(
+                f"data.eval_batch_size={eval_batch_size}: must be >= 1 (or null: the training data.batch_size)"
+            )
         self.eval_batch_size = int(batch_size if eval_batch_size is None else eval_batch_size)
         self.num_workers, self.pin_memory, self.use_preload = num_workers, pin_memory, use_preload
         self.cache_dir = cache_dir
@@ -134,8 +140,10 @@ class ArtefactDataModule(L.LightningDataModule):
         self.augment = augment
         self.sample = dict(sample) if sample else None
         if split not in SPLITS:
-            raise ValueError(f"split={split}: choose source (K-fold over source images), material or content "
-                             "(leave one material / content type out)")
+            raise ValueError(
+                f"split={split}: choose source (K-fold over source images), material or content "
+                "(leave one material / content type out)"
+            )
         self.split_kind = split
         self.preload_to = preload_to
         self._on_device: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -164,11 +172,23 @@ class ArtefactDataModule(L.LightningDataModule):
         else:
             groups = [getattr(r, self.split_kind) for r in self.data.records]
             self.split = leave_one_group_out(sources, groups, self.fold, self.split_kind)
-            log.info("split=%s: fold %d holds out '%s' (%d groups: %s)", self.split_kind, self.fold,
-                     self.split.held_out, len(self.split.groups), ", ".join(self.split.groups))
-        log.info("fold %d/%d: %d train / %d val images (%d / %d sources)", self.fold, self.n_folds,
-                 len(self.split.train_idx), len(self.split.val_idx),
-                 len({sources[i] for i in self.split.train_idx}), len({sources[i] for i in self.split.val_idx}))
+            log.info(
+                "split=%s: fold %d holds out '%s' (%d groups: %s)",
+                self.split_kind,
+                self.fold,
+                self.split.held_out,
+                len(self.split.groups),
+                ", ".join(self.split.groups),
+            )
+        log.info(
+            "fold %d/%d: %d train / %d val images (%d / %d sources)",
+            self.fold,
+            self.n_folds,
+            len(self.split.train_idx),
+            len(self.split.val_idx),
+            len({sources[i] for i in self.split.train_idx}),
+            len({sources[i] for i in self.split.val_idx}),
+        )
 
     @property
     def crops(self) -> bool:
@@ -184,8 +204,12 @@ class ArtefactDataModule(L.LightningDataModule):
             native = self.data.native_masks.shapes[self.split.train_idx].max(axis=1)
             cached = np.asarray([max(self.data.masks[i].shape) for i in self.split.train_idx])
             scales = cached / native
-            record.update(max_side=self.resize.size, scale_median=float(np.median(scales)),
-                          scale_min=float(scales.min()), scale_max=float(scales.max()))
+            record.update(
+                max_side=self.resize.size,
+                scale_median=float(np.median(scales)),
+                scale_min=float(scales.min()),
+                scale_max=float(scales.max()),
+            )
         return record
 
     def train_class_pixel_counts(self) -> np.ndarray:
@@ -195,9 +219,19 @@ class ArtefactDataModule(L.LightningDataModule):
 
     def write_splits(self, path: Path, **extra: Any) -> None:
         self._require_setup()
-        write_splits_json(path, self.split, self.data.ids, [r.source_id for r in self.data.records],
-                          {"root": str(self.root), "image_size": self.image_size, "resize": self.resize.kind,
-                           "max_side": self.resize.size if self.crops else None, **extra})
+        write_splits_json(
+            path,
+            self.split,
+            self.data.ids,
+            [r.source_id for r in self.data.records],
+            {
+                "root": str(self.root),
+                "image_size": self.image_size,
+                "resize": self.resize.kind,
+                "max_side": self.resize.size if self.crops else None,
+                **extra,
+            },
+        )
 
     def _require_setup(self) -> None:
         if self.data is None or self.split is None:
@@ -208,15 +242,21 @@ class ArtefactDataModule(L.LightningDataModule):
         GPU) or None for host RAM. `auto` = on the GPU when training on one, unless a per-sample (CPU)
         augmentation or the crop protocol (images of many sizes, cropped on the host) needs the host path."""
         trainer_device = self.trainer.strategy.root_device if self.trainer is not None else None
-        if self.preload_to == "cpu" or (self.preload_to == "auto" and (
-                trainer_device is None or trainer_device.type != "cuda" or self.augment is not None or self.crops)):
+        if self.preload_to == "cpu" or (
+            self.preload_to == "auto"
+            and (trainer_device is None or trainer_device.type != "cuda" or self.augment is not None or self.crops)
+        ):
             return None
         if self.crops:
-            raise ValueError("data.preload_to=cuda: the crop protocol (data.resize=longest_side) draws its crops on "
-                             "the host; use data.preload_to=auto or cpu")
+            raise ValueError(
+                "data.preload_to=cuda: the crop protocol (data.resize=longest_side) draws its crops on "
+                "the host; use data.preload_to=auto or cpu"
+            )
         if self.augment is not None:
-            raise ValueError("data.preload_to=cuda: the per-sample augmentation (augment=albumentations) runs on the "
-                             "host; use augment=tensor (on the device) or data.preload_to=auto|cpu")
+            raise ValueError(
+                "data.preload_to=cuda: the per-sample augmentation (augment=albumentations) runs on the "
+                "host; use augment=tensor (on the device) or data.preload_to=auto|cpu"
+            )
         if trainer_device is not None and trainer_device.type == "cuda":
             return trainer_device
         if not torch.cuda.is_available():
@@ -228,21 +268,32 @@ class ArtefactDataModule(L.LightningDataModule):
             images = torch.from_numpy(np.ascontiguousarray(self.data.images)).to(device).permute(0, 3, 1, 2)
             masks = torch.from_numpy(np.ascontiguousarray(self.data.masks)).to(device)
             self._on_device = (images.contiguous(), masks)
-            log.info("data set on %s: %.0f MB of uint8 images and masks", device,
-                     (images.numel() + masks.numel()) / 1e6)
+            log.info(
+                "data set on %s: %.0f MB of uint8 images and masks", device, (images.numel() + masks.numel()) / 1e6
+            )
         return self._on_device
 
     def _loader(self, indices: np.ndarray, train: bool, shard: bool = False) -> DataLoader:
         self._require_setup()
         device = self._device()
         batch_size = self.batch_size if train else self.eval_batch_size
-        extra = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and torch.cuda.is_available(),
-                 "persistent_workers": self.num_workers > 0}  # host RAM through the DataLoader
+        extra = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+            "persistent_workers": self.num_workers > 0,
+        }  # host RAM through the DataLoader
         if self.crops and train:
-            dataset = RandomCropDataset(self.data.images, self.data.masks, indices, self.image_size,
-                                        self.labels.ignore_index, clean_id=self.labels.clean_index,
-                                        class_aware=self.class_aware_crops,
-                                        crops_per_image=self.crops_per_image, transform=self.augment)
+            dataset = RandomCropDataset(
+                self.data.images,
+                self.data.masks,
+                indices,
+                self.image_size,
+                self.labels.ignore_index,
+                clean_id=self.labels.clean_index,
+                class_aware=self.class_aware_crops,
+                crops_per_image=self.crops_per_image,
+                transform=self.augment,
+            )
         elif device is not None:
             dataset = DeviceSegmentationDataset(*self._device_tensors(device), indices)
             extra = {"collate_fn": _pass_batch, "num_workers": 0, "pin_memory": False}

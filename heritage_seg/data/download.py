@@ -34,8 +34,9 @@ def download(root: str | Path, repo_id: str, revision: str = "main", pattern: st
     from huggingface_hub import snapshot_download
 
     log.info("downloading %s (%s) into %s — about 4 GB", repo_id, pattern, root)
-    snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision, allow_patterns=[pattern],
-                      local_dir=str(root))
+    snapshot_download(
+        repo_id=repo_id, repo_type="dataset", revision=revision, allow_patterns=[pattern], local_dir=str(root)
+    )
     shards = sorted(root.glob(pattern))
     if not shards:
         raise FileNotFoundError(f"{root}: download finished but no file matches {pattern}")

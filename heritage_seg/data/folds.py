@@ -2,8 +2,8 @@
 
 Earlier work split offline-augmented copies at random and validated on flipped copies of training images.
 Here every copy/tile of a source lands in the same fold. Class presence is read at the source resolution
-(cache.PreparedData.class_presence), so folds do not move with the image size. Folds depend only on the data, `n_folds` and
-`seed` (never on the encoder), so every encoder is compared on identical folds.
+(cache.PreparedData.class_presence), so folds do not move with the image size. Folds depend only on the data,
+`n_folds` and `seed` (never on the encoder), so every encoder is compared on identical folds.
 Written by hand: sklearn's StratifiedGroupKFold would do, but sklearn is not a dependency.
 """
 
@@ -99,18 +99,33 @@ def leave_one_group_out(source_ids: list[str], group_of_sample: list[str], fold:
     group_of_source: dict[str, str] = {}
     for source, group in zip(source_ids, group_of_sample):
         if group_of_source.setdefault(source, group) != group:
-            raise ValueError(f"split={split}: source image '{source}' has copies in two groups "
-                             f"('{group_of_source[source]}', '{group}'); fix metadata.csv")
+            raise ValueError(
+                f"split={split}: source image '{source}' has copies in two groups "
+                f"('{group_of_source[source]}', '{group}'); fix metadata.csv"
+            )
     groups = tuple(sorted(set(group_of_source.values())))
     if len(groups) < 2:
-        raise ValueError(f"split={split}: the data set has only {len(groups)} {split} group(s) {list(groups)}; "
-                         "leave-one-group-out needs at least 2")
+        raise ValueError(
+            f"split={split}: the data set has only {len(groups)} {split} group(s) {list(groups)}; "
+            "leave-one-group-out needs at least 2"
+        )
     if not isinstance(fold, int) or not 0 <= fold < len(groups):
-        raise ValueError(f"fold={fold}: split={split} has {len(groups)} groups {list(groups)}, so fold must be in "
-                         f"[0, {len(groups)})")
+        raise ValueError(
+            f"fold={fold}: split={split} has {len(groups)} groups {list(groups)}, so fold must be in [0, {len(groups)})"
+        )
     fold_of_sample = np.array([groups.index(group_of_source[s]) for s in source_ids], dtype=np.int64)
-    return FoldSplit(fold, len(groups), -1, np.flatnonzero(fold_of_sample != fold), np.flatnonzero(fold_of_sample == fold),
-                     fold_of_sample, {}, split, groups[fold], groups)
+    return FoldSplit(
+        fold,
+        len(groups),
+        -1,
+        np.flatnonzero(fold_of_sample != fold),
+        np.flatnonzero(fold_of_sample == fold),
+        fold_of_sample,
+        {},
+        split,
+        groups[fold],
+        groups,
+    )
 
 
 def write_splits_json(path: Path, split: FoldSplit, ids: list[str], source_ids: list[str], extra: dict) -> None:
@@ -130,4 +145,3 @@ def write_splits_json(path: Path, split: FoldSplit, ids: list[str], source_ids: 
         **extra,
     }
     write_json_atomic(path, payload)
-

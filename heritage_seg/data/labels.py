@@ -47,8 +47,10 @@ class LabelMap:
         # checkpoints written before `clean` existed hold the ARTeFACT map, whose clean class is "Clean"
         clean = str(cfg.get("clean") or ("Clean" if "Clean" in names else ""))
         if clean not in names:
-            raise ValueError(f"label map: `clean: {clean or '<missing>'}` must name the class that means no damage, "
-                             f"one of {list(names)}")
+            raise ValueError(
+                f"label map: `clean: {clean or '<missing>'}` must name the class that means no damage, "
+                f"one of {list(names)}"
+            )
         return cls(
             names=names,
             colors=tuple(_hex_to_rgb(str(c["color"])) for c in classes),

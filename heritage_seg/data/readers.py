@@ -119,8 +119,10 @@ class FolderReader:
             return {}
         header = [h.lower() for h in rows[0]]
         if "id" not in header:
-            raise ValueError(f"{path}: needs an 'id' column (and optionally 'material', 'content'); its header is "
-                             f"{rows[0]} (read with separator '{delimiter}')")
+            raise ValueError(
+                f"{path}: needs an 'id' column (and optionally 'material', 'content'); its header is "
+                f"{rows[0]} (read with separator '{delimiter}')"
+            )
         return {row[header.index("id")]: dict(zip(header, row)) for row in rows[1:]}
 
     def records(self) -> list[RecordInfo]:
@@ -137,8 +139,10 @@ class FolderReader:
         for info in self.records():
             image_path, mask_path = self._images[info.id], self._masks[info.id]
             yield Sample(
-                info, open_image(image_path, str(image_path)), open_image(mask_path, str(mask_path), orient=False),
-                str(image_path)
+                info,
+                open_image(image_path, str(image_path)),
+                open_image(mask_path, str(mask_path), orient=False),
+                str(image_path),
             )
 
     def fingerprint(self) -> str:
@@ -191,8 +195,9 @@ class ParquetReader:
                 yield Sample(
                     info,
                     open_image(self._cell_bytes(row["image"], f"{name}.image"), f"{name}.image"),
-                    open_image(self._cell_bytes(row["annotation"], f"{name}.annotation"), f"{name}.annotation",
-                               orient=False),
+                    open_image(
+                        self._cell_bytes(row["annotation"], f"{name}.annotation"), f"{name}.annotation", orient=False
+                    ),
                     name,
                 )
 
@@ -227,4 +232,3 @@ def open_reader(root: str | Path, source_pattern: str = DEFAULT_SOURCE_PATTERN) 
         f"data.root={root}: neither form of ARTeFACT data found. Expected either images/ and annotations/ "
         "folders (exported form) or parquet shards data/train-*.parquet (Hugging Face form)."
     )
-

@@ -29,8 +29,20 @@ PROFILES = ("mixed", "thin")
 MATERIALS = ["Paper", "Parchment", "Canvas", "Glass", "Wood", "Textile"]
 CONTENTS = ["Artistic depiction", "Photographic depiction", "Geometric patterns", "Line art"]
 # damage name -> how it is painted (see _paint); every name must be a class in the label map
-DAMAGES = ["Cracks", "Scratch", "Hair", "Dust", "Dirt", "Staining", "Material loss", "Peel", "Fold", "Writing",
-           "Lightleak", "Puncture"]
+DAMAGES = [
+    "Cracks",
+    "Scratch",
+    "Hair",
+    "Dust",
+    "Dirt",
+    "Staining",
+    "Material loss",
+    "Peel",
+    "Fold",
+    "Writing",
+    "Lightleak",
+    "Puncture",
+]
 # How often each damage type is drawn, relative to the others: on ARTeFACT thin and small damage such as Hair,
 # Dust and Puncture occurs in a few images only (shared pixel counts: Hair 0.007 %, Puncture 0.02 %), so a fold
 # may hold none of it; Cracks is the common thin class.
@@ -73,8 +85,10 @@ def _blob(rng, w, h, radius):
     cx, cy = rng.uniform(0.15 * w, 0.85 * w), rng.uniform(0.15 * h, 0.85 * h)
     n = 12
     return [
-        (cx + radius * rng.uniform(0.6, 1.3) * math.cos(2 * math.pi * k / n),
-         cy + radius * rng.uniform(0.6, 1.3) * math.sin(2 * math.pi * k / n))
+        (
+            cx + radius * rng.uniform(0.6, 1.3) * math.cos(2 * math.pi * k / n),
+            cy + radius * rng.uniform(0.6, 1.3) * math.sin(2 * math.pi * k / n),
+        )
         for k in range(n)
     ]
 
@@ -166,8 +180,9 @@ def _draw_image(rng: np.random.Generator, labels: LabelMap) -> tuple[np.ndarray,
     return np.asarray(img), np.asarray(mask)
 
 
-def _draw_thin_image(rng: np.random.Generator, labels: LabelMap, damage: str, size: int,
-                     coverage: float) -> tuple[np.ndarray, np.ndarray]:
+def _draw_thin_image(
+    rng: np.random.Generator, labels: LabelMap, damage: str, size: int, coverage: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Textured background with depicted strokes (not damage); jagged dark cracks over ~`coverage` of pixels
     in most images (some have none, as on real objects)."""
     raw_of = dict(zip(labels.names, labels.raw_values))
@@ -175,8 +190,12 @@ def _draw_thin_image(rng: np.random.Generator, labels: LabelMap, damage: str, si
     draw = ImageDraw.Draw(img)
     for _ in range(rng.integers(2, 6)):  # depicted thin strokes: smooth curves in colour, NOT damage
         color = tuple(int(c) for c in rng.integers(20, 200, size=3))
-        draw.line(_polyline(rng, size, size, 20, size / 25, wiggle=0.1), fill=color, width=int(rng.integers(1, 4)),
-                  joint="curve")
+        draw.line(
+            _polyline(rng, size, size, 20, size / 25, wiggle=0.1),
+            fill=color,
+            width=int(rng.integers(1, 4)),
+            joint="curve",
+        )
     mask = Image.new("L", (size, size), raw_of[labels.clean_name])
     lines = Image.new("L", (size, size), 0)
     if rng.random() < 0.85:
@@ -185,8 +204,9 @@ def _draw_thin_image(rng: np.random.Generator, labels: LabelMap, damage: str, si
         while (np.asarray(lines) > 0).sum() < target:  # branching, jagged, 2-3 px
             width = int(rng.integers(2, 4))
             trunk = _polyline(rng, size, size, 10, size / 24, wiggle=0.6)
-            for points in [trunk] + [_polyline(rng, size, size, 4, size / 36, start=p, wiggle=0.8)
-                                     for p in trunk[2::4]]:
+            for points in [trunk] + [
+                _polyline(rng, size, size, 4, size / 36, start=p, wiggle=0.8) for p in trunk[2::4]
+            ]:
                 dl.line(points, fill=255, width=width)
                 dm.line(points, fill=raw_of[damage], width=width)
     darken = rng.uniform(0.35, 0.6)  # cracks darken what is under them: contrast depends on the background
@@ -195,9 +215,17 @@ def _draw_thin_image(rng: np.random.Generator, labels: LabelMap, damage: str, si
     return np.clip(pixels, 0, 255).astype(np.uint8), np.asarray(mask)
 
 
-def generate_sample(root: str | Path, labels: LabelMap, num_images: int = 48, num_augmented: int = 8,
-                    seed: int = 0, profile: str = "mixed", damage: str = "Cracks", image_px: int = 128,
-                    coverage: float = 0.01) -> Path:
+def generate_sample(
+    root: str | Path,
+    labels: LabelMap,
+    num_images: int = 48,
+    num_augmented: int = 8,
+    seed: int = 0,
+    profile: str = "mixed",
+    damage: str = "Cracks",
+    image_px: int = 128,
+    coverage: float = 0.01,
+) -> Path:
     """Write the sample folder (once). `num_augmented` of the images are `<id>_aug1` flipped copies.
     `damage`, `image_px`, `coverage` apply to the thin profile."""
     root = Path(root).expanduser()
@@ -208,11 +236,19 @@ def generate_sample(root: str | Path, labels: LabelMap, num_images: int = 48, nu
     needed = [damage] if profile == "thin" else DAMAGES
     missing = [name for name in needed if name not in labels.names]
     if missing:
-        raise ValueError(f"data.sample (profile {profile}) paints {missing}, which the label map does not have "
-                         f"(classes: {list(labels.names)}); pick data.sample.damage=<a class of the map> with "
-                         "data.sample.profile=thin, or use your own data with data.root=<folder>")
-    spec = {"generator_version": GENERATOR_VERSION, "num_images": num_images, "num_augmented": num_augmented,
-            "seed": seed, "label_raw_values": list(labels.raw_values), "profile": profile}
+        raise ValueError(
+            f"data.sample (profile {profile}) paints {missing}, which the label map does not have "
+            f"(classes: {list(labels.names)}); pick data.sample.damage=<a class of the map> with "
+            "data.sample.profile=thin, or use your own data with data.root=<folder>"
+        )
+    spec = {
+        "generator_version": GENERATOR_VERSION,
+        "num_images": num_images,
+        "num_augmented": num_augmented,
+        "seed": seed,
+        "label_raw_values": list(labels.raw_values),
+        "profile": profile,
+    }
     if profile == "thin":
         spec.update(damage=damage, image_px=image_px, coverage=coverage)
     marker = root / "sample.json"

@@ -43,14 +43,25 @@ def export_onnx(module: nn.Module, encoder_name: str, image_size: int, path: Pat
     # trained module to training mode (BatchNorm on batch statistics)
     module.eval()
     with torch.no_grad():
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes})
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": axes, "logits": axes},
+        )
     onnx.checker.check_model(str(path))
-    return {"opset": opset, "input": "image: float32 (N, 3, H, W), RGB pixel values 0..255",
-            "output": "logits: float32 (N, C, H, W); argmax over C = class id, softmax = probabilities",
-            "dynamic_batch": True, "dynamic_spatial": not fixed,
-            "spatial_size": f"{image_size} x {image_size} only" if fixed else "any multiple of 32"}
+    return {
+        "opset": opset,
+        "input": "image: float32 (N, 3, H, W), RGB pixel values 0..255",
+        "output": "logits: float32 (N, C, H, W); argmax over C = class id, softmax = probabilities",
+        "dynamic_batch": True,
+        "dynamic_spatial": not fixed,
+        "spatial_size": f"{image_size} x {image_size} only" if fixed else "any multiple of 32",
+    }
 
 
 def check_against_pytorch(path: Path, module: nn.Module, batches: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -69,9 +80,14 @@ def check_against_pytorch(path: Path, module: nn.Module, batches: Sequence[np.nd
         agree += int((got.argmax(axis=1) == expected.argmax(axis=1)).sum())
         pixels += expected.shape[0] * expected.shape[2] * expected.shape[3]
         images += expected.shape[0]
-    return {"max_abs_logit_difference": worst, "argmax_agreement": agree / max(pixels, 1), "images": images,
-            "pixels": pixels, "shapes": sorted({tuple(int(v) for v in b.shape) for b in batches}),
-            "onnxruntime": ort.__version__}
+    return {
+        "max_abs_logit_difference": worst,
+        "argmax_agreement": agree / max(pixels, 1),
+        "images": images,
+        "pixels": pixels,
+        "shapes": sorted({tuple(int(v) for v in b.shape) for b in batches}),
+        "onnxruntime": ort.__version__,
+    }
 
 
 def check_batches(images: Sequence[np.ndarray], size: int, dynamic: bool, per_batch: int = 4) -> list[np.ndarray]:
@@ -84,8 +100,8 @@ def check_batches(images: Sequence[np.ndarray], size: int, dynamic: bool, per_ba
         image = reflect_pad(image, *centred_pads(*image.shape[:2], size))
         h, w = image.shape[:2]
         top, left = (h - size) // 2, (w - size) // 2
-        crops.append(np.ascontiguousarray(image[top: top + size, left: left + size].transpose(2, 0, 1)))
-    batches = [np.stack(crops[i: i + per_batch]) for i in range(0, len(crops), per_batch)]
+        crops.append(np.ascontiguousarray(image[top : top + size, left : left + size].transpose(2, 0, 1)))
+    batches = [np.stack(crops[i : i + per_batch]) for i in range(0, len(crops), per_batch)]
     if dynamic and len(crops) >= 2:
         batches.append(np.concatenate([crops[0], crops[1]], axis=2)[None])  # (1, 3, size, 2 * size)
     return batches

@@ -61,8 +61,9 @@ def segmentation_metrics(confmat) -> dict[str, np.ndarray | float]:
     }
 
 
-def count_confusion(target: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int,
-                    per_image: bool = False) -> torch.Tensor:
+def count_confusion(
+    target: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int, per_image: bool = False
+) -> torch.Tensor:
     """Confusion counts (rows = truth) of class-id tensors, on their device in one scatter-add: (C, C), or
     (N, C, C) with `per_image` for (N, ...) inputs (image i's pairs offset by i*C*C). Pixels marked
     `ignore_index` go to one spare bin: no masked selection or bincount, which each wait for the GPU (and

@@ -19,8 +19,14 @@ from heritage_seg.evaluation.metrics import count_confusion
 from heritage_seg.inference.upsample import upsampled_strips
 
 
-def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, ignore_index: int,
-                     rows_per_strip: int = 64, prediction: np.ndarray | None = None) -> torch.Tensor:
+def native_confusion(
+    probs: torch.Tensor,
+    mask: torch.Tensor,
+    num_classes: int,
+    ignore_index: int,
+    rows_per_strip: int = 64,
+    prediction: np.ndarray | None = None,
+) -> torch.Tensor:
     """(C, C) confusion matrix (rows = truth) of argmax(bilinear(probs) at the mask's size) against `mask`
     ((H, W) class ids, `ignore_index` not counted), accumulated strip by strip on `probs`' device. With
     `prediction` (an (H, W) uint8 array) the class map at the mask's size is also written there."""
@@ -28,10 +34,10 @@ def native_confusion(probs: torch.Tensor, mask: torch.Tensor, num_classes: int, 
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=probs.device)
     for top, strip in upsampled_strips(probs, height, width, rows_per_strip):
         pred = strip.argmax(dim=0)
-        target = mask[top: top + pred.shape[0]].to(probs.device, non_blocking=True)
+        target = mask[top : top + pred.shape[0]].to(probs.device, non_blocking=True)
         total += count_confusion(target, pred, num_classes, ignore_index)
         if prediction is not None:
-            prediction[top: top + pred.shape[0]] = pred.to(torch.uint8).cpu().numpy()
+            prediction[top : top + pred.shape[0]] = pred.to(torch.uint8).cpu().numpy()
     return total
 
 
@@ -42,8 +48,10 @@ def check_resolution(resolution: str, max_side: int | None) -> bool:
     """`resolution`: native (score at the masks' stored size) or train (at the model's input size, the seed's
     figure); True for native. `max_side`: null, or a positive cap on the longest side of native masks."""
     if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution={resolution}: choose native (the masks' own size) or train (the model's input "
-                         "size, as the seed's table)")
+        raise ValueError(
+            f"resolution={resolution}: choose native (the masks' own size) or train (the model's input "
+            "size, as the seed's table)"
+        )
     if max_side is not None and (not isinstance(max_side, int) or max_side < 32):
         raise ValueError(f"max_side={max_side}: null (no cap) or an integer >= 32 (pixels of the longest side)")
     return resolution == "native"

@@ -26,11 +26,11 @@ VERSIONED_PACKAGES = ("heritage_seg", "torch", "lightning", "segmentation-models
 
 @dataclass
 class EvalResult:
-    confmat: np.ndarray                      # (C, C) int64, rows = truth, cols = prediction, ignore excluded
-    indices: list[int] = field(default_factory=list)   # data-set index of every evaluated image, in order
+    confmat: np.ndarray  # (C, C) int64, rows = truth, cols = prediction, ignore excluded
+    indices: list[int] = field(default_factory=list)  # data-set index of every evaluated image, in order
     per_image_confmat: list[np.ndarray] = field(default_factory=list)
-    predictions: list[np.ndarray] = field(default_factory=list)   # (H, W) uint8 class ids
-    confidence: list[np.ndarray] = field(default_factory=list)    # (H, W) uint8, max probability * 255
+    predictions: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8 class ids
+    confidence: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8, max probability * 255
     # the same predictions scored against the masks at their stored resolution (None: not asked for)
     native_confmat: np.ndarray | None = None
 
@@ -81,8 +81,9 @@ def run_evaluation(
             for one, index in zip(probs, batch["index"]):
                 mask = torch.from_numpy(native_mask(int(index)))
                 pred_native = None if native_prediction is None else np.zeros(tuple(mask.shape), dtype=np.uint8)
-                result.native_confmat += native_confusion(one, mask, num_classes, ignore_index,
-                                                          prediction=pred_native).cpu().numpy()
+                result.native_confmat += (
+                    native_confusion(one, mask, num_classes, ignore_index, prediction=pred_native).cpu().numpy()
+                )
                 if native_prediction is not None:
                     native_prediction(int(index), pred_native)
         if keep_predictions:
@@ -143,7 +144,7 @@ def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: 
         for c, name in enumerate(class_names)
     }
     return {
-        "miou": _json_number(m["miou"]),        # strict: classes in truth or prediction (mmsegmentation's)
+        "miou": _json_number(m["miou"]),  # strict: classes in truth or prediction (mmsegmentation's)
         "miou_gt": _json_number(m["miou_gt"]),  # classes present in the ground truth: the selection criterion
         "pixel_accuracy": _json_number(m["pixel_accuracy"]),
         "mean_dice": _json_number(m["mean_dice"]),
@@ -158,8 +159,9 @@ def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: 
 TRAIN_RESOLUTION_KEYS = ("miou", "miou_gt", "pixel_accuracy", "mean_dice", "per_class", "confusion_matrix")
 
 
-def scored_payload(result: EvalResult, class_names: Sequence[str], max_side: int | None = None,
-                   **context: Any) -> dict[str, Any]:
+def scored_payload(
+    result: EvalResult, class_names: Sequence[str], max_side: int | None = None, **context: Any
+) -> dict[str, Any]:
     """metrics.json for an evaluation: at the masks' own resolution when `result` was scored there
     (`resolution: native`, the cap `max_side` if one applied), with the figures at the model's input size in a
     `train_resolution` block (what the seed's table compares with); else at the input size (`resolution: train`)."""
@@ -167,13 +169,15 @@ def scored_payload(result: EvalResult, class_names: Sequence[str], max_side: int
     if result.native_confmat is None:
         return {**train, "resolution": "train"}
     payload = metrics_payload(result.native_confmat, class_names, **context)
-    payload.update(resolution="native", max_side=max_side,
-                   train_resolution={key: train[key] for key in TRAIN_RESOLUTION_KEYS})
+    payload.update(
+        resolution="native", max_side=max_side, train_resolution={key: train[key] for key in TRAIN_RESOLUTION_KEYS}
+    )
     return payload
 
 
 def format_table(payload: dict[str, Any]) -> str:
     """Per-class table as mmsegmentation prints it (percent; '-' where undefined)."""
+
     def pct(v):
         return "   -  " if v is None else f"{100 * v:6.2f}"
 
@@ -181,12 +185,16 @@ def format_table(payload: dict[str, Any]) -> str:
     for name, row in payload["per_class"].items():
         lines.append(f"{name:<15} | " + " | ".join(pct(row[k]) for k in ("iou", "dice", "precision", "recall", "f1")))
     lines.append("-" * 60)
-    lines.append(f"mIoU (truth classes) {pct(payload.get('miou_gt'))}   mIoU (strict) {pct(payload['miou'])}   "
-                 f"mDice {pct(payload['mean_dice'])}   pixel accuracy {pct(payload['pixel_accuracy'])}   "
-                 f"(tta={payload.get('tta')})")
+    lines.append(
+        f"mIoU (truth classes) {pct(payload.get('miou_gt'))}   mIoU (strict) {pct(payload['miou'])}   "
+        f"mDice {pct(payload['mean_dice'])}   pixel accuracy {pct(payload['pixel_accuracy'])}   "
+        f"(tta={payload.get('tta')})"
+    )
     if payload.get("resolution") == "native":
         train = payload["train_resolution"]
         cap = f", longest side capped at {payload['max_side']} px" if payload.get("max_side") else ""
-        lines.append(f"at each mask's own resolution{cap}; at the model's input size ({payload.get('image_size')} px): "
-                     f"mIoU (truth classes) {pct(train.get('miou_gt'))}   mIoU (strict) {pct(train['miou'])}")
+        lines.append(
+            f"at each mask's own resolution{cap}; at the model's input size ({payload.get('image_size')} px): "
+            f"mIoU (truth classes) {pct(train.get('miou_gt'))}   mIoU (strict) {pct(train['miou'])}"
+        )
     return "\n".join(lines)

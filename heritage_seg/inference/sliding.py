@@ -137,26 +137,27 @@ def sliding_window_probabilities(
     (pad_h, pad_w), margins = _layout(height, width, window, stride)
     padded = image.float()
     for t, b, l, r, mode in reflection_steps(height, width, *margins):  # as reflect_pad, on the model's device
-        padded = torch.nn.functional.pad(padded[None], (l, r, t, b), mode="reflect" if mode == "reflect" else
-                                         "replicate")[0]
+        padded = torch.nn.functional.pad(
+            padded[None], (l, r, t, b), mode="reflect" if mode == "reflect" else "replicate"
+        )[0]
     weights = torch.from_numpy(blend_weights(window, blend)).to(image.device)
     corners = [(y, x) for y in window_starts(pad_h, window, stride) for x in window_starts(pad_w, window, stride)]
     total = weight = None
     for batch in _chunks(corners, batch_size):
-        crops = torch.stack([padded[:, y: y + window, x: x + window] for y, x in batch])
+        crops = torch.stack([padded[:, y : y + window, x : x + window] for y, x in batch])
         probs = predict_probabilities(logits_fn, crops, transforms).float()
         if total is None:
             total = torch.zeros((probs.shape[1], pad_h, pad_w), dtype=torch.float32, device=image.device)
             weight = torch.zeros((pad_h, pad_w), dtype=torch.float32, device=image.device)
         for one, (y, x) in zip(probs, batch):
-            total[:, y: y + window, x: x + window] += one * weights
-            weight[y: y + window, x: x + window] += weights
-    return (total / weight)[:, margins[0]: margins[0] + height, margins[2]: margins[2] + width]
+            total[:, y : y + window, x : x + window] += one * weights
+            weight[y : y + window, x : x + window] += weights
+    return (total / weight)[:, margins[0] : margins[0] + height, margins[2] : margins[2] + width]
 
 
-def protocol_probabilities(protocol: dict | None, window_batch_size: int = 8
-                           ) -> Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, Sequence[str]],
-                                         torch.Tensor]:
+def protocol_probabilities(
+    protocol: dict | None, window_batch_size: int = 8
+) -> Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, Sequence[str]], torch.Tensor]:
     """How a batch of validation images becomes (N, C, H, W) probabilities under a model's training protocol
     (a checkpoint's `protocol`): squash = the model on the batch as it is; longest_side (crops) = each whole
     cached image by sliding windows of the crop size, as predict maps a scan."""
@@ -165,8 +166,14 @@ def protocol_probabilities(protocol: dict | None, window_batch_size: int = 8
     window = int(protocol["image_size"])
 
     def probabilities(logits_fn, images: torch.Tensor, transforms: Sequence[str] = ("identity",)) -> torch.Tensor:
-        return torch.stack([sliding_window_probabilities(image, logits_fn, window, default_stride(window),
-                                                         window_batch_size, transforms) for image in images])
+        return torch.stack(
+            [
+                sliding_window_probabilities(
+                    image, logits_fn, window, default_stride(window), window_batch_size, transforms
+                )
+                for image in images
+            ]
+        )
 
     return probabilities
 

@@ -33,8 +33,9 @@ def resolve(names: Sequence[str] | bool) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def predict_probabilities(logits_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                          transforms: Sequence[str] = ("identity",)) -> torch.Tensor:
+def predict_probabilities(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, transforms: Sequence[str] = ("identity",)
+) -> torch.Tensor:
     """Mean over transforms of softmax(logits_fn(t(x))) mapped back by t's inverse: (N, C, H, W) float32."""
     total = None
     for name in transforms:

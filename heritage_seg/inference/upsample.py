@@ -34,7 +34,7 @@ def upsampled_strips(probs: torch.Tensor, height: int, width: int, rows_per_stri
     for top in range(0, height, rows_per_strip):
         end = min(top + rows_per_strip, height)
         first, last = int(row_lo[top]), int(row_hi[end - 1])  # input rows this strip reads (indices are sorted)
-        rows = probs[:, first: last + 1]
+        rows = probs[:, first : last + 1]
         wide = rows[:, :, col_lo] * (1 - col_w) + rows[:, :, col_hi] * col_w  # (C, few rows, width)
         w = row_w[top:end].view(1, -1, 1)
         yield top, wide[:, row_lo[top:end] - first] * (1 - w) + wide[:, row_hi[top:end] - first] * w
@@ -48,6 +48,6 @@ def native_class_map(probs: torch.Tensor, height: int, width: int) -> tuple[np.n
     confidence = np.empty((height, width), dtype=np.uint8)
     for top, strip in upsampled_strips(probs, height, width):
         best, ids = strip.max(dim=0)
-        classes[top: top + ids.shape[0]] = ids.to(torch.uint8).cpu().numpy()
-        confidence[top: top + ids.shape[0]] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        classes[top : top + ids.shape[0]] = ids.to(torch.uint8).cpu().numpy()
+        confidence[top : top + ids.shape[0]] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     return classes, confidence

@@ -25,8 +25,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
-
-
 def _weights_help(encoder: str, reason: str) -> str:
     return (
         f"encoder.weights for '{encoder}': {reason}\n"
@@ -95,8 +93,11 @@ def build_unet(
             raise WeightsUnavailable(_weights_help(encoder, f"file {path} does not exist"))
         if encoder.startswith("tu-"):
             overlay = dict(file=str(path))
-            return _guarded(encoder, lambda: smp.Unet(encoder_weights=True, pretrained_cfg_overlay=overlay,
-                                                       **common, **kwargs), f"could not load {path}")
+            return _guarded(
+                encoder,
+                lambda: smp.Unet(encoder_weights=True, pretrained_cfg_overlay=overlay, **common, **kwargs),
+                f"could not load {path}",
+            )
         model = smp.Unet(encoder_weights=None, **common, **kwargs)
         _guarded(encoder, lambda: model.encoder.load_state_dict(_read_state_dict(path)), f"could not load {path}")
         return model

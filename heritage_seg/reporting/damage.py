@@ -10,8 +10,19 @@ from scipy import ndimage
 
 from heritage_seg.data.labels import LabelMap
 
-CSV_FIELDS = ["image", "class", "kind", "pixels", "percent_of_object", "regions", "largest_region_pixels",
-              "largest_region_bbox_x0", "largest_region_bbox_y0", "largest_region_bbox_x1", "largest_region_bbox_y1"]
+CSV_FIELDS = [
+    "image",
+    "class",
+    "kind",
+    "pixels",
+    "percent_of_object",
+    "regions",
+    "largest_region_pixels",
+    "largest_region_bbox_x0",
+    "largest_region_bbox_y0",
+    "largest_region_bbox_x1",
+    "largest_region_bbox_y1",
+]
 
 
 def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
@@ -21,11 +32,16 @@ def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
     total = int(counts[: labels.num_classes].sum())
     classes = {}
     for class_id, name in enumerate(labels.names):
-        entry: dict[str, Any] = {"pixels": int(counts[class_id]),
-                                 "percent_of_object": round(100.0 * counts[class_id] / max(total, 1), 4)}
+        entry: dict[str, Any] = {
+            "pixels": int(counts[class_id]),
+            "percent_of_object": round(100.0 * counts[class_id] / max(total, 1), 4),
+        }
         if class_id != labels.clean_index:
-            entry.update(_regions(mask == class_id) if counts[class_id] else
-                         {"regions": 0, "largest_region_pixels": 0, "largest_region_bbox": None})
+            entry.update(
+                _regions(mask == class_id)
+                if counts[class_id]
+                else {"regions": 0, "largest_region_pixels": 0, "largest_region_bbox": None}
+            )
         classes[name] = entry
     damage = total - int(counts[labels.clean_index])
     return {
@@ -36,8 +52,8 @@ def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
         "damage": classes,
         "transparent_pixels": int(counts[labels.ignore_index]),
         "background": "not predicted: the model has no background class, so every pixel of the scan counts as "
-                      "object, except transparent pixels of a cut-out (alpha 0); crop mounts and frames first for "
-                      "exact percentages",
+        "object, except transparent pixels of a cut-out (alpha 0); crop mounts and frames first for "
+        "exact percentages",
     }
 
 
@@ -48,23 +64,33 @@ def _regions(binary: np.ndarray) -> dict[str, Any]:
     rows = np.flatnonzero(binary.any(axis=1))
     cols = np.flatnonzero(binary.any(axis=0))
     y0, x0 = int(rows[0]), int(cols[0])
-    crop = binary[y0: int(rows[-1]) + 1, x0: int(cols[-1]) + 1]
+    crop = binary[y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1]
     regions, n = ndimage.label(crop, structure=np.ones((3, 3), dtype=bool))
     sizes = np.bincount(regions[crop])  # index 0 unused: every pixel of the class is in a region >= 1
     largest = int(np.argmax(sizes[1:])) + 1
     inside = regions == largest
     ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    return {"regions": int(n), "largest_region_pixels": int(sizes[largest]),
-            "largest_region_bbox": [x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1,
-                                    y0 + int(ys[-1]) + 1]}  # x0, y0, x1, y1 (end exclusive)
+    return {
+        "regions": int(n),
+        "largest_region_pixels": int(sizes[largest]),
+        "largest_region_bbox": [x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1, y0 + int(ys[-1]) + 1],
+    }  # x0, y0, x1, y1 (end exclusive)
 
 
 def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [{"image": report["image"], "class": report["clean_class"], "kind": "clean", **report["clean"]}]
     for name, entry in report["damage"].items():
         bbox = entry.get("largest_region_bbox") or [None] * 4
-        rows.append({"image": report["image"], "class": name, "kind": "damage", "pixels": entry["pixels"],
-                     "percent_of_object": entry["percent_of_object"], "regions": entry["regions"],
-                     "largest_region_pixels": entry["largest_region_pixels"],
-                     **dict(zip(CSV_FIELDS[-4:], bbox))})
+        rows.append(
+            {
+                "image": report["image"],
+                "class": name,
+                "kind": "damage",
+                "pixels": entry["pixels"],
+                "percent_of_object": entry["percent_of_object"],
+                "regions": entry["regions"],
+                "largest_region_pixels": entry["largest_region_pixels"],
+                **dict(zip(CSV_FIELDS[-4:], bbox)),
+            }
+        )
     return rows

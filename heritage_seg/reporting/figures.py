@@ -41,15 +41,23 @@ def confusion_figure(confmat, names: list[str], title: str, compact: bool = Fals
         for i in range(len(names)):
             for j in range(len(names)):
                 if normed[i, j] >= 0.01:
-                    ax.text(j, i, f"{normed[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if normed[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{normed[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if normed[i, j] > 0.5 else "black",
+                    )
         fig.colorbar(im, ax=ax, fraction=0.046)
     return fig
 
 
 def plot_confusion_matrix(payload: dict[str, Any], path: Path) -> None:
-    save_figure(confusion_figure(payload["confusion_matrix"], payload["classes"],
-                                 "Confusion matrix (row-normalised)"), path)
+    save_figure(
+        confusion_figure(payload["confusion_matrix"], payload["classes"], "Confusion matrix (row-normalised)"), path
+    )
 
 
 def plot_class_distribution(payload: dict[str, Any], path: Path) -> None:
@@ -89,8 +97,9 @@ def colorize(mask: np.ndarray, labels: LabelMap) -> np.ndarray:
     return labels.palette()[mask]
 
 
-def blend_damage(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float,
-                 rows: int = 256) -> np.ndarray:
+def blend_damage(
+    image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float, rows: int = 256
+) -> np.ndarray:
     """Damage colours over the image, opacity = alpha x confidence; the clean class and pixels outside the
     object (ignore value) stay as they are. uint8 in, uint8 out, in strips of `rows` with 16-bit integer
     arithmetic: a few bytes per pixel of the strip, not float copies of a whole 100-Mpx scan."""
@@ -98,17 +107,18 @@ def blend_damage(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, la
     palette = labels.palette()
     scale = int(round(alpha * 256))
     for top in range(0, image.shape[0], rows):
-        m = mask[top: top + rows]
+        m = mask[top : top + rows]
         damaged = (m != labels.clean_index) & (m < labels.num_classes)
-        a = ((confidence[top: top + rows].astype(np.uint16) * scale) >> 8) * damaged  # 0..255
+        a = ((confidence[top : top + rows].astype(np.uint16) * scale) >> 8) * damaged  # 0..255
         a = a[..., None]
-        strip = image[top: top + rows].astype(np.uint16) * (255 - a) + palette[m].astype(np.uint16) * a
-        out[top: top + rows] = ((strip + 127) // 255).astype(np.uint8)
+        strip = image[top : top + rows].astype(np.uint16) * (255 - a) + palette[m].astype(np.uint16) * a
+        out[top : top + rows] = ((strip + 127) // 255).astype(np.uint8)
     return out
 
 
-def overlay_figure(image: np.ndarray, pred: np.ndarray, confidence: np.ndarray, labels: LabelMap,
-                   path: Path, title: str = "") -> None:
+def overlay_figure(
+    image: np.ndarray, pred: np.ndarray, confidence: np.ndarray, labels: LabelMap, path: Path, title: str = ""
+) -> None:
     """Prediction colours over the image, opacity = the model's confidence; legend of the classes shown."""
     blend = blend_damage(image, pred, confidence, labels, alpha=0.6)
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [1, 1]})
@@ -125,8 +135,9 @@ def overlay_figure(image: np.ndarray, pred: np.ndarray, confidence: np.ndarray, 
     save_figure(fig, path)
 
 
-def scan_overlay(image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float,
-            present: list[int]) -> Image.Image:
+def scan_overlay(
+    image: np.ndarray, mask: np.ndarray, confidence: np.ndarray, labels: LabelMap, alpha: float, present: list[int]
+) -> Image.Image:
     """Damage colours over the scan (the clean class stays transparent; opacity follows confidence), with a
     legend of the damage classes `present` (from the scan's report, which has counted them already)."""
     blended = Image.fromarray(blend_damage(image, mask, confidence, labels, alpha))

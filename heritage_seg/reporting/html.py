@@ -79,8 +79,9 @@ def cell(value: object, sort: float | str | None = None, numeric: bool = False, 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], sortable: bool = False) -> str:
     """`rows` hold cells made by `cell` (strings starting with <td), or plain values (escaped here)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "\n".join("<tr>" + "".join(c if str(c).startswith("<td") else cell(c) for c in row) + "</tr>"
-                     for row in rows)
+    body = "\n".join(
+        "<tr>" + "".join(c if str(c).startswith("<td") else cell(c) for c in row) + "</tr>" for row in rows
+    )
     kind = ' class="sortable"' if sortable else ""
     return f"<table{kind}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
@@ -91,6 +92,9 @@ def image(uri: str, alt: str, caption: str | None = None) -> str:
 
 
 def page(title: str, body: str, script: bool = False) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-            f"<style>{STYLE}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n{body}\n"
-            + (f"<script>{SORT_SCRIPT}</script>\n" if script else "") + "</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n{body}\n"
+        + (f"<script>{SORT_SCRIPT}</script>\n" if script else "")
+        + "</body></html>\n"
+    )

@@ -23,23 +23,33 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 # What a run folder holds
-CONFIG_DIR = ".hydra"                      # config.yaml (resolved run config), hydra.yaml, overrides.yaml
+CONFIG_DIR = ".hydra"  # config.yaml (resolved run config), hydra.yaml, overrides.yaml
 CONFIG = f"{CONFIG_DIR}/config.yaml"
 OVERRIDES = f"{CONFIG_DIR}/overrides.yaml"
 CHECKPOINTS = "checkpoints"
-BEST = f"{CHECKPOINTS}/best.ckpt"          # best `monitor` so far
-LAST = f"{CHECKPOINTS}/last.ckpt"          # rewritten every epoch: what resume continues from
-SPLITS = "splits.json"                     # the fold's train/val ids: evaluate and aggregate read it
+BEST = f"{CHECKPOINTS}/best.ckpt"  # best `monitor` so far
+LAST = f"{CHECKPOINTS}/last.ckpt"  # rewritten every epoch: what resume continues from
+SPLITS = "splits.json"  # the fold's train/val ids: evaluate and aggregate read it
 CLASS_WEIGHTS = "class_weights.json"
-METRICS = "metrics.json"                   # the end-of-fit (or evaluate) report; its presence = finished
+METRICS = "metrics.json"  # the end-of-fit (or evaluate) report; its presence = finished
 METRICS_TTA = "metrics_tta.json"
-FINISHED = "finished.json"                 # fit ended normally: resume=auto|true leave the run as it is
-CLAIM = ".claim"                           # created exclusively by the run that owns the folder
+FINISHED = "finished.json"  # fit ended normally: resume=auto|true leave the run as it is
+CLAIM = ".claim"  # created exclusively by the run that owns the folder
 
 # Keys that must agree between an interrupted run and the command that resumes it.
 # (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
-RUN_IDENTITY = ("encoder.name", "fold", "n_folds", "seed", "split", "data.image_size", "data.resize", "data.max_side",
-                "labels", "trainer.max_epochs")
+RUN_IDENTITY = (
+    "encoder.name",
+    "fold",
+    "n_folds",
+    "seed",
+    "split",
+    "data.image_size",
+    "data.resize",
+    "data.max_side",
+    "labels",
+    "trainer.max_epochs",
+)
 # What must agree between ensemble members: they are evaluated on one validation set with one label map.
 SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "data.resize", "data.max_side", "labels")
 
@@ -137,8 +147,14 @@ def _take_claim(run_dir: Path, option: str, reclaim: bool) -> None:
     files alone would let both pass, since those appear only after the data is prepared)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     claim = run_dir / CLAIM
-    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
-                         "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
+    record = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        }
+    )
     fd, tmp = tempfile.mkstemp(prefix=".claim-", dir=run_dir)
     with os.fdopen(fd, "w") as handle:
         handle.write(record)
@@ -161,8 +177,14 @@ def _take_claim(run_dir: Path, option: str, reclaim: bool) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def claim_run_dir(run_dir: Path, cfg: DictConfig, finished_markers: Sequence[str], option: str = "hydra.run.dir",
-                  remedy: str = "", reclaim: bool = False) -> None:
+def claim_run_dir(
+    run_dir: Path,
+    cfg: DictConfig,
+    finished_markers: Sequence[str],
+    option: str = "hydra.run.dir",
+    remedy: str = "",
+    reclaim: bool = False,
+) -> None:
     """Refuse a folder holding any of `finished_markers` (globs), then write `.hydra/` into it.
 
     Hydra would write `.hydra/` before the task starts and so overwrite a finished run's record; the primary

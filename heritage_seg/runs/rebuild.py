@@ -19,8 +19,13 @@ def build_datamodule(run_cfg: DictConfig, labels: LabelMap, data_cfg: DictConfig
     section (evaluate with a moved data root)."""
     # partial: the LabelMap object must not pass through OmegaConf
     datamodule = instantiate(run_cfg.data if data_cfg is None else data_cfg, _partial_=True)(
-        labels=labels, fold=run_cfg.fold, n_folds=run_cfg.n_folds, seed=run_cfg.seed, augment=augment,
-        split=run_cfg.get("split", DEFAULT_SPLIT))
+        labels=labels,
+        fold=run_cfg.fold,
+        n_folds=run_cfg.n_folds,
+        seed=run_cfg.seed,
+        augment=augment,
+        split=run_cfg.get("split", DEFAULT_SPLIT),
+    )
     datamodule.prepare_data()
     return datamodule
 

@@ -27,8 +27,12 @@ from heritage_seg.reporting.html import (
 from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 
-PANEL_GLOBS = ("predictions/best01_*_overlay.png", "predictions/worst01_*_overlay.png",
-               "*/predictions/best01_*_overlay.png", "*/predictions/worst01_*_overlay.png")
+PANEL_GLOBS = (
+    "predictions/best01_*_overlay.png",
+    "predictions/worst01_*_overlay.png",
+    "*/predictions/best01_*_overlay.png",
+    "*/predictions/worst01_*_overlay.png",
+)
 
 
 def _mean(stats: dict[str, Any] | None) -> float | None:
@@ -42,14 +46,34 @@ def _results_table(summary: dict[str, Any], metric: str) -> str:
         folds = " / ".join(f"{k}: {_pct(v)}" for k, v in plain["per_fold"].items())
         tta_folds = " / ".join(f"{k}: {_pct(v)}" for k, v in tta["per_fold"].items()) if tta else "-"
         vs = "baseline" if name == summary.get("baseline") else _fmt(g.get(f"vs_baseline{suffix(metric)}"))
-        rows.append([cell(g["label"]), cell(g["encoder"]), cell(g["family"]),
-                     cell(_fmt(plain), sort=_mean(plain), numeric=True), cell(folds),
-                     cell(_fmt(tta), sort=_mean(tta), numeric=True), cell(tta_folds),
-                     cell(_fmt(g[f"tta_gain_{metric}"]), numeric=True), cell(vs, numeric=True),
-                     cell(_fmt(g["no_tta"]["pixel_accuracy"]), numeric=True),
-                     cell(_fmt(g["no_tta"]["mean_dice"]), numeric=True)])
-    headers = ["group", "encoder", "family", "mIoU", "per fold", "mIoU (TTA)", "per fold (TTA)", "TTA gain",
-               "vs baseline (paired)", "pixel acc.", "mDice"]
+        rows.append(
+            [
+                cell(g["label"]),
+                cell(g["encoder"]),
+                cell(g["family"]),
+                cell(_fmt(plain), sort=_mean(plain), numeric=True),
+                cell(folds),
+                cell(_fmt(tta), sort=_mean(tta), numeric=True),
+                cell(tta_folds),
+                cell(_fmt(g[f"tta_gain_{metric}"]), numeric=True),
+                cell(vs, numeric=True),
+                cell(_fmt(g["no_tta"]["pixel_accuracy"]), numeric=True),
+                cell(_fmt(g["no_tta"]["mean_dice"]), numeric=True),
+            ]
+        )
+    headers = [
+        "group",
+        "encoder",
+        "family",
+        "mIoU",
+        "per fold",
+        "mIoU (TTA)",
+        "per fold (TTA)",
+        "TTA gain",
+        "vs baseline (paired)",
+        "pixel acc.",
+        "mDice",
+    ]
     return f"<h2>{esc(METRIC_TITLES[metric])}</h2>" + table(headers, rows, sortable=True)
 
 
@@ -60,11 +84,21 @@ def _paired_tables(summary: dict[str, Any]) -> str:
         if not differences:
             continue
         kind = "mIoU over truth classes" if metric == "miou_gt" else "strict mIoU"
-        rows = [[d["a_label"], d["b_label"], len(d["folds"]), cell(_fmt(d), sort=d.get("mean"), numeric=True),
-                 " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]),
-                 ", ".join(map(str, d["unpaired_folds"])) or "-"] for d in differences]
-        out.append(f"<h2>Paired differences on the same folds, {kind}: A − B in points</h2>"
-                   + table(["A", "B", "paired folds", "mean ± std", "per fold", "unpaired folds"], rows))
+        rows = [
+            [
+                d["a_label"],
+                d["b_label"],
+                len(d["folds"]),
+                cell(_fmt(d), sort=d.get("mean"), numeric=True),
+                " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]),
+                ", ".join(map(str, d["unpaired_folds"])) or "-",
+            ]
+            for d in differences
+        ]
+        out.append(
+            f"<h2>Paired differences on the same folds, {kind}: A − B in points</h2>"
+            + table(["A", "B", "paired folds", "mean ± std", "per fold", "unpaired folds"], rows)
+        )
     return "".join(out)
 
 
@@ -79,8 +113,14 @@ def per_class_chart(summary: dict[str, Any]) -> str | None:
         rows = [g["no_tta"]["per_class_iou"][c] for c in classes]
         means = [r["mean"] if r["mean"] is not None else np.nan for r in rows]
         stds = [r["std"] if r["std"] is not None else 0 for r in rows]
-        ax.bar(np.arange(len(classes)) + (k - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=f"{g['label']} ({g['family']})")
+        ax.bar(
+            np.arange(len(classes)) + (k - (len(groups) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=2,
+            label=f"{g['label']} ({g['family']})",
+        )
     ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
     ax.set_ylabel("IoU, mean ± std over folds")
     ax.set_ylim(0, 1)
@@ -92,8 +132,14 @@ def per_class_chart(summary: dict[str, Any]) -> str | None:
 def _per_class_table(summary: dict[str, Any]) -> str:
     groups = list(summary["groups"].values())
     classes = groups[0]["no_tta"]["classes"]
-    rows = [[name] + [cell(_fmt(g["no_tta"]["per_class_iou"][name]), sort=_mean(g["no_tta"]["per_class_iou"][name]),
-                           numeric=True) for g in groups] for name in classes]
+    rows = [
+        [name]
+        + [
+            cell(_fmt(g["no_tta"]["per_class_iou"][name]), sort=_mean(g["no_tta"]["per_class_iou"][name]), numeric=True)
+            for g in groups
+        ]
+        for name in classes
+    ]
     return table(["class"] + [g["label"] for g in groups], rows, sortable=True)
 
 
@@ -109,12 +155,18 @@ def _panels(group: dict[str, Any]) -> list[str]:
 
 def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> str:
     """The whole page from aggregate's summary (cv_results.json) and, if given, its comparison chart."""
-    parts = [f'<p class="note">mIoU in %, mean ± sample std over folds {esc(summary["expected_folds"])}; '
-             "dataset-level metrics per fold. Common to all groups: "
-             f'{esc(" ".join(summary["common_overrides"]) or "(nothing)")}. Resolution of the figures: '
-             + esc("; ".join(f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
-                             for g in summary["groups"].values()))
-             + ". Click a column header to sort.</p>"]
+    parts = [
+        f'<p class="note">mIoU in %, mean ± sample std over folds {esc(summary["expected_folds"])}; '
+        "dataset-level metrics per fold. Common to all groups: "
+        f"{esc(' '.join(summary['common_overrides']) or '(nothing)')}. Resolution of the figures: "
+        + esc(
+            "; ".join(
+                f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
+                for g in summary["groups"].values()
+            )
+        )
+        + ". Click a column header to sort.</p>"
+    ]
     if summary["warnings"]:
         parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in summary["warnings"]) + "</ul>")
     parts += [_results_table(summary, metric) for metric in PAIRED_METRICS]
@@ -122,34 +174,61 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
         with Image.open(comparison_png) as chart_png:
             parts.append(image(thumbnail_uri(chart_png, 1100), "cross-validation comparison chart"))
     if any(g.get("resolution") == "native" and g.get("train_resolution") for g in summary["groups"].values()):
-        rows = [[g["label"], g["encoder"]] + [cell(_fmt((g.get("train_resolution") or {}).get(k)),
-                                                  sort=_mean((g.get("train_resolution") or {}).get(k)), numeric=True)
-                                             for k in ("miou_gt", "miou", "pixel_accuracy")]
-                for g in summary["groups"].values()]
-        parts.append("<h2>The same runs scored at the training data's resolution (masks squashed as in training: "
-                     "the seed's table)</h2>" + table(["group", "encoder", "mIoU (truth classes)", "mIoU (strict)",
-                                                      "pixel acc."], rows, sortable=True))
+        rows = [
+            [g["label"], g["encoder"]]
+            + [
+                cell(
+                    _fmt((g.get("train_resolution") or {}).get(k)),
+                    sort=_mean((g.get("train_resolution") or {}).get(k)),
+                    numeric=True,
+                )
+                for k in ("miou_gt", "miou", "pixel_accuracy")
+            ]
+            for g in summary["groups"].values()
+        ]
+        parts.append(
+            "<h2>The same runs scored at the training data's resolution (masks squashed as in training: "
+            "the seed's table)</h2>"
+            + table(["group", "encoder", "mIoU (truth classes)", "mIoU (strict)", "pixel acc."], rows, sortable=True)
+        )
     parts.append(_paired_tables(summary))
     chart = per_class_chart(summary)
     if chart:
-        parts += ["<h2>Per-class IoU across folds</h2>", image(chart, "per-class IoU per group"),
-                  _per_class_table(summary)]
-    matrices = [image(figure_uri(confusion_figure(g["no_tta"]["confusion_matrix"], g["no_tta"]["classes"],
-                                                  f"{g['label']} ({g['family']}), {len(g['folds'])} fold(s)",
-                                                  compact=True)),
-                      f"confusion matrix of {g['label']}")
-                for g in summary["groups"].values() if g["no_tta"].get("confusion_matrix")]
+        parts += [
+            "<h2>Per-class IoU across folds</h2>",
+            image(chart, "per-class IoU per group"),
+            _per_class_table(summary),
+        ]
+    matrices = [
+        image(
+            figure_uri(
+                confusion_figure(
+                    g["no_tta"]["confusion_matrix"],
+                    g["no_tta"]["classes"],
+                    f"{g['label']} ({g['family']}), {len(g['folds'])} fold(s)",
+                    compact=True,
+                )
+            ),
+            f"confusion matrix of {g['label']}",
+        )
+        for g in summary["groups"].values()
+        if g["no_tta"].get("confusion_matrix")
+    ]
     if matrices:
-        parts += ["<h2>Confusion matrices, summed over each group's folds (rows normalised: recall per class)</h2>",
-                  '<div class="gallery">' + "".join(matrices) + "</div>"]
+        parts += [
+            "<h2>Confusion matrices, summed over each group's folds (rows normalised: recall per class)</h2>",
+            '<div class="gallery">' + "".join(matrices) + "</div>",
+        ]
     panels = {g["label"]: _panels(g) for g in summary["groups"].values()}
     parts.append("<h2>Best and worst validation images</h2>")
     if any(panels.values()):
         for label, found in panels.items():
             if found:
-                parts.append(f"<h3>{esc(label)}</h3><div class=\"gallery\">{''.join(found)}</div>")
+                parts.append(f'<h3>{esc(label)}</h3><div class="gallery">{"".join(found)}</div>')
     else:
-        parts.append('<p class="note">None in these run folders: run <code>python -m heritage_seg.evaluate '
-                     "ckpt=&lt;run&gt;/checkpoints/best.ckpt hydra.run.dir=&lt;run&gt;/evaluate</code> and aggregate "
-                     "again to add each run's best and worst prediction panels here.</p>")
+        parts.append(
+            '<p class="note">None in these run folders: run <code>python -m heritage_seg.evaluate '
+            "ckpt=&lt;run&gt;/checkpoints/best.ckpt hydra.run.dir=&lt;run&gt;/evaluate</code> and aggregate "
+            "again to add each run's best and worst prediction panels here.</p>"
+        )
     return page("heritage_seg — cross-validation study", "\n".join(parts), script=True)

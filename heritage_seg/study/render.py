@@ -27,63 +27,96 @@ METRIC_TITLES = {
 }
 
 
-RESOLUTION_NAMES = {"native": "each mask's own resolution", "train": "the model's input size (masks squashed)",
-                    "mixed": "MIXED (see warnings)"}
+RESOLUTION_NAMES = {
+    "native": "each mask's own resolution",
+    "train": "the model's input size (masks squashed)",
+    "mixed": "MIXED (see warnings)",
+}
 
 
 def _results_table(summary: dict[str, Any], metric: str) -> list[str]:
     key = suffix(metric)
-    lines = [f"## {METRIC_TITLES[metric]}", "",
-             "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | vs baseline | pixel acc. | mDice |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {METRIC_TITLES[metric]}",
+        "",
+        "| group | encoder | family | mIoU | per fold | mIoU (TTA) | TTA gain | vs baseline | pixel acc. | mDice |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, g in summary["groups"].items():
         per_fold = " / ".join(_pct(v) for v in g["no_tta"][metric]["per_fold"].values())
-        lines.append(f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta'][metric])} | {per_fold} | "
-                     f"{_fmt(g['tta'][metric]) if g['tta'] else '-'} | {_fmt(g[f'tta_gain_{metric}'])} | "
-                     f"{'baseline' if name == summary.get('baseline') else _fmt(g.get(f'vs_baseline{key}'))} | "
-                     f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |")
+        lines.append(
+            f"| {g['label']} | {g['encoder']} | {g['family']} | {_fmt(g['no_tta'][metric])} | {per_fold} | "
+            f"{_fmt(g['tta'][metric]) if g['tta'] else '-'} | {_fmt(g[f'tta_gain_{metric}'])} | "
+            f"{'baseline' if name == summary.get('baseline') else _fmt(g.get(f'vs_baseline{key}'))} | "
+            f"{_fmt(g['no_tta']['pixel_accuracy'])} | {_fmt(g['no_tta']['mean_dice'])} |"
+        )
     return lines
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
-    lines = ["# Cross-validation results", "",
-             f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
-             f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}",
-             "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)",
-             "Resolution of each group's figures: "
-             + "; ".join(f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
-                         for g in summary["groups"].values()), ""]
+    lines = [
+        "# Cross-validation results",
+        "",
+        f"mIoU in %, mean ± sample std over folds {summary['expected_folds']}; dataset-level metrics per fold.",
+        f"Common to all groups: {' '.join(summary['common_overrides']) or '(nothing)'}",
+        "vs baseline: paired per-fold mIoU difference to the baseline group (mean ± std, points)",
+        "Resolution of each group's figures: "
+        + "; ".join(
+            f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
+            for g in summary["groups"].values()
+        ),
+        "",
+    ]
     for metric in PAIRED_METRICS:
         lines += _results_table(summary, metric) + [""]
     if any(g.get("resolution") == "native" and g.get("train_resolution") for g in summary["groups"].values()):
-        lines += ["## The same runs scored at the model's input size (masks squashed as in training; the seed's "
-                  "table)", "", "| group | encoder | mIoU (truth classes) | mIoU (strict) | pixel acc. |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## The same runs scored at the model's input size (masks squashed as in training; the seed's table)",
+            "",
+            "| group | encoder | mIoU (truth classes) | mIoU (strict) | pixel acc. |",
+            "|---|---|---|---|---|",
+        ]
         for g in summary["groups"].values():
             t = g.get("train_resolution") or {}
-            lines.append(f"| {g['label']} | {g['encoder']} | {_fmt(t.get('miou_gt'))} | {_fmt(t.get('miou'))} | "
-                         f"{_fmt(t.get('pixel_accuracy'))} |")
+            lines.append(
+                f"| {g['label']} | {g['encoder']} | {_fmt(t.get('miou_gt'))} | {_fmt(t.get('miou'))} | "
+                f"{_fmt(t.get('pixel_accuracy'))} |"
+            )
         lines.append("")
-    held_out = [(g, fold, name) for g in summary["groups"].values() if g.get("held_out")
-                for fold, name in g["held_out"].items()]
+    held_out = [
+        (g, fold, name) for g in summary["groups"].values() if g.get("held_out") for fold, name in g["held_out"].items()
+    ]
     if held_out:
-        lines += ["## mIoU per held-out group (model never saw this material / content type)", "",
-                  "| group | held out | mIoU (truth classes) | mIoU (strict) | mIoU (strict, TTA) |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## mIoU per held-out group (model never saw this material / content type)",
+            "",
+            "| group | held out | mIoU (truth classes) | mIoU (strict) | mIoU (strict, TTA) |",
+            "|---|---|---|---|---|",
+        ]
         for g, fold, name in held_out:
-            values = [g["no_tta"]["miou_gt"]["per_fold"][fold], g["no_tta"]["miou"]["per_fold"][fold],
-                      g["tta"]["miou"]["per_fold"][fold] if g["tta"] else None]
+            values = [
+                g["no_tta"]["miou_gt"]["per_fold"][fold],
+                g["no_tta"]["miou"]["per_fold"][fold],
+                g["tta"]["miou"]["per_fold"][fold] if g["tta"] else None,
+            ]
             lines.append(f"| {g['label']} | {name} | " + " | ".join(_pct(v) for v in values) + " |")
         lines.append("")
     for metric in PAIRED_METRICS:
         differences = summary[f"paired_differences{suffix(metric)}"]
         if differences:
             kind = "mIoU over truth classes" if metric == "miou_gt" else "strict mIoU"
-            lines += [f"## Paired differences (same folds), {kind} A − B in points", "",
-                      "| A | B | folds | mean ± std | per fold |", "|---|---|---|---|---|"]
+            lines += [
+                f"## Paired differences (same folds), {kind} A − B in points",
+                "",
+                "| A | B | folds | mean ± std | per fold |",
+                "|---|---|---|---|---|",
+            ]
             for d in differences:
-                lines.append(f"| {d['a_label']} | {d['b_label']} | {len(d['folds'])} | {_fmt(d)} | "
-                             + " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"]) + " |")
+                lines.append(
+                    f"| {d['a_label']} | {d['b_label']} | {len(d['folds'])} | {_fmt(d)} | "
+                    + " / ".join(f"{100 * v:+.2f}" for v in d["per_fold"])
+                    + " |"
+                )
             lines.append("")
     if summary["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
@@ -100,8 +133,16 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
                 if not g[variant]:
                     continue
                 stats = g[variant][metric]
-                ax.bar(i + offset, stats["mean"] or 0, 0.34, yerr=stats["std"] or 0, color=color, alpha=0.7,
-                       capsize=3, label=("no TTA" if variant == "no_tta" else "TTA") if i == 0 else None)
+                ax.bar(
+                    i + offset,
+                    stats["mean"] or 0,
+                    0.34,
+                    yerr=stats["std"] or 0,
+                    color=color,
+                    alpha=0.7,
+                    capsize=3,
+                    label=("no TTA" if variant == "no_tta" else "TTA") if i == 0 else None,
+                )
                 points = [v for v in stats["per_fold"].values() if v is not None]
                 ax.scatter([i + offset] * len(points), points, color="black", s=12, zorder=3)
         labels = [f"{summary['groups'][n]['label']}\n({summary['groups'][n]['family']})" for n in names]
@@ -113,10 +154,18 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _tex(text: str) -> str:
@@ -135,24 +184,39 @@ def to_latex(summary: dict[str, Any]) -> str:
     """The cross-validation table as a booktabs `table` for a paper (needs \\usepackage{booktabs}): per group
     mean ± sample std over folds of both mIoU means, with TTA, pixel accuracy and mDice, in %."""
     resolutions = {g.get("resolution", "train") for g in summary["groups"].values()}
-    where = ("at each mask's own resolution" if resolutions == {"native"} else
-             "at the model's input size" if resolutions == {"train"} else "MIXED resolutions")
+    where = (
+        "at each mask's own resolution"
+        if resolutions == {"native"}
+        else "at the model's input size"
+        if resolutions == {"train"}
+        else "MIXED resolutions"
+    )
     lines = [
         "% written by heritage_seg.aggregate; needs \\usepackage{booktabs}",
-        "\\begin{table}[t]", "\\centering",
+        "\\begin{table}[t]",
+        "\\centering",
         f"\\caption{{Cross-validation over folds {_tex(summary['expected_folds'])}: mean $\\pm$ sample std in \\%, "
         f"dataset-level metrics {where}. mIoU$_\\mathrm{{gt}}$: over the classes in the validation truth; "
         "mIoU: strict (truth or prediction).}",
         "\\label{tab:cv-results}",
-        "\\begin{tabular}{llcccccc}", "\\toprule",
-        "Group & Family & mIoU$_\\mathrm{gt}$ & mIoU & mIoU$_\\mathrm{gt}$ (TTA) & mIoU (TTA) & Pixel acc. & mDice \\\\",
+        "\\begin{tabular}{llcccccc}",
+        "\\toprule",
+        "Group & Family & mIoU$_\\mathrm{gt}$ & mIoU & mIoU$_\\mathrm{gt}$ (TTA) & mIoU (TTA) & Pixel acc. & "
+        "mDice \\\\",
         "\\midrule",
     ]
     for g in summary["groups"].values():
         plain, tta = g["no_tta"], g["tta"] or {}
-        cells = [_tex(g["label"]), _tex(g["family"]), _tex_stats(plain["miou_gt"]), _tex_stats(plain["miou"]),
-                 _tex_stats(tta.get("miou_gt")), _tex_stats(tta.get("miou")), _tex_stats(plain["pixel_accuracy"]),
-                 _tex_stats(plain["mean_dice"])]
+        cells = [
+            _tex(g["label"]),
+            _tex(g["family"]),
+            _tex_stats(plain["miou_gt"]),
+            _tex_stats(plain["miou"]),
+            _tex_stats(tta.get("miou_gt")),
+            _tex_stats(tta.get("miou")),
+            _tex_stats(plain["pixel_accuracy"]),
+            _tex_stats(plain["mean_dice"]),
+        ]
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"

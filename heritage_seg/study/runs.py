@@ -81,25 +81,28 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
         metrics = with_miou_gt(json.loads((run_dir / METRICS).read_text()))
         tta_path = run_dir / METRICS_TTA
         overrides = [o for o in recorded_overrides(run_dir) if not is_bookkeeping(o)]
-        runs.append(FinishedRun(
-            path=run_dir,
-            overrides=tuple(sorted(overrides)),
-            group=",".join(sorted(overrides)) or "(defaults)",
-            fold=int(metrics["fold"]),
-            n_folds=int(metrics.get("n_folds", 0)),
-            encoder=str(metrics.get("encoder", "?")),
-            family=str(metrics.get("family") or "?"),
-            metrics=metrics,
-            metrics_tta=with_miou_gt(json.loads(tta_path.read_text())) if tta_path.exists() else None,
-            val_set=_validation_set(run_dir),
-        ))
+        runs.append(
+            FinishedRun(
+                path=run_dir,
+                overrides=tuple(sorted(overrides)),
+                group=",".join(sorted(overrides)) or "(defaults)",
+                fold=int(metrics["fold"]),
+                n_folds=int(metrics.get("n_folds", 0)),
+                encoder=str(metrics.get("encoder", "?")),
+                family=str(metrics.get("family") or "?"),
+                metrics=metrics,
+                metrics_tta=with_miou_gt(json.loads(tta_path.read_text())) if tta_path.exists() else None,
+                val_set=_validation_set(run_dir),
+            )
+        )
     if unfinished:
-        warnings.warn(f"{len(unfinished)} run folder(s) have no metrics.json (failed or still running), "
-                      f"left out: {', '.join(str(p) for p in unfinished)}", stacklevel=2)
+        warnings.warn(
+            f"{len(unfinished)} run folder(s) have no metrics.json (failed or still running), "
+            f"left out: {', '.join(str(p) for p in unfinished)}",
+            stacklevel=2,
+        )
     if not runs:
         raise FileNotFoundError(
             f"runs={', '.join(map(str, paths))}: no finished run (a run folder with metrics.json) found"
         )
     return runs
-
-

@@ -20,8 +20,8 @@ from heritage_seg.study.runs import FinishedRun
 
 log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("miou_gt", "miou", "pixel_accuracy", "mean_dice")
-# Both means are reported (see heritage_seg/evaluation/metrics.py): over the classes in the validation truth (what selected
-# the checkpoint) and strict (truth or prediction, mmsegmentation's figure, comparable with the seed's table).
+# Both means are reported (see heritage_seg/evaluation/metrics.py): over the classes in the validation truth (what
+# selected the checkpoint) and strict (truth or prediction, mmsegmentation's figure, comparable with the seed's table).
 PAIRED_METRICS = ("miou_gt", "miou")
 
 
@@ -54,8 +54,10 @@ def _summarise_group(runs: list[FinishedRun], key: str) -> dict[str, Any] | None
     classes = payloads[0].get("classes") or list(payloads[0].get("per_class", {}))
     out["classes"] = list(classes)
     out["per_class_iou"] = {
-        name: {**_stats(vals := [p["per_class"][name]["iou"] for p in payloads]),
-               "per_fold": dict(zip([r.fold for r in runs], vals))}
+        name: {
+            **_stats(vals := [p["per_class"][name]["iou"] for p in payloads]),
+            "per_fold": dict(zip([r.fold for r in runs], vals)),
+        }
         for name in classes
     }
     return out
@@ -75,8 +77,10 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
         n_folds = max(r.n_folds for r in members)  # per group: split=material has as many folds as materials
         expected = list(range(n_folds)) if n_folds else folds
         if len(set(folds)) != len(folds):
-            raise ValueError(f"group '{name}': fold(s) {sorted({f for f in folds if folds.count(f) > 1})} appear "
-                             "in more than one run folder; pass only one sweep per group")
+            raise ValueError(
+                f"group '{name}': fold(s) {sorted({f for f in folds if folds.count(f) > 1})} appear "
+                "in more than one run folder; pass only one sweep per group"
+            )
         missing = sorted(set(expected) - set(folds))
         if missing:
             message = f"group '{name}' is missing fold(s) {missing}: its mean is over {len(folds)} fold(s) only"
@@ -85,24 +89,41 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
         plain, tta = _summarise_group(members, "metrics"), _summarise_group(members, "metrics_tta")
         resolutions = sorted({r.resolution for r in members})
         if len(resolutions) > 1:
-            message = (f"group '{name}' mixes runs scored at the masks' own resolution and at the input size "
-                       f"({', '.join(resolutions)}): its mean mixes two kinds of figure; re-evaluate the older runs")
+            message = (
+                f"group '{name}' mixes runs scored at the masks' own resolution and at the input size "
+                f"({', '.join(resolutions)}): its mean mixes two kinds of figure; re-evaluate the older runs"
+            )
             summary["warnings"].append(message)
             log.warning("!!! %s", message)
         gains = {}
         for metric in PAIRED_METRICS:  # tta_gain_miou (strict), tta_gain_miou_gt
-            gains[f"tta_gain_{metric}"] = None if tta is None else _stats(
-                [t - p for t, p in zip(tta[metric]["per_fold"].values(), plain[metric]["per_fold"].values())
-                 if t is not None and p is not None])
+            gains[f"tta_gain_{metric}"] = (
+                None
+                if tta is None
+                else _stats(
+                    [
+                        t - p
+                        for t, p in zip(tta[metric]["per_fold"].values(), plain[metric]["per_fold"].values())
+                        if t is not None and p is not None
+                    ]
+                )
+            )
         summary["groups"][name] = {
             "resolution": resolutions[0] if len(resolutions) == 1 else "mixed",
             "train_resolution": _summarise_group(members, "metrics_train"),
-            "held_out": {r.fold: r.metrics.get("held_out") for r in members} if members[0].metrics.get("held_out")
+            "held_out": {r.fold: r.metrics.get("held_out") for r in members}
+            if members[0].metrics.get("held_out")
             else None,
             "label": ",".join(sorted(override_sets[name] - common)) or "(defaults)",
-            "encoder": members[0].encoder, "family": members[0].family, "folds": folds, "expected_folds": expected,
+            "encoder": members[0].encoder,
+            "family": members[0].family,
+            "folds": folds,
+            "expected_folds": expected,
             "validation_sets": {r.fold: r.val_set for r in members},
-            "runs": [str(r.path) for r in members], "no_tta": plain, "tta": tta, **gains,
+            "runs": [str(r.path) for r in members],
+            "no_tta": plain,
+            "tta": tta,
+            **gains,
         }
     summary["expected_folds"] = sorted({f for g in summary["groups"].values() for f in g["expected_folds"]})
     summary["baseline"] = pick_baseline(summary["groups"], {n: override_sets[n] - common for n in groups}, baseline)
@@ -115,8 +136,10 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
                 group[f"vs_baseline{key}"] = None if name == summary["baseline"] else _paired(group, base, metric)
     for d in summary["paired_differences"]:
         if d["unpaired_folds"]:
-            message = (f"groups '{d['a_label']}' and '{d['b_label']}': fold(s) {d['unpaired_folds']} were validated "
-                       "on different images (another split, seed, n_folds or data), so they are not paired")
+            message = (
+                f"groups '{d['a_label']}' and '{d['b_label']}': fold(s) {d['unpaired_folds']} were validated "
+                "on different images (another split, seed, n_folds or data), so they are not paired"
+            )
             summary["warnings"].append(message)
             log.warning("!!! %s", message)
     return summary
@@ -152,8 +175,7 @@ def _paired(group_a: dict[str, Any], group_b: dict[str, Any], metric: str, varia
     common = sorted(set(a) & set(b))
     folds = [f for f in common if sets_a.get(f) == sets_b.get(f)]  # unrecorded (None) on both: by fold index
     diffs = [a[f] - b[f] for f in folds if a[f] is not None and b[f] is not None]
-    return {"folds": folds, "unpaired_folds": [f for f in common if f not in folds], "per_fold": diffs,
-            **_stats(diffs)}
+    return {"folds": folds, "unpaired_folds": [f for f in common if f not in folds], "per_fold": diffs, **_stats(diffs)}
 
 
 def paired_differences(groups: dict[str, Any], variant: str = "no_tta", metric: str = "miou") -> list[dict[str, Any]]:
@@ -163,5 +185,3 @@ def paired_differences(groups: dict[str, Any], variant: str = "no_tta", metric: 
         paired = _paired(groups[a], groups[b], metric, variant)
         out.append({"a": a, "b": b, "a_label": groups[a]["label"], "b_label": groups[b]["label"], **paired})
     return out
-
-

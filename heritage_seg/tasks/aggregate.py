@@ -1,5 +1,6 @@
 """What `python -m heritage_seg.aggregate` does, as a function of its composed config (tests and benchmarks
-call it directly). Cross-validation summary of a sweep:  python -m heritage_seg.aggregate runs=multirun/2026-11-24/10-00-00
+call it directly). Cross-validation summary of a sweep:
+    python -m heritage_seg.aggregate runs=multirun/2026-11-24/10-00-00
 
 Runs are grouped by every override except `fold` and the bookkeeping ones (heritage_seg/runs/folder.py), so an
 encoder sweep and an ablation sweep (loss=…, loss.class_weighting=…) are summarised the same way. Because all
@@ -23,11 +24,16 @@ from heritage_seg.study.stats import summarise
 log = logging.getLogger(__name__)
 
 
-def aggregate(paths: Sequence[str | Path], out_dir: str | Path | None = None,
-              baseline: str | None = None) -> dict[str, Any]:
+def aggregate(
+    paths: Sequence[str | Path], out_dir: str | Path | None = None, baseline: str | None = None
+) -> dict[str, Any]:
     paths = [Path(p) for p in paths]
     runs = find_runs(paths)
-    out = Path(out_dir) if out_dir else (paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths])))
+    out = (
+        Path(out_dir)
+        if out_dir
+        else (paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths])))
+    )
     summary = summarise(runs, baseline)
     write_json_atomic(out / "cv_results.json", summary)
     markdown = to_markdown(summary)

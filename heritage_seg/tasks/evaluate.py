@@ -56,8 +56,10 @@ def load_members(ckpts: list[Path]):
         difference = first_difference(members[0].run_config, member.run_config, SAME_VALIDATION_SET)
         if difference:
             key, a, b = difference
-            raise ValueError(f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
-                             f"{key}={a} and {ckpt} has {key}={b}")
+            raise ValueError(
+                f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
+                f"{key}={a} and {ckpt} has {key}={b}"
+            )
     return members
 
 
@@ -86,23 +88,38 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 
     start = time.perf_counter()
     models = [with_autocast(m, device, precision) for m in members]
-    result = run_evaluation(models, datamodule.val_dataloader(), labels.num_classes, labels.ignore_index, transforms,
-                            device, native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
-                            native_prediction=save_native if native and cfg.save_masks else None,
-                            probabilities=protocol_probabilities(module.protocol))
+    result = run_evaluation(
+        models,
+        datamodule.val_dataloader(),
+        labels.num_classes,
+        labels.ignore_index,
+        transforms,
+        device,
+        native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
+        native_prediction=save_native if native and cfg.save_masks else None,
+        probabilities=protocol_probabilities(module.protocol),
+    )
     seconds = time.perf_counter() - start
     payload = scored_payload(
-        result, labels.names, max_side=cfg.max_side,
-        tta=bool(cfg.tta), tta_transforms=list(transforms), num_images=len(result.indices),
-        **run_context(run_cfg, ckpt, datamodule.split), data_root=str(datamodule.root),
-        seconds=round(seconds, 3), members=[str(c) for c in ckpts], device=describe_device(device),
+        result,
+        labels.names,
+        max_side=cfg.max_side,
+        tta=bool(cfg.tta),
+        tta_transforms=list(transforms),
+        num_images=len(result.indices),
+        **run_context(run_cfg, ckpt, datamodule.split),
+        data_root=str(datamodule.root),
+        seconds=round(seconds, 3),
+        members=[str(c) for c in ckpts],
+        device=describe_device(device),
         precision=recorded_precision(precision),
     )
     if len(members) > 1:
         payload["encoder"] = "+".join(m.run_config.encoder.name for m in members)
         payload["family"] = "ensemble"
-    write_examples(out_dir, result, datamodule.data, labels, int(cfg.num_examples),
-                   save_masks=bool(cfg.save_masks) and not native)
+    write_examples(
+        out_dir, result, datamodule.data, labels, int(cfg.num_examples), save_masks=bool(cfg.save_masks) and not native
+    )
     plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")
     plot_class_distribution(payload, out_dir / "class_distribution.png")
     plot_iou_per_class(payload, out_dir / "iou_per_class.png")
@@ -133,5 +150,11 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
         save_image(Path(f"{stem}_input.png"), image)
         save_image(Path(f"{stem}_gt.png"), colorize(np.asarray(data.masks[index]), labels))
         save_image(Path(f"{stem}_pred.png"), colorize(result.predictions[k], labels))
-        overlay_figure(image, result.predictions[k], result.confidence[k], labels, Path(f"{stem}_overlay.png"),
-                       title=f"{ids[index]}  mIoU {scores[k]:.3f}")
+        overlay_figure(
+            image,
+            result.predictions[k],
+            result.confidence[k],
+            labels,
+            Path(f"{stem}_overlay.png"),
+            title=f"{ids[index]}  mIoU {scores[k]:.3f}",
+        )

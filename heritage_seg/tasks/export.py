@@ -42,8 +42,10 @@ def export(cfg: DictConfig, output: Path) -> dict:
     require_onnx()  # a missing extra fails before anything is read
     for existing in (output, card_path(output)):
         if existing.exists() and not cfg.overwrite:
-            raise FileExistsError(f"output={output}: {existing} exists; pass overwrite=true to replace it, or choose "
-                                  "another output=<file>.onnx")
+            raise FileExistsError(
+                f"output={output}: {existing} exists; pass overwrite=true to replace it, or choose "
+                "another output=<file>.onnx"
+            )
     ckpt = Path(str(cfg.ckpt)).expanduser().resolve()
     module = load_trained_module(ckpt)
     run_cfg, labels = module.run_config, module.labels
@@ -58,16 +60,19 @@ def export(cfg: DictConfig, output: Path) -> dict:
     def export_and_check(tmp: str) -> None:  # raising here leaves no file (files.write_file_atomic)
         graph.update(export_onnx(module, run_cfg.encoder.name, size, Path(tmp), int(cfg.opset)))
         check.update(check_against_pytorch(Path(tmp), module, batches))
-        print(f"onnxruntime vs PyTorch on {check['images']} validation crops ({check['pixels']:,} pixels): max abs "
-              f"logit difference {check['max_abs_logit_difference']:.3e}, argmax agreement "
-              f"{100 * check['argmax_agreement']:.3f} %")
+        print(
+            f"onnxruntime vs PyTorch on {check['images']} validation crops ({check['pixels']:,} pixels): max abs "
+            f"logit difference {check['max_abs_logit_difference']:.3e}, argmax agreement "
+            f"{100 * check['argmax_agreement']:.3f} %"
+        )
         if check["argmax_agreement"] < float(cfg.min_argmax_agreement):
-            raise ValueError(f"ckpt={ckpt}: the ONNX graph agrees with PyTorch on only "
-                             f"{100 * check['argmax_agreement']:.3f} % of pixels (< min_argmax_agreement="
-                             f"{cfg.min_argmax_agreement}); nothing written. Try another opset=")
+            raise ValueError(
+                f"ckpt={ckpt}: the ONNX graph agrees with PyTorch on only "
+                f"{100 * check['argmax_agreement']:.3f} % of pixels (< min_argmax_agreement="
+                f"{cfg.min_argmax_agreement}); nothing written. Try another opset="
+            )
 
     write_file_atomic(output, export_and_check)
-    write_text_atomic(card_path(output), model_card(run_cfg, labels, ckpt, run_dir_of(ckpt), output.name, graph,
-                                                    check))
+    write_text_atomic(card_path(output), model_card(run_cfg, labels, ckpt, run_dir_of(ckpt), output.name, graph, check))
     log.info("wrote %s and %s", output, card_path(output))
     return {"output": str(output), "model_card": str(card_path(output)), **graph, **check}

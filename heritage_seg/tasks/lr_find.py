@@ -35,12 +35,25 @@ def lr_find(cfg: DictConfig) -> float | None:
     datamodule, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels))
     # enough epochs for num_training steps even on a tiny fold (each epoch has at least one step)
     epochs = max(int(cfg.trainer.max_epochs), int(cfg.lr_find.num_training))
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, max_epochs=epochs,
-                          precision=resolve_precision(cfg.trainer.precision), default_root_dir=str(run_dir))
+    trainer = instantiate(
+        cfg.trainer,
+        logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
+        max_epochs=epochs,
+        precision=resolve_precision(cfg.trainer.precision),
+        default_root_dir=str(run_dir),
+    )
     search = cfg.lr_find
-    finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=search.min_lr, max_lr=search.max_lr,
-                                    num_training=search.num_training,
-                                    early_stop_threshold=search.early_stop_threshold, update_attr=False)
+    finder = Tuner(trainer).lr_find(
+        module,
+        datamodule=datamodule,
+        min_lr=search.min_lr,
+        max_lr=search.max_lr,
+        num_training=search.num_training,
+        early_stop_threshold=search.early_stop_threshold,
+        update_attr=False,
+    )
     suggestion = finder.suggestion()
     save_figure(finder.plot(suggest=suggestion is not None), run_dir / "lr_find.png")
     lrs, losses = list(finder.results["lr"]), list(finder.results["loss"])
@@ -48,16 +61,30 @@ def lr_find(cfg: DictConfig) -> float | None:
     # The first 10 points are skipped, as Lightning's suggestion skips them (their smoothed loss is mostly noise).
     window = range(10, len(losses) - 1) if len(losses) > 12 else range(len(losses))
     min_loss_over_10 = float(lrs[min(window, key=losses.__getitem__)] / 10) if losses else None
-    write_json_atomic(run_dir / "lr_find.json", {
-        "suggested_lr": suggestion, "suggestion_rule": "steepest descent of the smoothed loss (Lightning)",
-        "lr_at_min_loss_over_10": min_loss_over_10, "encoder": cfg.encoder.name, "fold": cfg.fold, "image_size": cfg.data.image_size,
-        "batch_size": cfg.data.batch_size, "lr": [float(x) for x in lrs], "loss": [float(x) for x in losses],
-    })
+    write_json_atomic(
+        run_dir / "lr_find.json",
+        {
+            "suggested_lr": suggestion,
+            "suggestion_rule": "steepest descent of the smoothed loss (Lightning)",
+            "lr_at_min_loss_over_10": min_loss_over_10,
+            "encoder": cfg.encoder.name,
+            "fold": cfg.fold,
+            "image_size": cfg.data.image_size,
+            "batch_size": cfg.data.batch_size,
+            "lr": [float(x) for x in lrs],
+            "loss": [float(x) for x in losses],
+        },
+    )
     if suggestion is None:
         log.warning("no suggestion: too few learning rates before the loss diverged; raise lr_find.num_training")
     else:
-        log.info("suggested learning rate %.3g -> train with:  optim.lr=%.3g   (check lr_find.png: on small, noisy "
-                 "data the steepest-descent point can sit in a flat stretch; a tenth of the LR at the lowest loss is "
-                 "%.3g)", suggestion, suggestion, min_loss_over_10)
+        log.info(
+            "suggested learning rate %.3g -> train with:  optim.lr=%.3g   (check lr_find.png: on small, noisy "
+            "data the steepest-descent point can sit in a flat stretch; a tenth of the LR at the lowest loss is "
+            "%.3g)",
+            suggestion,
+            suggestion,
+            min_loss_over_10,
+        )
     log.info("plot and values: %s", run_dir)
     return suggestion

@@ -87,8 +87,16 @@ def scan_scale(setting, protocol: dict, width: int, height: int) -> float | str:
     return scale
 
 
-def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir: Path, device,
-                  stem_name: str | None = None, precision: str = "32") -> dict[str, Any]:
+def predict_image(
+    path: Path,
+    module,
+    labels: LabelMap,
+    cfg: DictConfig,
+    out_dir: Path,
+    device,
+    stem_name: str | None = None,
+    precision: str = "32",
+) -> dict[str, Any]:
     clock = time.perf_counter()
     seconds: dict[str, float] = {}  # where a scan's time goes (report.json): decode, mapping, statistics, files
 
@@ -125,9 +133,18 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
         stride = int(cfg.stride or default_stride(window))
         total = count_windows(work.shape[0], work.shape[1], window, stride)
         with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
-            mask, confidence = sliding_window_predict(work, logits, labels.num_classes, window, stride,
-                                                      int(cfg.batch_size), transforms, str(cfg.blend), device,
-                                                      bar.update)
+            mask, confidence = sliding_window_predict(
+                work,
+                logits,
+                labels.num_classes,
+                window,
+                stride,
+                int(cfg.batch_size),
+                transforms,
+                str(cfg.blend),
+                device,
+                bar.update,
+            )
         if work is not image:  # back to the scan's own pixels
             mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
             confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
@@ -140,8 +157,10 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
     # PIL encodes PNG/JPEG with the GIL released: the two PNGs are written while the statistics are counted,
     # the overlay JPEG while they finish (on a GPU the files cost far more than the mapping done before them)
     with ThreadPoolExecutor(max_workers=3) as pool:
-        written = [pool.submit(save_image, Path(f"{stem}_mask.png"), palette_mask(mask, labels)),
-                   pool.submit(save_image, Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L"))]
+        written = [
+            pool.submit(save_image, Path(f"{stem}_mask.png"), palette_mask(mask, labels)),
+            pool.submit(save_image, Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L")),
+        ]
         classes = class_report(mask, labels)
         lap("statistics")
         present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
@@ -150,11 +169,22 @@ def predict_image(path: Path, module, labels: LabelMap, cfg: DictConfig, out_dir
         for future in written:
             future.result()  # a failed write raises here (each file is atomic: none is left half-written)
     lap("overlay_and_files")  # what the statistics did not overlap: the overlay, and the files still encoding
-    report = {"image": path.name, "outputs": stem.name, "source": str(path), "width": width, "height": height,
-              "scale": scale, "protocol": protocol.get("resize", "squash"), "window": window, "stride": stride,
-              "windows": total, "tta": bool(cfg.tta),
-              "precision": recorded_precision(precision), "seconds": seconds,
-              **classes}
+    report = {
+        "image": path.name,
+        "outputs": stem.name,
+        "source": str(path),
+        "width": width,
+        "height": height,
+        "scale": scale,
+        "protocol": protocol.get("resize", "squash"),
+        "window": window,
+        "stride": stride,
+        "windows": total,
+        "tta": bool(cfg.tta),
+        "precision": recorded_precision(precision),
+        "seconds": seconds,
+        **classes,
+    }
     write_json_atomic(Path(f"{stem}_report.json"), report)
     return report
 
@@ -167,19 +197,29 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
     squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale
     if squash and (cfg.window or cfg.stride):
-        raise ValueError("window=/stride= size sliding windows, but this squash-trained model maps each scan in one "
-                         "squashed pass (scale=auto); pass scale=<factor> (e.g. scale=1.0) to map by sliding windows")
+        raise ValueError(
+            "window=/stride= size sliding windows, but this squash-trained model maps each scan in one "
+            "squashed pass (scale=auto); pass scale=<factor> (e.g. scale=1.0) to map by sliding windows"
+        )
     if not cfg.overwrite:
-        claim_run_dir(out_dir, cfg, finished_markers=("report.csv", "*_report.json", "*_mask.png"),
-                      option="output" if cfg.output else "hydra.run.dir",
-                      remedy="pass overwrite=true to replace them, or choose another output=<folder>")
+        claim_run_dir(
+            out_dir,
+            cfg,
+            finished_markers=("report.csv", "*_report.json", "*_mask.png"),
+            option="output" if cfg.output else "hydra.run.dir",
+            remedy="pass overwrite=true to replace them, or choose another output=<folder>",
+        )
     module.to(device)
     if squash:
         size = module.protocol["image_size"]
-        log.warning("this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
-                    "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "
-                    "scan's size (what native-resolution evaluation scores). scale=<factor> maps by sliding windows "
-                    "instead; a model trained with data=artefact_crops has one pixel density to match.", size, size)
+        log.warning(
+            "this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
+            "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "
+            "scan's size (what native-resolution evaluation scores). scale=<factor> maps by sliding windows "
+            "instead; a model trained with data=artefact_crops has one pixel density to match.",
+            size,
+            size,
+        )
     done, failed, rows, reports = [], {}, [], []
     stems = output_stems(inputs)
     for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
@@ -192,8 +232,14 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         done.append(path.name)
         reports.append(report)
         rows.extend(csv_rows(report))
-        log.info("%s: %.2f%% damaged (%d x %d px) -> %s", path.name, report["damage_total"]["percent_of_object"],
-                 report["width"], report["height"], out_dir)
+        log.info(
+            "%s: %.2f%% damaged (%d x %d px) -> %s",
+            path.name,
+            report["damage_total"]["percent_of_object"],
+            report["width"],
+            report["height"],
+            out_dir,
+        )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
     writer.writeheader()

@@ -86,8 +86,12 @@ def train(cfg: DictConfig) -> float:
     resume_from = resume_checkpoint(run_dir, cfg) if resume is True or (resume == "auto" and has_last) else None
     if resume and (finished := finished_run(run_dir)) is not None:
         # Lightning restores early-stopping counters but not `should_stop`: fitting again would train on.
-        log.info("resume=%s: %s already finished (%s); nothing to do, its results are left as they are",
-                 resume, run_dir, finished["reason"])
+        log.info(
+            "resume=%s: %s already finished (%s); nothing to do, its results are left as they are",
+            resume,
+            run_dir,
+            finished["reason"],
+        )
         return float(finished["best_score"]) if finished.get("best_score") is not None else float("nan")
     if writer and resume_from is None:
         # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
@@ -104,8 +108,13 @@ def train(cfg: DictConfig) -> float:
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     precision=resolve_precision(cfg.trainer.precision), **extra)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        precision=resolve_precision(cfg.trainer.precision),
+        **extra,
+    )
     if resume_from:
         log.info("resuming from %s (epoch, optimizer, scheduler, early stopping and checkpoint state)", resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
@@ -124,11 +133,17 @@ def train(cfg: DictConfig) -> float:
             reason = "max_epochs reached"
         else:
             reason = "stopped before max_epochs (trainer.max_steps or max_time)"
-        write_json_atomic(run_dir / FINISHED, {
-            "reason": reason, "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-            "monitor": checkpoint.monitor if checkpoint is not None else None,
-            "best_score": None if best is None else best_score,
-            "best_checkpoint": checkpoint.best_model_path if checkpoint is not None else None})
+        write_json_atomic(
+            run_dir / FINISHED,
+            {
+                "reason": reason,
+                "epochs": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "monitor": checkpoint.monitor if checkpoint is not None else None,
+                "best_score": None if best is None else best_score,
+                "best_checkpoint": checkpoint.best_model_path if checkpoint is not None else None,
+            },
+        )
     log.info("run folder:      %s", run_dir)
     if checkpoint is not None:
         log.info("best checkpoint: %s", checkpoint.best_model_path)

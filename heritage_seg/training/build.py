@@ -30,17 +30,27 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     the datamodule."""
     # the network first: a bad encoder name or unavailable weights fail before the data cache is built
     # (on resume the weights come from last.ckpt, so no pretrained download is needed)
-    model = build_unet(cfg.encoder.name, None if resume else cfg.encoder.weights, labels.num_classes,
-                       cfg.encoder.kwargs)
+    model = build_unet(
+        cfg.encoder.name, None if resume else cfg.encoder.weights, labels.num_classes, cfg.encoder.kwargs
+    )
     sample_augment = OmegaConf.select(cfg, "augment.sample")
     datamodule = build_datamodule(cfg, labels, augment=instantiate(sample_augment) if sample_augment else None)
     datamodule.setup("fit")
     run_config = OmegaConf.to_container(cfg, resolve=True)
     _, record = build_loss(run_config["loss"], datamodule.train_class_pixel_counts())
-    log.info("class weights (%s, absent classes: %s): %s", record["strategy"], record["absent_class_weight"],
-             ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, record["weights"])))
-    module = SegmentationModule(run_config=run_config, protocol=datamodule.protocol(), class_weights=record,
-                                channels_last=use_channels_last(cfg), model=model)
+    log.info(
+        "class weights (%s, absent classes: %s): %s",
+        record["strategy"],
+        record["absent_class_weight"],
+        ", ".join(f"{n}={w:.2f}" for n, w in zip(labels.names, record["weights"])),
+    )
+    module = SegmentationModule(
+        run_config=run_config,
+        protocol=datamodule.protocol(),
+        class_weights=record,
+        channels_last=use_channels_last(cfg),
+        model=model,
+    )
     if cfg.get("perf", {}).get("compile"):
         module.model.compile()  # in place: state_dict keys (and so checkpoints) stay as without compile
     return datamodule, module, {"classes": list(labels.names), **record}

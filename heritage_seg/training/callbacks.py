@@ -84,17 +84,40 @@ class FinalValidationReport(L.Callback):
         runs = [(METRICS, ("identity",))] + ([(METRICS_TTA, DEFAULT_TTA)] if self.tta else [])
         for filename, transforms in runs:
             start = time.perf_counter()
-            result = run_evaluation(logits, datamodule.full_val_dataloader(), labels_n, ignore, transforms,
-                                    device, keep_predictions=False, native_mask=native,
-                                    probabilities=protocol_probabilities(model.protocol))
+            result = run_evaluation(
+                logits,
+                datamodule.full_val_dataloader(),
+                labels_n,
+                ignore,
+                transforms,
+                device,
+                keep_predictions=False,
+                native_mask=native,
+                probabilities=protocol_probabilities(model.protocol),
+            )
             seconds = time.perf_counter() - start
-            payload = scored_payload(result, model.class_names, max_side=self.max_side, tta=len(transforms) > 1,
-                                     tta_transforms=list(transforms), num_images=len(result.indices),
-                                     **run_context(model.hparams["run_config"], best, datamodule.split),
-                                     device=describe_device(device), precision=str(trainer.precision),
-                                     seconds=round(seconds, 3))
+            payload = scored_payload(
+                result,
+                model.class_names,
+                max_side=self.max_side,
+                tta=len(transforms) > 1,
+                tta_transforms=list(transforms),
+                num_images=len(result.indices),
+                **run_context(model.hparams["run_config"], best, datamodule.split),
+                device=describe_device(device),
+                precision=str(trainer.precision),
+                seconds=round(seconds, 3),
+            )
             write_json_atomic(self.output_dir / filename, payload)
-            log.info("best checkpoint on the validation fold (tta=%s, %s, %s, %.1f s, %s resolution): mIoU over "
-                     "truth classes %.4f, strict mIoU %.4f -> %s", len(transforms) > 1, payload["device"],
-                     payload["precision"], seconds, payload["resolution"], _or_nan(payload["miou_gt"]),
-                     _or_nan(payload["miou"]), self.output_dir / filename)
+            log.info(
+                "best checkpoint on the validation fold (tta=%s, %s, %s, %.1f s, %s resolution): mIoU over "
+                "truth classes %.4f, strict mIoU %.4f -> %s",
+                len(transforms) > 1,
+                payload["device"],
+                payload["precision"],
+                seconds,
+                payload["resolution"],
+                _or_nan(payload["miou_gt"]),
+                _or_nan(payload["miou"]),
+                self.output_dir / filename,
+            )

@@ -25,8 +25,9 @@ ABSENT_CLASS_WEIGHTS = ("max", "zero")
 DICE_CLASSES = ("all", "present")
 
 
-def class_weights_from_counts(counts: Sequence[int], strategy: str = "inverse_sqrt",
-                              max_ratio: float | None = None, absent: str = "max") -> np.ndarray:
+def class_weights_from_counts(
+    counts: Sequence[int], strategy: str = "inverse_sqrt", max_ratio: float | None = None, absent: str = "max"
+) -> np.ndarray:
     """Per-class weights from the training fold's pixel counts (ignore pixels never counted).
 
     Weights are normalised to mean 1 over the classes present in the fold. A class absent from the fold never
@@ -84,17 +85,28 @@ class DiceFocalLoss(nn.Module):
     present|all`) that `fit_class_weights` turns into numbers from a training fold's pixel counts; until then the
     classes weigh the same and Dice averages all of them."""
 
-    def __init__(self, dice_weight: float = 0.5, focal_weight: float = 0.5, ce_weight: float = 0.0,
-                 gamma: float = 2.0, smooth: float = 1.0, ignore_index: int = 255,
-                 class_weighting: str = "inverse_sqrt", class_weight_max_ratio: float | None = None,
-                 absent_class_weight: str = "max", dice_classes: str | Sequence[int] | None = "all",
-                 class_weights: Sequence[float] | None = None):
+    def __init__(
+        self,
+        dice_weight: float = 0.5,
+        focal_weight: float = 0.5,
+        ce_weight: float = 0.0,
+        gamma: float = 2.0,
+        smooth: float = 1.0,
+        ignore_index: int = 255,
+        class_weighting: str = "inverse_sqrt",
+        class_weight_max_ratio: float | None = None,
+        absent_class_weight: str = "max",
+        dice_classes: str | Sequence[int] | None = "all",
+        class_weights: Sequence[float] | None = None,
+    ):
         super().__init__()
         if dice_weight < 0 or focal_weight < 0 or ce_weight < 0 or not (dice_weight or focal_weight or ce_weight):
             raise ValueError("loss: dice_weight, focal_weight, ce_weight must be >= 0 and not all 0")
         if isinstance(class_weights, str):
-            raise ValueError("loss.class_weights: renamed loss.class_weighting (inverse_sqrt | inverse | none); the "
-                             "weights themselves are computed from the training fold")
+            raise ValueError(
+                "loss.class_weights: renamed loss.class_weighting (inverse_sqrt | inverse | none); the "
+                "weights themselves are computed from the training fold"
+            )
         if class_weighting not in WEIGHT_STRATEGIES:
             raise ValueError(f"loss.class_weighting={class_weighting}: choose one of {WEIGHT_STRATEGIES}")
         if absent_class_weight not in ABSENT_CLASS_WEIGHTS:
@@ -114,22 +126,34 @@ class DiceFocalLoss(nn.Module):
 
     def _set(self, class_weights: Sequence[float] | None, dice_classes: Sequence[int] | None) -> None:
         device = next((b.device for b in self.buffers()), None)
-        self.class_weights = None if class_weights is None else torch.tensor(
-            [float(w) for w in class_weights], device=device)
-        self.dice_classes = None if dice_classes is None else torch.tensor(
-            [int(c) for c in dice_classes], dtype=torch.long, device=device)
+        self.class_weights = (
+            None if class_weights is None else torch.tensor([float(w) for w in class_weights], device=device)
+        )
+        self.dice_classes = (
+            None
+            if dice_classes is None
+            else torch.tensor([int(c) for c in dice_classes], dtype=torch.long, device=device)
+        )
 
     def fit_class_weights(self, counts: Sequence[int]) -> dict[str, Any]:
         """The class weights and Dice classes the rules give for a training fold with these per-class pixel
         counts, set on the loss; returns them with what they came from (class_weights.json)."""
-        weights = class_weights_from_counts(counts, self.class_weighting, self.class_weight_max_ratio,
-                                            self.absent_class_weight)
-        dice_classes = dice_classes_from_counts(counts, self.dice_rule) if self.dice_rule else (
-            None if self.dice_classes is None else self.dice_classes.tolist())
+        weights = class_weights_from_counts(
+            counts, self.class_weighting, self.class_weight_max_ratio, self.absent_class_weight
+        )
+        dice_classes = (
+            dice_classes_from_counts(counts, self.dice_rule)
+            if self.dice_rule
+            else (None if self.dice_classes is None else self.dice_classes.tolist())
+        )
         self._set(weights.tolist(), dice_classes)
-        return {"strategy": self.class_weighting, "absent_class_weight": self.absent_class_weight,
-                "dice_classes": dice_classes, "train_pixel_counts": [int(c) for c in counts],
-                "weights": weights.tolist()}
+        return {
+            "strategy": self.class_weighting,
+            "absent_class_weight": self.absent_class_weight,
+            "dice_classes": dice_classes,
+            "train_pixel_counts": [int(c) for c in counts],
+            "weights": weights.tolist(),
+        }
 
     def _weighted_mean(self, per_class: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         weights = self.class_weights
@@ -163,6 +187,7 @@ class DiceFocalLoss(nn.Module):
             per_class = (focal * weight).sum((0, 2)) / valid.sum().clamp_min(1)
             loss = loss + self.focal_weight * self._weighted_mean(per_class)
         if self.ce_weight:
-            loss = loss + self.ce_weight * F.cross_entropy(logits, target.long(), weight=self.class_weights,
-                                                           ignore_index=self.ignore_index)
+            loss = loss + self.ce_weight * F.cross_entropy(
+                logits, target.long(), weight=self.class_weights, ignore_index=self.ignore_index
+            )
         return loss

@@ -65,14 +65,18 @@ class SegmentationModule(L.LightningModule):
         if "image_size" not in self.protocol:
             self.protocol["image_size"] = config.data.image_size
         if model is None:
-            model = build_unet(encoder.name, encoder.weights if pretrained else None, labels.num_classes,
-                               encoder.get("kwargs"))
+            model = build_unet(
+                encoder.name, encoder.weights if pretrained else None, labels.num_classes, encoder.get("kwargs")
+            )
         self.channels_last = channels_last
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         record = class_weights or {}
         if loss is None:
-            fitted = ({"class_weights": record["weights"], "dice_classes": record.get("dice_classes")}
-                      if "weights" in record else {})  # checkpoints from before the record: weights not needed
+            fitted = (
+                {"class_weights": record["weights"], "dice_classes": record.get("dice_classes")}
+                if "weights" in record
+                else {}
+            )  # checkpoints from before the record: weights not needed
             loss = instantiate_or_user_error({**_node(OmegaConf.to_container(config.loss, resolve=True)), **fitted})
         self.loss = loss
         # applied on the device to training batches only (conf/augment: `batch`); per-sample ones are the data's
@@ -173,8 +177,11 @@ class SegmentationModule(L.LightningModule):
         self.val_confmat.reset()
         # val/mIoU_gt (classes present in the validation truth) is what selects best.ckpt and drives early
         # stopping (conf/train.yaml `monitor`); val/mIoU is the strict mean (truth or prediction), see metrics.py
-        for key, name, bar in (("miou_gt", "val/mIoU_gt", True), ("miou", "val/mIoU", True),
-                               ("mean_dice", "val/mDice", False)):
+        for key, name, bar in (
+            ("miou_gt", "val/mIoU_gt", True),
+            ("miou", "val/mIoU", True),
+            ("mean_dice", "val/mDice", False),
+        ):
             value = metrics[key]
             self.log(name, 0.0 if np.isnan(value) else value, prog_bar=bar)
         self.log("val/pixel_accuracy", metrics["pixel_accuracy"])
@@ -210,6 +217,8 @@ def load_trained_module(path: str | Path) -> SegmentationModule:
         module = SegmentationModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
         encoder = read_checkpoint(path)["hyper_parameters"]["run_config"]["encoder"]["name"]
-        raise ValueError(f"ckpt={path}: its weights do not fit the {encoder} U-Net with the label map its config "
-                         f"names ({str(err).strip().splitlines()[-1].strip()[:300]})") from err
+        raise ValueError(
+            f"ckpt={path}: its weights do not fit the {encoder} U-Net with the label map its config "
+            f"names ({str(err).strip().splitlines()[-1].strip()[:300]})"
+        ) from err
     return module.eval()

@@ -51,9 +51,9 @@ class _SweepLauncher(BaseSubmititLauncher):
             init[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
         executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
         base = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{
-            (k if k in base else f"{self._EXECUTOR}_{k}"): v for k, v in self.params.items() if k not in init_keys
-        })
+        executor.update_parameters(
+            **{(k if k in base else f"{self._EXECUTOR}_{k}"): v for k, v in self.params.items() if k not in init_keys}
+        )
         return executor
 
     def _batch_size(self, num_jobs: int) -> int:
@@ -84,11 +84,15 @@ class _SweepLauncher(BaseSubmititLauncher):
                 except Exception as err:  # killed, out of memory, node failure: submitit raises
                     result = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=err)
                 if result.status != JobStatus.COMPLETED:
-                    run_dir = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
-                    failed.append(f"  {' '.join(filter_overrides(overrides))}\n"
-                                  f"    run folder: {run_dir or '(not created)'}\n"
-                                  f"    error: {type(result._return_value).__name__}: {result._return_value}\n"
-                                  f"    logs: {job.paths.stdout}  {job.paths.stderr}")
+                    run_dir = (
+                        OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
+                    )
+                    failed.append(
+                        f"  {' '.join(filter_overrides(overrides))}\n"
+                        f"    run folder: {run_dir or '(not created)'}\n"
+                        f"    error: {type(result._return_value).__name__}: {result._return_value}\n"
+                        f"    logs: {job.paths.stdout}  {job.paths.stderr}"
+                    )
                 results.append(result)
         if failed:
             log.error("%d of %d job(s) failed:\n%s", len(failed), len(results), "\n".join(failed))
