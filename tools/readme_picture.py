@@ -1,4 +1,4 @@
-"""Remake the README's example picture (docs/example_overlay.jpg) from a quick-start run.
+"""Remake the example picture of the documentation (docs/example_overlay.jpg) from a quick-start run.
 
     python tools/readme_picture.py outputs/<date>/<time> [--image sample_026] [--out docs/example_overlay.jpg]
 

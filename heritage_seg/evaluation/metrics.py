@@ -9,8 +9,9 @@ Two means are reported:
   so a class absent from the set but predicted somewhere counts as IoU 0.
 - `miou_gt`: over the classes present in the ground truth only. Stray pixels of an absent class still cost,
   as false negatives of the true class under them, but a handful of them can no longer outweigh finding a
-  rare class. It is the checkpoint-selection and early-stopping criterion (see README, "Choosing the best
-  epoch"): the strict mean rewards a model that never predicts rare damage over one that finds it.
+  rare class. It is the checkpoint-selection and early-stopping criterion (docs/design/honesty.md, "The best
+  epoch is chosen on val/mIoU_gt"): the strict mean rewards a model that never predicts rare damage over one that
+  finds it.
 """
 
 from __future__ import annotations
