@@ -94,6 +94,7 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
     from omegaconf import OmegaConf
     from PIL import Image
 
+    from heritage_seg.core.protocol import Protocol
     from heritage_seg.data.labels import LabelMap
     from heritage_seg.tasks.predict import predict_image
 
@@ -102,7 +103,7 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
     model = torch.nn.Conv2d(3, labels.num_classes, 1).eval()
 
     class StandIn:  # what predict_image reads of a trained module: logits, and the protocol it was trained with
-        protocol = {"resize": "longest_side", "image_size": window, "max_side": 10**6}
+        protocol = Protocol("longest_side", window, 10**6)
 
         def __call__(self, x):
             return model(x.float() / 255.0)

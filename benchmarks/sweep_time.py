@@ -36,7 +36,8 @@ import torch
 from omegaconf import OmegaConf
 
 from heritage_seg.core.files import write_json_atomic
-from heritage_seg.data.cache import Resize, build_cache
+from heritage_seg.core.protocol import Protocol
+from heritage_seg.data.cache import build_cache
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import open_reader
 from heritage_seg.data.sample import generate_sample
@@ -145,7 +146,7 @@ def main() -> None:
         work = Path(tmp)
         root, cache = (args.root.expanduser().resolve() if args.root else work / "sample"), work / "cache"
         generate_sample(root, labels, num_images=args.images)  # once, before any timed run
-        build_cache(open_reader(root), Resize("squash", args.image_size), labels, cache)
+        build_cache(open_reader(root), Protocol("squash", args.image_size), labels, cache)
         results, failed = [], {}
         print(f"{'encoder':<10} {'1st epoch':>9} {'epoch':>7} {'report':>7} {'report on':<26} {'run (proj.)':>11}")
         for encoder in args.encoders:

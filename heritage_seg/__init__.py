@@ -23,6 +23,7 @@ library -> run folder.
                   back), rebuild (a run's validation data from its record)
     data/         labels, readers (parquet / folder), imageio, cache (both protocols), crops, augment, folds,
                   sample data, datamodule, download (python -m heritage_seg.data.download)
-    core/         errors (user errors -> one line, exit 2), cli, files (atomic writes), geometry (padding,
-                  capped sizes), device (device, precision, CPU threads), hub (offline detection)
+    core/         protocol (how training images were sized: the one type every layer reads), errors (user errors
+                  -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),
+                  device (device, precision, CPU threads), hub (offline detection)
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.models.unet import build_unet
 from heritage_seg.runs.rebuild import rebuild_validation_data
 from heritage_seg.training.module import SegmentationModule, load_trained_module
@@ -30,7 +31,7 @@ def test_lightnings_load_from_checkpoint_gives_the_trained_model_that_evaluate_u
         evaluates = load_trained_module(ckpt)(images)  # what evaluate, predict, export and ensembles load
         torch.testing.assert_close(module(images), by_hand)
     torch.testing.assert_close(evaluates, by_hand)
-    assert module.protocol["resize"] == "squash" and module.protocol["image_size"] == 64
+    assert module.protocol == Protocol("squash", 64) and module.hparams["protocol"] == module.protocol.to_dict()
     assert module.hparams["class_weights"]["weights"] == pytest.approx(module.loss.class_weights.tolist())
 
 
@@ -65,7 +66,7 @@ def test_a_checkpoint_written_before_the_module_built_its_own_network_still_load
     images = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():
         torch.testing.assert_close(module(images), load_trained_module(ckpt)(images))
-    assert module.protocol == {"resize": "squash", "image_size": 64} and module.batch_augment is None
+    assert module.protocol == Protocol("squash", 64) and module.batch_augment is None
 
 
 def test_weights_that_do_not_fit_the_network_named_are_refused_naming_the_file(trained_run, tmp_path):

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from heritage_seg.data.cache import Ragged, Resize
+from heritage_seg.core.protocol import Protocol
+from heritage_seg.data.cache import Ragged
 from heritage_seg.data.crops import RandomCropDataset
 from heritage_seg.inference.sliding import (
     sliding_window_predict,
@@ -37,11 +38,21 @@ def two_images():
 
 
 def test_longest_side_keeps_the_aspect_and_never_upscales():
-    resize = Resize("longest_side", 1024)
-    assert resize.shape(6000, 4000) == (1024, 683) and resize.shape(371, 500) == (371, 500)
-    assert Resize("squash", 384).shape(6000, 4000) == (384, 384)
+    crops = Protocol("longest_side", 384, 1024)
+    assert crops.cached_size(4000, 6000) == (683, 1024) and crops.cached_size(500, 371) == (500, 371)
+    assert crops.scan_scale(4000, 6000) == pytest.approx(1024 / 6000) and crops.scan_scale(500, 371) == 1.0
+    assert Protocol("squash", 384).cached_size(4000, 6000) == (384, 384) and Protocol("squash").scan_scale(9, 9) is None
     with pytest.raises(ValueError, match="data.resize=fit: choose squash"):
-        Resize("fit", 384)
+        Protocol("fit", 384)
+    with pytest.raises(ValueError, match="data.max_side=256 is smaller than the crop size data.image_size=384"):
+        Protocol("longest_side", 384, 256)
+
+
+def test_the_protocol_a_checkpoint_records_reads_back_and_old_checkpoints_are_squash_at_their_size():
+    crops = Protocol("longest_side", 128, 256, scale_median=0.5, scale_min=0.25, scale_max=1.0)
+    assert Protocol.from_record(crops.to_dict(), image_size=999) == crops
+    assert Protocol.from_record(None, image_size=64) == Protocol("squash", 64)
+    assert Protocol.from_record({"resize": "squash"}, image_size=64).to_dict() == {"resize": "squash", "image_size": 64}
 
 
 def test_crops_are_pieces_of_the_image_and_small_images_are_padded_with_ignored_mask(two_images):

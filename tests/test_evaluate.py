@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.tasks.evaluate import evaluate
 from tests.conftest import REPO, compose_config
@@ -98,12 +99,12 @@ def test_input_size_metrics_are_recomputed_exactly_from_the_saved_masks(trained,
     """resolution=train saves (and scores) the masks at the model's input size, against the cached masks."""
     import os
 
-    from heritage_seg.data.cache import Resize, cache_path, load_cache
+    from heritage_seg.data.cache import cache_path, load_cache
     from heritage_seg.data.readers import open_reader
 
     payload = _evaluate(trained / "checkpoints" / "best.ckpt", tmp_path, "resolution=train", "num_examples=0")
     data = load_cache(
-        cache_path(os.environ["HERITAGE_SEG_CACHE"], open_reader(payload["data_root"]), Resize("squash", 64), labels)
+        cache_path(os.environ["HERITAGE_SEG_CACHE"], open_reader(payload["data_root"]), Protocol("squash", 64), labels)
     )
     val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
     cm = _confusion_from_saved_masks(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heritage_seg.data.cache import Resize, build_cache, load_cache
+from heritage_seg.core.protocol import Protocol
+from heritage_seg.data.cache import build_cache, load_cache
 from heritage_seg.data.folds import assign_folds, make_split
 from heritage_seg.data.readers import open_reader
 
@@ -87,7 +88,7 @@ def test_leave_one_material_out_holds_exactly_one_material_and_none_of_its_sourc
 ):
     from heritage_seg.data.folds import leave_one_group_out
 
-    data = load_cache(build_cache(open_reader(sample_root), Resize("squash", 64), labels, tmp_path))
+    data = load_cache(build_cache(open_reader(sample_root), Protocol("squash", 64), labels, tmp_path))
     sources = [r.source_id for r in data.records]
     materials = [r.material for r in data.records]
     groups = sorted(set(materials))
@@ -106,7 +107,7 @@ def test_folds_do_not_move_with_the_image_size(sample_root, labels, tmp_path):
     """Class presence is read at the source resolution: thin damage that the 32 px cache loses keeps its fold."""
     splits = {}
     for size in (32, 128):
-        data = load_cache(build_cache(open_reader(sample_root), Resize("squash", size), labels, tmp_path))
+        data = load_cache(build_cache(open_reader(sample_root), Protocol("squash", size), labels, tmp_path))
         sources = [r.source_id for r in data.records]
         splits[size] = [
             make_split(sources, data.class_presence(labels.num_classes), f, 3, 42).val_idx.tolist() for f in range(3)

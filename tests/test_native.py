@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heritage_seg.core.geometry import cap_size
-from heritage_seg.data.cache import Resize, build_cache, load_cache
+from heritage_seg.core.geometry import fit_longest_side
+from heritage_seg.core.protocol import Protocol
+from heritage_seg.data.cache import build_cache, load_cache
 from heritage_seg.data.readers import open_reader
 from heritage_seg.evaluation.native import capped_mask, native_confusion
 from heritage_seg.inference.upsample import upsampled_strips
@@ -40,7 +41,7 @@ def test_cache_keeps_masks_as_stored_the_same_from_folder_and_parquet_and_capped
     folder = make_folder(tmp_path / "folder", n=4, size=40)
     parquet = make_parquet_from_folder(folder, tmp_path / "hub")
     caches = [
-        load_cache(build_cache(open_reader(root), Resize("squash", 32), labels, tmp_path / "cache"))
+        load_cache(build_cache(open_reader(root), Protocol("squash", 32), labels, tmp_path / "cache"))
         for root in (folder, parquet)
     ]
     for i, sample_id in enumerate(caches[0].ids):
@@ -50,4 +51,4 @@ def test_cache_keeps_masks_as_stored_the_same_from_folder_and_parquet_and_capped
         assert (caches[0].native_masks[i] == 255).sum() == 3 * 48  # the unannotated border stays ignored
         assert caches[0].masks[i].shape == (32, 32)
     assert capped_mask(caches[0].native_masks[0], 24).shape == (20, 24)
-    assert cap_size(6000, 4000, 1024) == (1024, 683) and cap_size(300, 200, 1024) == (300, 200)
+    assert fit_longest_side(6000, 4000, 1024) == (1024, 683) and fit_longest_side(300, 200, 1024) == (300, 200)

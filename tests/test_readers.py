@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from heritage_seg.data.cache import Resize, build_cache, load_cache
+from heritage_seg.core.protocol import Protocol
+from heritage_seg.data.cache import build_cache, load_cache
 from heritage_seg.data.readers import (
     FolderReader,
     ParquetReader,
@@ -81,7 +82,7 @@ def test_folder_and_parquet_forms_give_identical_data(tmp_path, labels):
     parquet = make_parquet_from_folder(folder, tmp_path / "hub")
     readers = [open_reader(folder), open_reader(parquet)]
     assert isinstance(readers[0], FolderReader) and isinstance(readers[1], ParquetReader)
-    loaded = [load_cache(build_cache(r, Resize("squash", 32), labels, tmp_path / "cache")) for r in readers]
+    loaded = [load_cache(build_cache(r, Protocol("squash", 32), labels, tmp_path / "cache")) for r in readers]
     for data in loaded:
         assert data.images.shape == (5, 32, 32, 3) and data.images.dtype == np.uint8
         assert data.masks.shape == (5, 32, 32)
@@ -95,11 +96,11 @@ def test_folder_and_parquet_forms_give_identical_data(tmp_path, labels):
 
 def test_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, labels):
     folder = make_folder(tmp_path / "folder", n=2, aug=False)
-    first = build_cache(open_reader(folder), Resize("squash", 32), labels, tmp_path / "cache")
-    assert build_cache(open_reader(folder), Resize("squash", 32), labels, tmp_path / "cache") == first
+    first = build_cache(open_reader(folder), Protocol("squash", 32), labels, tmp_path / "cache")
+    assert build_cache(open_reader(folder), Protocol("squash", 32), labels, tmp_path / "cache") == first
     mask = np.zeros((40, 48), np.uint8)
     Image.fromarray(mask, mode="L").save(folder / "annotations" / "img1.png")
-    second = build_cache(open_reader(folder), Resize("squash", 32), labels, tmp_path / "cache")
+    second = build_cache(open_reader(folder), Protocol("squash", 32), labels, tmp_path / "cache")
     assert second != first
     assert (load_cache(second).masks[1] == 0).all()
 
@@ -116,7 +117,7 @@ def test_root_of_neither_form_is_refused(tmp_path):
 
 
 def _cache(folder, labels, tmp_path):
-    return build_cache(open_reader(folder), Resize("squash", 32), labels, tmp_path / "cache")
+    return build_cache(open_reader(folder), Protocol("squash", 32), labels, tmp_path / "cache")
 
 
 def test_corrupt_image_is_named(tmp_path, labels):
@@ -175,7 +176,7 @@ def test_sample_data_is_deterministic_and_read_by_the_folder_reader(tmp_path, la
     reader = open_reader(sample_root)
     records = reader.records()
     assert len(records) == 48 and len({r.source_id for r in records}) == 40
-    data = load_cache(build_cache(reader, Resize("squash", 64), labels, tmp_path / "cache"))
+    data = load_cache(build_cache(reader, Protocol("squash", 64), labels, tmp_path / "cache"))
     counts = data.class_pixel_counts(labels.num_classes)
     assert (counts[1:] > 0).sum() >= 8, "sample data must show many damage classes"
     assert (data.masks == labels.ignore_index).any(), "sample data must include unannotated (255) pixels"
@@ -216,10 +217,10 @@ def test_metadata_csv_without_an_id_column_says_what_it_read(tmp_path):
 
 def test_changing_the_source_id_pattern_rebuilds_the_cache(tmp_path, labels):
     folder = make_folder(tmp_path / "f", n=3)
-    default = load_cache(build_cache(open_reader(folder), Resize("squash", 32), labels, tmp_path / "cache"))
+    default = load_cache(build_cache(open_reader(folder), Protocol("squash", 32), labels, tmp_path / "cache"))
     assert {r.source_id for r in default.records} == {"img0", "img1", "img2"}
     per_file = open_reader(folder, r"^(?P<source>.+)$")  # every file its own source
-    data = load_cache(build_cache(per_file, Resize("squash", 32), labels, tmp_path / "cache"))
+    data = load_cache(build_cache(per_file, Protocol("squash", 32), labels, tmp_path / "cache"))
     assert {r.source_id for r in data.records} == {"img0", "img0_aug1", "img1", "img2"}
 
 
@@ -234,7 +235,7 @@ def test_exif_orientation_is_applied_to_images_not_to_masks(tmp_path, labels):
     (folder / "images" / "img0.png").unlink()
     mask = np.zeros((48, 40), np.uint8)  # annotated on the image as viewed: portrait
     Image.fromarray(mask, mode="L").save(folder / "annotations" / "img0.png")
-    data = load_cache(build_cache(open_reader(folder), Resize("squash", 32), labels, tmp_path / "cache"))
+    data = load_cache(build_cache(open_reader(folder), Protocol("squash", 32), labels, tmp_path / "cache"))
     image = data.images[data.ids.index("img0")]
     assert image[:4].mean() > 200 and image[-4:].mean() < 50, "the white band must be at the top, as viewed"
 

@@ -38,9 +38,16 @@ def centred_pads(height: int, width: int, size: int) -> tuple[int, int, int, int
     return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
 
 
-def cap_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
-    """(height, width) scaled so the longest side is at most `max_side` (aspect kept); unchanged if None."""
-    if not max_side or max(height, width) <= max_side:
+def longest_side_scale(height: int, width: int, max_side: int | None) -> float:
+    """The factor that brings the longest side to at most `max_side`: never above 1 (no upscaling); 1 if None."""
+    return 1.0 if not max_side else min(1.0, max_side / max(height, width))
+
+
+def fit_longest_side(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(height, width) scaled so the longest side is at most `max_side`, aspect kept, never upscaled; unchanged if
+    None. The one home of "longest side at most N": the crop protocol's cache, native-resolution scoring's cap
+    (evaluate max_side=) and predict's scan size all use it."""
+    scale = longest_side_scale(height, width, max_side)
+    if scale >= 1.0:
         return height, width
-    scale = max_side / max(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))

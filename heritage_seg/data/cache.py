@@ -1,9 +1,9 @@
 """Resize every image once, keep the result on disk, and load it back as uint8 arrays.
 
-Two ways to resize (`Resize`, the training protocol's half that concerns the data): `squash` every image to
-size x size (the seed's protocol; aspect ratio not kept), or `longest_side`: the longest side at most `size`,
-aspect kept, never upscaled (the crop protocol trains on random crops of these). Either way the cache also keeps
-every mask at its stored resolution (`native_masks`), so native-resolution scoring never decodes a PNG again.
+Two ways to resize, as the training protocol says (heritage_seg.core.protocol.Protocol): `squash` every image to
+image_size x image_size (the seed's protocol; aspect ratio not kept), or `longest_side`: the longest side at most
+max_side, aspect kept, never upscaled (the crop protocol trains on random crops of these). Either way the cache
+also keeps every mask at its stored resolution (`native_masks`), so native-resolution scoring never decodes a PNG again.
 
 The cache key covers the source files (path, size, mtime), the resize, the label map and the source-id pattern,
 so editing a mask, the label map or the grouping rebuilds it, and every later run (any encoder, any fold)
@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from heritage_seg.core.files import atomic_folder
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.imageio import raw_mask_array, to_rgb
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import Reader, RecordInfo, Sample
@@ -30,35 +31,6 @@ log = logging.getLogger(__name__)
 # 2: class presence at the source resolution (presence.npy), EXIF-oriented images
 # 3: masks at their stored resolution (native_masks), the resize protocol in the key
 CACHE_VERSION = 3
-RESIZES = ("squash", "longest_side")
-
-
-@dataclass(frozen=True)
-class Resize:
-    """How images are cached: `squash` to size x size, or `longest_side` at most `size` (aspect kept)."""
-
-    kind: str
-    size: int
-
-    def __post_init__(self):
-        if self.kind not in RESIZES:
-            raise ValueError(
-                f"data.resize={self.kind}: choose squash (every image size x size, the seed's protocol) "
-                "or longest_side (aspect kept, longest side at most data.max_side, for random crops)"
-            )
-        if not isinstance(self.size, int) or self.size < 32:
-            raise ValueError(f"data resize size {self.size}: must be an integer >= 32 pixels")
-
-    def shape(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) of an image of this size in the cache."""
-        if self.kind == "squash":
-            return self.size, self.size
-        scale = min(1.0, self.size / max(width, height))  # never upscaled
-        return max(1, round(width * scale)), max(1, round(height * scale))
-
-    @property
-    def label(self) -> str:
-        return f"{self.size}px" if self.kind == "squash" else f"max{self.size}px"
 
 
 class Ragged:
@@ -164,7 +136,7 @@ class Prepared:
     presence: np.ndarray
 
 
-def preprocess(sample: Sample, resize: Resize, labels: LabelMap) -> Prepared:
+def preprocess(sample: Sample, protocol: Protocol, labels: LabelMap) -> Prepared:
     """Image resized bilinearly (antialiased), mask by nearest neighbour; the stored mask encoded as it is."""
     if sample.image.size != sample.mask.size:
         raise ValueError(
@@ -175,7 +147,8 @@ def preprocess(sample: Sample, resize: Resize, labels: LabelMap) -> Prepared:
     native = labels.encode(raw, f"{sample.name} (mask)")  # checks every raw value at full resolution
     presence = np.zeros(256, dtype=bool)
     presence[np.flatnonzero(np.bincount(native.reshape(-1), minlength=256))] = True
-    size = resize.shape(*sample.image.size)
+    height, width = protocol.cached_size(sample.image.size[1], sample.image.size[0])
+    size = (width, height)  # PIL's order
     image = to_rgb(sample.image, sample.name)
     if image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
@@ -187,7 +160,7 @@ def preprocess(sample: Sample, resize: Resize, labels: LabelMap) -> Prepared:
     return Prepared(np.asarray(image, dtype=np.uint8), mask, native, presence)
 
 
-def cache_key(reader: Reader, resize: Resize, labels: LabelMap) -> str:
+def cache_key(reader: Reader, protocol: Protocol, labels: LabelMap) -> str:
     # the source-id pattern too: the cache stores each image's source id, which decides the folds
     payload = json.dumps(
         [
@@ -195,8 +168,8 @@ def cache_key(reader: Reader, resize: Resize, labels: LabelMap) -> str:
             reader.form,
             str(reader.root.resolve()),
             reader.fingerprint(),
-            resize.kind,
-            resize.size,
+            protocol.resize,
+            protocol.cache_side,
             labels.to_dict(),
             list(labels.ignore_raw),
             reader.source_pattern,
@@ -206,21 +179,21 @@ def cache_key(reader: Reader, resize: Resize, labels: LabelMap) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def cache_path(cache_dir: str | Path, reader: Reader, resize: Resize, labels: LabelMap) -> Path:
-    return Path(cache_dir).expanduser() / f"{reader.form}-{resize.label}-{cache_key(reader, resize, labels)}"
+def cache_path(cache_dir: str | Path, reader: Reader, protocol: Protocol, labels: LabelMap) -> Path:
+    return Path(cache_dir).expanduser() / f"{reader.form}-{protocol.cache_label}-{cache_key(reader, protocol, labels)}"
 
 
-def build_cache(reader: Reader, resize: Resize, labels: LabelMap, cache_dir: str | Path) -> Path:
+def build_cache(reader: Reader, protocol: Protocol, labels: LabelMap, cache_dir: str | Path) -> Path:
     """Decode + resize every sample once; written to a temp folder and renamed, so a crash leaves no half cache."""
-    target = cache_path(cache_dir, reader, resize, labels)
+    target = cache_path(cache_dir, reader, protocol, labels)
     if (target / "meta.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     records = reader.records()
-    n, side = len(records), resize.size
-    log.info("Preparing %d images of %s (%s %d px) into %s (once)", n, reader.root, resize.kind, side, target)
+    n, side = len(records), protocol.cache_side
+    log.info("Preparing %d images of %s (%s %d px) into %s (once)", n, reader.root, protocol.resize, side, target)
     with atomic_folder(target) as tmp:  # another process may finish the same cache first: theirs is kept
-        if resize.kind == "squash":
+        if not protocol.crops:
             images, masks = StackWriter(tmp, "images", n, (side, side, 3)), StackWriter(tmp, "masks", n, (side, side))
         else:
             images, masks = RaggedWriter(tmp, "images"), RaggedWriter(tmp, "masks")
@@ -230,7 +203,7 @@ def build_cache(reader: Reader, resize: Resize, labels: LabelMap, cache_dir: str
         for i, sample in enumerate(reader.samples()):
             if i >= n or sample.info.id != records[i].id:
                 raise RuntimeError(f"{reader.root}: data changed while it was being read; run again")
-            one = preprocess(sample, resize, labels)
+            one = preprocess(sample, protocol, labels)
             images.append(one.image)
             masks.append(one.mask)
             native.append(one.native_mask)
@@ -241,7 +214,12 @@ def build_cache(reader: Reader, resize: Resize, labels: LabelMap, cache_dir: str
         for writer in (images, masks, native):
             writer.close()
         np.save(tmp / "presence.npy", presence)
-        meta = {"records": [r.__dict__ for r in seen], "resize": resize.kind, "size": side, "root": str(reader.root)}
+        meta = {
+            "records": [r.__dict__ for r in seen],
+            "resize": protocol.resize,
+            "size": side,
+            "root": str(reader.root),
+        }
         (tmp / "meta.json").write_text(json.dumps(meta))
     return target
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,9 +14,9 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.cache import (
     PreparedData,
-    Resize,
     build_cache,
     cache_path,
     load_cache,
@@ -120,9 +121,7 @@ class ArtefactDataModule(L.LightningDataModule):
         # squash: every image image_size x image_size (the seed's protocol). longest_side: cached with the longest
         # side at most max_side (aspect kept, never upscaled); training on random image_size crops, validation
         # by sliding windows over each whole cached image (the crop protocol, heritage_seg/data/crops.py)
-        self.resize = Resize(resize, image_size if resize == "squash" else max_side)
-        if self.crops and max_side < image_size:
-            raise ValueError(f"data.max_side={max_side} is smaller than the crop size data.image_size={image_size}")
+        self.sizing = Protocol.from_data_config({"resize": resize, "image_size": image_size, "max_side": max_side})
         self.class_aware_crops, self.crops_per_image = class_aware_crops, crops_per_image
         self.root = Path(root).expanduser()
         self.labels = labels
@@ -155,13 +154,13 @@ class ArtefactDataModule(L.LightningDataModule):
         if self.sample is not None:
             generate_sample(self.root, self.labels, **self.sample)
         reader = open_reader(self.root, self.source_id_pattern)
-        build_cache(reader, self.resize, self.labels, self.cache_dir)
+        build_cache(reader, self.sizing, self.labels, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
         reader = open_reader(self.root, self.source_id_pattern)
-        path = cache_path(self.cache_dir, reader, self.resize, self.labels)
+        path = cache_path(self.cache_dir, reader, self.sizing, self.labels)
         if not (path / "meta.json").exists():
             raise RuntimeError(f"{path}: data cache missing; call prepare_data() first")
         self.data = load_cache(path, preload=self.use_preload)
@@ -193,24 +192,23 @@ class ArtefactDataModule(L.LightningDataModule):
     @property
     def crops(self) -> bool:
         """The crop protocol: random crops in training, sliding windows over whole images in validation."""
-        return self.resize.kind == "longest_side"
+        return self.sizing.crops
 
-    def protocol(self) -> dict[str, Any]:
-        """What a checkpoint records about the training data's geometry, for predict to match it on a scan:
-        the resize, and how the cached images' longest sides relate to the originals' (their scale)."""
+    def protocol(self) -> Protocol:
+        """The training protocol as a checkpoint records it, for predict to match it on a scan: for crops also
+        how the training fold's cached longest sides relate to the originals' (their scale)."""
         self._require_setup()
-        record: dict[str, Any] = {"resize": self.resize.kind, "image_size": self.image_size}
-        if self.crops:
-            native = self.data.native_masks.shapes[self.split.train_idx].max(axis=1)
-            cached = np.asarray([max(self.data.masks[i].shape) for i in self.split.train_idx])
-            scales = cached / native
-            record.update(
-                max_side=self.resize.size,
-                scale_median=float(np.median(scales)),
-                scale_min=float(scales.min()),
-                scale_max=float(scales.max()),
-            )
-        return record
+        if not self.crops:
+            return self.sizing
+        native = self.data.native_masks.shapes[self.split.train_idx].max(axis=1)
+        cached = np.asarray([max(self.data.masks[i].shape) for i in self.split.train_idx])
+        scales = cached / native
+        return dataclasses.replace(
+            self.sizing,
+            scale_median=float(np.median(scales)),
+            scale_min=float(scales.min()),
+            scale_max=float(scales.max()),
+        )
 
     def train_class_pixel_counts(self) -> np.ndarray:
         """Pixels per class over the TRAINING fold only: the basis of the class weights."""
@@ -227,8 +225,8 @@ class ArtefactDataModule(L.LightningDataModule):
             {
                 "root": str(self.root),
                 "image_size": self.image_size,
-                "resize": self.resize.kind,
-                "max_side": self.resize.size if self.crops else None,
+                "resize": self.sizing.resize,
+                "max_side": self.sizing.max_side,
                 **extra,
             },
         )

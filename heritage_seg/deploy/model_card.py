@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.runs.folder import FINISHED, METRICS, METRICS_TTA, SPLITS
 
@@ -60,6 +61,7 @@ def _metrics_section(run_dir: Path, labels: LabelMap) -> list[str]:
 def model_card(
     run_cfg: DictConfig,
     labels: LabelMap,
+    protocol: Protocol,
     ckpt: Path,
     run_dir: Path,
     onnx_file: str,
@@ -68,20 +70,6 @@ def model_card(
 ) -> str:
     data, encoder, loss = run_cfg.data, run_cfg.encoder, run_cfg.loss
     splits, finished = _read(run_dir / SPLITS), _read(run_dir / FINISHED)
-    protocol = data.get("resize", "squash")
-    if protocol == "longest_side":
-        geometry = (
-            f"crop protocol: images cached with their longest side at most {data.max_side} px (aspect kept, "
-            f"never upscaled), trained on random {data.image_size} px crops. Map a scan at that density: "
-            f"resize it so its longest side is at most {data.max_side} px, then slide "
-            f"{data.image_size} px windows over it (heritage_seg.predict does this with scale=auto)."
-        )
-    else:
-        geometry = (
-            f"squash protocol: every training image squashed to {data.image_size} x {data.image_size} px "
-            "(aspect not kept). Map a scan the same way: squash it to that size, run the model once, "
-            "upsample the probabilities to the scan's size (heritage_seg.predict does this with scale=auto)."
-        )
     lines = [
         f"# Model card: heritage_seg U-Net, {encoder.name} ({encoder.get('family')})",
         "",
@@ -92,7 +80,7 @@ def model_card(
         f"- Input: {graph['input']}; the encoder's normalisation is inside the graph.",
         f"- Output: {graph['output']}.",
         f"- Batch size: dynamic. Spatial size: {graph['spatial_size']}.",
-        f"- Geometry ({protocol}): {geometry}",
+        f"- Geometry ({protocol.resize}): {protocol.describe()}",
         "- Not inside the graph: sliding windows over large scans, test-time augmentation, the damage report.",
         "",
         "## Check against PyTorch (onnxruntime, CPU)",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from heritage_seg.core.geometry import cap_size
+from heritage_seg.core.geometry import fit_longest_side
 from heritage_seg.evaluation.metrics import count_confusion
 from heritage_seg.inference.upsample import upsampled_strips
 
@@ -59,7 +59,7 @@ def check_resolution(resolution: str, max_side: int | None) -> bool:
 
 def capped_mask(mask: np.ndarray, max_side: int | None) -> np.ndarray:
     """A class-id mask with its longest side at most `max_side` (nearest neighbour); as it is if None."""
-    height, width = cap_size(*mask.shape, max_side)
+    height, width = fit_longest_side(*mask.shape, max_side)
     if (height, width) == mask.shape:
         return mask
     return np.asarray(Image.fromarray(np.asarray(mask)).resize((width, height), Image.Resampling.NEAREST))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.folds import DEFAULT_SPLIT
 from heritage_seg.evaluation.metrics import count_confusion, segmentation_metrics
 from heritage_seg.evaluation.native import native_confusion
@@ -109,6 +110,7 @@ def package_versions() -> dict[str, str]:
 def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) -> dict[str, Any]:
     """What a metrics.json says about the run it evaluates (its resolved config, and its FoldSplit if given:
     leave-one-group-out folds have as many folds as groups, and a held-out group name)."""
+    protocol = Protocol.from_data_config(run_cfg["data"])
     context = {
         "encoder": run_cfg["encoder"]["name"],
         "family": run_cfg["encoder"].get("family"),
@@ -116,11 +118,11 @@ def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) 
         "n_folds": run_cfg["n_folds"],
         "split": run_cfg.get("split", DEFAULT_SPLIT),
         "seed": run_cfg["seed"],
-        "image_size": run_cfg["data"]["image_size"],
+        "image_size": protocol.image_size,
         # the training protocol: squash (image_size x image_size) or longest_side (crops of image_size from
         # images cached with their longest side at most resize_max_side)
-        "resize": run_cfg["data"].get("resize", "squash"),
-        "resize_max_side": run_cfg["data"].get("max_side") if run_cfg["data"].get("resize") == "longest_side" else None,
+        "resize": protocol.resize,
+        "resize_max_side": protocol.max_side,
         "checkpoint": str(checkpoint),
     }
     if split is not None:

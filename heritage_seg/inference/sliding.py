@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from heritage_seg.core.geometry import reflect_pad, reflection_steps
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.inference.tta import predict_probabilities
 
 
@@ -156,14 +157,14 @@ def sliding_window_probabilities(
 
 
 def protocol_probabilities(
-    protocol: dict | None, window_batch_size: int = 8
+    protocol: Protocol | None, window_batch_size: int = 8
 ) -> Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, Sequence[str]], torch.Tensor]:
-    """How a batch of validation images becomes (N, C, H, W) probabilities under a model's training protocol
-    (a checkpoint's `protocol`): squash = the model on the batch as it is; longest_side (crops) = each whole
-    cached image by sliding windows of the crop size, as predict maps a scan."""
-    if not protocol or protocol.get("resize") != "longest_side":
+    """How a batch of validation images becomes (N, C, H, W) probabilities under a model's training protocol:
+    squash = the model on the batch as it is; crops = each whole cached image by sliding windows of the crop size,
+    as predict maps a scan."""
+    if protocol is None or not protocol.crops:
         return predict_probabilities
-    window = int(protocol["image_size"])
+    window = protocol.image_size
 
     def probabilities(logits_fn, images: torch.Tensor, transforms: Sequence[str] = ("identity",)) -> torch.Tensor:
         return torch.stack(

@@ -49,7 +49,7 @@ def export(cfg: DictConfig, output: Path) -> dict:
     ckpt = Path(str(cfg.ckpt)).expanduser().resolve()
     module = load_trained_module(ckpt)
     run_cfg, labels = module.run_config, module.labels
-    size = int(run_cfg.data.image_size)
+    size = module.protocol.image_size
     datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, None, cfg.data.cache_dir)
     val = datamodule.split.val_idx[: int(cfg.check_images)]
     images = [np.asarray(datamodule.data.images[i]) for i in val]
@@ -73,6 +73,9 @@ def export(cfg: DictConfig, output: Path) -> dict:
             )
 
     write_file_atomic(output, export_and_check)
-    write_text_atomic(card_path(output), model_card(run_cfg, labels, ckpt, run_dir_of(ckpt), output.name, graph, check))
+    write_text_atomic(
+        card_path(output),
+        model_card(run_cfg, labels, module.protocol, ckpt, run_dir_of(ckpt), output.name, graph, check),
+    )
     log.info("wrote %s and %s", output, card_path(output))
     return {"output": str(output), "model_card": str(card_path(output)), **graph, **check}

@@ -30,6 +30,7 @@ from heritage_seg.core.device import (
     with_autocast,
 )
 from heritage_seg.core.files import save_image, write_json_atomic, write_text_atomic
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.imageio import object_mask, open_image, to_rgb
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import IMAGE_EXTENSIONS
@@ -66,7 +67,7 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths}
 
 
-def scan_scale(setting, protocol: dict, width: int, height: int) -> float | str:
+def scan_scale(setting, protocol: Protocol, width: int, height: int) -> float | str:
     """The factor a scan is resized by before sliding windows, or "squash" (whole scan in one pass).
 
     `auto`: for a crop-trained model (data.resize=longest_side), the factor that gives the scan the training
@@ -75,9 +76,8 @@ def scan_scale(setting, protocol: dict, width: int, height: int) -> float | str:
     (each training image was shrunk by its own); it gets the scan squashed the same way, one pass, probabilities
     upsampled to the scan's size: the path native-resolution evaluation scores. A number: that factor, windows."""
     if str(setting) == "auto":
-        if protocol.get("resize") == "longest_side":
-            return min(1.0, int(protocol["max_side"]) / max(width, height))
-        return "squash"
+        scale = protocol.scan_scale(height, width)
+        return "squash" if scale is None else scale
     try:
         scale = float(setting)
     except ValueError:
@@ -116,7 +116,7 @@ def predict_image(
     transforms = resolve(bool(cfg.tta))
     logits = with_autocast(module, device, precision)
     if scale == "squash":  # what a squash-trained model saw: the whole scan at image_size x image_size
-        size = int(protocol["image_size"])
+        size = protocol.image_size
         small = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
         lap("decode")
         batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
@@ -129,7 +129,7 @@ def predict_image(
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
         lap("decode")
-        window = int(cfg.window or protocol["image_size"])
+        window = int(cfg.window or protocol.image_size)
         stride = int(cfg.stride or default_stride(window))
         total = count_windows(work.shape[0], work.shape[1], window, stride)
         with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
@@ -176,7 +176,7 @@ def predict_image(
         "width": width,
         "height": height,
         "scale": scale,
-        "protocol": protocol.get("resize", "squash"),
+        "protocol": protocol.resize,
         "window": window,
         "stride": stride,
         "windows": total,
@@ -211,7 +211,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         )
     module.to(device)
     if squash:
-        size = module.protocol["image_size"]
+        size = module.protocol.image_size
         log.warning(
             "this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
             "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "

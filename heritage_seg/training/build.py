@@ -46,7 +46,7 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     )
     module = SegmentationModule(
         run_config=run_config,
-        protocol=datamodule.protocol(),
+        protocol=datamodule.protocol().to_dict(),
         class_weights=record,
         channels_last=use_channels_last(cfg),
         model=model,

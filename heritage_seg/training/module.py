@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from heritage_seg.core.cli import instantiate_or_user_error
 from heritage_seg.core.errors import ScheduleMismatch, TrainingDiverged
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.inference.sliding import protocol_probabilities
@@ -50,7 +51,7 @@ class SegmentationModule(L.LightningModule):
         loss: nn.Module | None = None,
     ):
         """`run_config`: the resolved training config (encoder, labels, loss, optim, augment, data); `protocol`:
-        how the training images were sized (ArtefactDataModule.protocol()), for predict to match a scan;
+        how the training images were sized (ArtefactDataModule.protocol().to_dict()), for predict to match a scan;
         `class_weights`: the training fold's loss weights and Dice classes (class_weights.json's record).
         Not recorded in checkpoints: `pretrained` (load the encoder weights `run_config` names; a checkpoint brings
         its own), `channels_last` (the training device's memory layout), and `model` / `loss`, which replace the
@@ -61,9 +62,7 @@ class SegmentationModule(L.LightningModule):
         labels = LabelMap.from_config(config.labels)
         encoder = config.encoder
         # checkpoints made before the protocol was recorded were squash-trained at their run's image size
-        self.protocol = dict(protocol or {"resize": "squash"})
-        if "image_size" not in self.protocol:
-            self.protocol["image_size"] = config.data.image_size
+        self.protocol = Protocol.from_record(protocol, config.data.image_size)
         if model is None:
             model = build_unet(
                 encoder.name, encoder.weights if pretrained else None, labels.num_classes, encoder.get("kwargs")
@@ -162,7 +161,7 @@ class SegmentationModule(L.LightningModule):
         of the crop size, as predict maps a scan; the blended probabilities p are returned as logits log p
         (softmax gives p back, so Dice and cross-entropy see them exactly; the focal term, per class on a
         sigmoid, sees p / (1 + p): val/loss compares epochs of one run, not the two protocols)."""
-        if self.protocol.get("resize") != "longest_side":
+        if not self.protocol.crops:
             return self(images)
         return protocol_probabilities(self.protocol)(self, images).clamp_min(1e-6).log()
 
