@@ -10,8 +10,9 @@ library -> run folder.
     deploy/       onnx (graph + onnxruntime check), model_card (model_card.md)
     study/        comparing runs: runs (find, group), stats (folds, pairs, baseline), render (markdown, LaTeX,
                   chart), page (aggregate's report.html)
-    reporting/    figures (plots, panels, overlays, palette masks), damage (a scan's statistics), html (page
-                  parts), scan_page (predict's report.html)
+    reporting/    figures (plots, panels, overlays, palette masks), damage (a scan's statistics), html (embedded
+                  pictures), templating + templates/ (Jinja2: the report pages and the model card), scan_page
+                  (predict's report.html)
     training/     module (the LightningModule), losses (Dice + Focal, class weights), callbacks, build (datamodule
                   + module from a config), loggers (MLflow, W&B)
     evaluation/   metrics (one confusion matrix -> every figure), scoring (the evaluation loop, metrics.json),

@@ -3,6 +3,7 @@ scan's damage overlay and palette mask. One blend of damage colours over an imag
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,15 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from heritage_seg.core.files import write_file_atomic  # noqa: E402
 from heritage_seg.data.labels import LabelMap  # noqa: E402
+from heritage_seg.reporting.html import data_uri  # noqa: E402
+
+
+def figure_uri(fig) -> str:
+    """A matplotlib figure as an embedded PNG for a self-contained page (the figure is closed)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return data_uri(buffer.getvalue())
 
 
 def save_figure(fig, path: Path) -> None:

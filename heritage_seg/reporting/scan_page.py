@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from PIL import Image
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.reporting.html import cell, esc, page, table, thumbnail_uri
+from heritage_seg.reporting.html import thumbnail_uri
+from heritage_seg.reporting.templating import render
 
 OUTPUT_SUFFIXES = (
     ("overlay", "_overlay.jpg"),
@@ -30,53 +32,45 @@ def _thumbnail(path: Path, max_side: int = 360) -> str:
         return thumbnail_uri(img.convert("RGB"), max_side)
 
 
-def _swatch(labels: LabelMap, name: str) -> str:
+def _color(labels: LabelMap, name: str) -> str:
     r, g, b = (int(v) for v in labels.palette()[labels.names.index(name)])
-    return f'<span class="swatch" style="background:#{r:02x}{g:02x}{b:02x}"></span> '
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap, top: int = 5) -> list[list[str]]:
+def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap) -> list[dict[str, Any]]:
+    """What the page shows of each scan, largest damaged share first."""
     rows = []
     for report in sorted(reports, key=lambda r: -r["damage_total"]["percent_of_object"]):
         stem = report["outputs"]
         found = sorted(
             ((name, e) for name, e in report["damage"].items() if e["pixels"]), key=lambda item: -item[1]["pixels"]
         )
-        shares = "<br>".join(
-            f"{_swatch(labels, name)}{esc(name)} {e['percent_of_object']:.2f} % "
-            f"({e['regions']} region{'s' if e['regions'] != 1 else ''})"
-            for name, e in found[:top]
-        )
-        largest = "<br>".join(
-            f"{esc(name)}: {e['largest_region_pixels']:,} px at x {e['largest_region_bbox'][0]}–"
-            f"{e['largest_region_bbox'][2]}, y {e['largest_region_bbox'][1]}–{e['largest_region_bbox'][3]}"
-            for name, e in sorted(found, key=lambda item: -item[1]["largest_region_pixels"])[:3]
-        )
-        links = " · ".join(
-            f'<a href="{esc(stem + suffix)}">{kind}</a>'
-            for kind, suffix in OUTPUT_SUFFIXES
-            if (out_dir / f"{stem}{suffix}").exists()
-        )
         overlay = out_dir / f"{stem}_overlay.jpg"
-        thumb = (
-            (
-                f'<a href="{esc(overlay.name)}"><img src="{_thumbnail(overlay)}" alt="overlay of '
-                f'{esc(report["image"])}"></a>'
-            )
-            if overlay.exists()
-            else ""
-        )
-        damaged = report["damage_total"]["percent_of_object"]
         rows.append(
-            [
-                cell(thumb, raw=True),
-                cell(report["image"]),
-                cell(f"{report['width']} × {report['height']}", sort=report["width"] * report["height"]),
-                cell(f"{damaged:.2f} %", sort=damaged, numeric=True),
-                cell(shares or "none found", sort=len(found), raw=True),
-                cell(largest or "-", raw=True),
-                cell(links, raw=True),
-            ]
+            {
+                "image": report["image"],
+                "width": report["width"],
+                "height": report["height"],
+                "damaged": report["damage_total"]["percent_of_object"],
+                "overlay": overlay.name,
+                "thumbnail": Markup(_thumbnail(overlay)) if overlay.exists() else None,
+                "classes": [
+                    {
+                        "name": name,
+                        "color": _color(labels, name),
+                        "percent": e["percent_of_object"],
+                        "regions": e["regions"],
+                    }
+                    for name, e in found
+                ],
+                "largest": [
+                    {"name": name, "pixels": e["largest_region_pixels"], "bbox": e["largest_region_bbox"]}
+                    for name, e in sorted(found, key=lambda item: -item[1]["largest_region_pixels"])[:3]
+                ],
+                "files": [
+                    (kind, stem + suffix) for kind, suffix in OUTPUT_SUFFIXES if (out_dir / f"{stem}{suffix}").exists()
+                ],
+            }
         )
     return rows
 
@@ -85,24 +79,11 @@ def scan_report_html(
     reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap, failed: dict[str, str] | None = None
 ) -> str:
     """The whole page; `reports` are the scans' report.json payloads, their files in `out_dir`."""
-    intro = (
-        f'<p class="note">{len(reports)} scan(s) mapped. Damaged share = damage pixels / object pixels (every '
-        "pixel but the transparent ones of a cut-out: crop mounts and frames first for exact shares). Click a "
-        "column header to sort; click a thumbnail for the full-size overlay.</p>"
-    )
-    body = intro + table(
-        [
-            "overlay",
-            "scan",
-            "size (px)",
-            "damaged",
-            "damage classes (share of the object)",
-            "largest regions",
-            "full-size files",
-        ],
-        scan_rows(reports, out_dir, labels),
+    return render(
+        "scan_report.html.j2",
+        title="heritage_seg — damage maps",
         sortable=True,
+        scans=scan_rows(reports, out_dir, labels),
+        top=5,
+        failed=sorted((failed or {}).items()),
     )
-    if failed:
-        body += "<h2>Scans that could not be read</h2>" + table(["scan", "error"], sorted(failed.items()))
-    return page("heritage_seg — damage maps", body, script=True)

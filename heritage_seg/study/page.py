@@ -12,18 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 from PIL import Image
 
-from heritage_seg.reporting.figures import confusion_figure, plt
-from heritage_seg.reporting.html import (
-    cell,
-    esc,
-    figure_uri,
-    image,
-    page,
-    table,
-    thumbnail_uri,
-)
+from heritage_seg.reporting.figures import confusion_figure, figure_uri, plt
+from heritage_seg.reporting.html import thumbnail_uri
+from heritage_seg.reporting.templating import render
 from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 
@@ -39,7 +33,12 @@ def _mean(stats: dict[str, Any] | None) -> float | None:
     return None if not stats else stats.get("mean")
 
 
-def _results_table(summary: dict[str, Any], metric: str) -> str:
+def cell(value: Any, sort: float | str | None = None, numeric: bool = False) -> dict[str, Any]:
+    """A table cell as the page's template lays it out: its text, what sorting compares, right-aligned or not."""
+    return {"value": value, "sort": sort, "numeric": numeric}
+
+
+def _results_table(summary: dict[str, Any], metric: str) -> dict[str, Any]:
     rows = []
     for name, g in summary["groups"].items():
         plain, tta = g["no_tta"][metric], (g["tta"] or {}).get(metric)
@@ -74,10 +73,10 @@ def _results_table(summary: dict[str, Any], metric: str) -> str:
         "pixel acc.",
         "mDice",
     ]
-    return f"<h2>{esc(METRIC_TITLES[metric])}</h2>" + table(headers, rows, sortable=True)
+    return {"title": METRIC_TITLES[metric], "headers": headers, "rows": rows}
 
 
-def _paired_tables(summary: dict[str, Any]) -> str:
+def _paired_tables(summary: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for metric in PAIRED_METRICS:
         differences = summary[f"paired_differences{suffix(metric)}"]
@@ -96,10 +95,13 @@ def _paired_tables(summary: dict[str, Any]) -> str:
             for d in differences
         ]
         out.append(
-            f"<h2>Paired differences on the same folds, {kind}: A − B in points</h2>"
-            + table(["A", "B", "paired folds", "mean ± std", "per fold", "unpaired folds"], rows)
+            {
+                "title": f"Paired differences on the same folds, {kind}: A − B in points",
+                "rows": rows,
+                "headers": ["A", "B", "paired folds", "mean ± std", "per fold", "unpaired folds"],
+            }
         )
-    return "".join(out)
+    return out
 
 
 def per_class_chart(summary: dict[str, Any]) -> str | None:
@@ -129,7 +131,7 @@ def per_class_chart(summary: dict[str, Any]) -> str | None:
     return figure_uri(fig)
 
 
-def _per_class_table(summary: dict[str, Any]) -> str:
+def _per_class_table(summary: dict[str, Any]) -> dict[str, Any]:
     groups = list(summary["groups"].values())
     classes = groups[0]["no_tta"]["classes"]
     rows = [
@@ -140,41 +142,35 @@ def _per_class_table(summary: dict[str, Any]) -> str:
         ]
         for name in classes
     ]
-    return table(["class"] + [g["label"] for g in groups], rows, sortable=True)
+    return {"headers": ["class"] + [g["label"] for g in groups], "rows": rows}
 
 
-def _panels(group: dict[str, Any]) -> list[str]:
+def _panels(group: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for run in group["runs"]:
         for pattern in PANEL_GLOBS:
             for path in sorted(Path(run).glob(pattern))[:1]:
                 with Image.open(path) as img:
-                    found.append(image(thumbnail_uri(img, 420), path.name, f"{Path(run).name}: {path.name}"))
+                    found.append(
+                        {
+                            "uri": Markup(thumbnail_uri(img, 420)),
+                            "alt": path.name,
+                            "caption": f"{Path(run).name}: {path.name}",
+                        }
+                    )
     return found
 
 
 def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> str:
     """The whole page from aggregate's summary (cv_results.json) and, if given, its comparison chart."""
-    parts = [
-        f'<p class="note">mIoU in %, mean ± sample std over folds {esc(summary["expected_folds"])}; '
-        "dataset-level metrics per fold. Common to all groups: "
-        f"{esc(' '.join(summary['common_overrides']) or '(nothing)')}. Resolution of the figures: "
-        + esc(
-            "; ".join(
-                f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
-                for g in summary["groups"].values()
-            )
-        )
-        + ". Click a column header to sort.</p>"
-    ]
-    if summary["warnings"]:
-        parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in summary["warnings"]) + "</ul>")
-    parts += [_results_table(summary, metric) for metric in PAIRED_METRICS]
+    groups = list(summary["groups"].values())
+    chart = None
     if comparison_png is not None and comparison_png.exists():
         with Image.open(comparison_png) as chart_png:
-            parts.append(image(thumbnail_uri(chart_png, 1100), "cross-validation comparison chart"))
-    if any(g.get("resolution") == "native" and g.get("train_resolution") for g in summary["groups"].values()):
-        rows = [
+            chart = Markup(thumbnail_uri(chart_png, 1100))
+    train_resolution = None
+    if any(g.get("resolution") == "native" and g.get("train_resolution") for g in groups):
+        train_resolution = [
             [g["label"], g["encoder"]]
             + [
                 cell(
@@ -184,51 +180,42 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
                 )
                 for k in ("miou_gt", "miou", "pixel_accuracy")
             ]
-            for g in summary["groups"].values()
+            for g in groups
         ]
-        parts.append(
-            "<h2>The same runs scored at the training data's resolution (masks squashed as in training: "
-            "the seed's table)</h2>"
-            + table(["group", "encoder", "mIoU (truth classes)", "mIoU (strict)", "pixel acc."], rows, sortable=True)
-        )
-    parts.append(_paired_tables(summary))
-    chart = per_class_chart(summary)
-    if chart:
-        parts += [
-            "<h2>Per-class IoU across folds</h2>",
-            image(chart, "per-class IoU per group"),
-            _per_class_table(summary),
-        ]
+    per_class = per_class_chart(summary)
     matrices = [
-        image(
-            figure_uri(
-                confusion_figure(
-                    g["no_tta"]["confusion_matrix"],
-                    g["no_tta"]["classes"],
-                    f"{g['label']} ({g['family']}), {len(g['folds'])} fold(s)",
-                    compact=True,
+        {
+            "uri": Markup(
+                figure_uri(
+                    confusion_figure(
+                        g["no_tta"]["confusion_matrix"],
+                        g["no_tta"]["classes"],
+                        f"{g['label']} ({g['family']}), {len(g['folds'])} fold(s)",
+                        compact=True,
+                    )
                 )
             ),
-            f"confusion matrix of {g['label']}",
-        )
-        for g in summary["groups"].values()
+            "alt": f"confusion matrix of {g['label']}",
+        }
+        for g in groups
         if g["no_tta"].get("confusion_matrix")
     ]
-    if matrices:
-        parts += [
-            "<h2>Confusion matrices, summed over each group's folds (rows normalised: recall per class)</h2>",
-            '<div class="gallery">' + "".join(matrices) + "</div>",
-        ]
-    panels = {g["label"]: _panels(g) for g in summary["groups"].values()}
-    parts.append("<h2>Best and worst validation images</h2>")
-    if any(panels.values()):
-        for label, found in panels.items():
-            if found:
-                parts.append(f'<h3>{esc(label)}</h3><div class="gallery">{"".join(found)}</div>')
-    else:
-        parts.append(
-            '<p class="note">None in these run folders: run <code>python -m heritage_seg.evaluate '
-            "ckpt=&lt;run&gt;/checkpoints/best.ckpt hydra.run.dir=&lt;run&gt;/evaluate</code> and aggregate "
-            "again to add each run's best and worst prediction panels here.</p>"
-        )
-    return page("heritage_seg — cross-validation study", "\n".join(parts), script=True)
+    return render(
+        "study_report.html.j2",
+        title="heritage_seg — cross-validation study",
+        sortable=True,
+        expected_folds=summary["expected_folds"],
+        common=" ".join(summary["common_overrides"]) or "(nothing)",
+        resolutions="; ".join(
+            f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}" for g in groups
+        ),
+        warnings=summary["warnings"],
+        results=[_results_table(summary, metric) for metric in PAIRED_METRICS],
+        chart=chart,
+        train_resolution=train_resolution,
+        paired=_paired_tables(summary),
+        per_class_chart=None if per_class is None else Markup(per_class),
+        per_class=_per_class_table(summary) if per_class else None,
+        matrices=matrices,
+        panels={g["label"]: _panels(g) for g in groups},
+    )
