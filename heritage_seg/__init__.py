@@ -15,13 +15,14 @@ library -> run folder.
                   (predict's report.html)
     training/     module (the LightningModule), losses (Dice + Focal, class weights), callbacks, build (datamodule
                   + module from a config), loggers (MLflow, W&B)
+    runs/         the run folder: folder (every output's file name, identity, claiming), records (the typed JSON
+                  records, written and read through them), checkpoints (written atomically, read back), rebuild
+                  (a run's validation data from its record)
     evaluation/   metrics (one confusion matrix -> every figure), scoring (the evaluation loop, metrics.json),
                   native (scoring at each annotation's own resolution)
     inference/    tta (transforms and exact inverses), sliding (windows, blending, per protocol), upsample
                   (probabilities to a scan's size in bounded strips)
     models/       unet (smp U-Net per encoder, the weights policy, normalisation)
-    runs/         the run folder: folder (file names, identity, claiming), checkpoints (written atomically, read
-                  back), rebuild (a run's validation data from its record)
     data/         labels, readers (parquet / folder), imageio, cache (both protocols), crops, augment, folds,
                   sample data, datamodule, download (python -m heritage_seg.data.download)
     core/         protocol (how training images were sized: the one type every layer reads), errors (user errors

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.runs.folder import ONNX_MODEL
 from heritage_seg.tasks.export import export
 
 
@@ -22,7 +23,7 @@ from heritage_seg.tasks.export import export
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    output = Path(str(cfg.output)) if cfg.output else Path(HydraConfig.get().runtime.output_dir) / "model.onnx"
+    output = Path(str(cfg.output)) if cfg.output else Path(HydraConfig.get().runtime.output_dir) / ONNX_MODEL
     export(cfg, output.expanduser().resolve())
 
 

@@ -28,7 +28,7 @@ from heritage_seg.data.folds import (
     FoldSplit,
     leave_one_group_out,
     make_split,
-    write_splits_json,
+    splits_payload,
 )
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
@@ -215,10 +215,10 @@ class ArtefactDataModule(L.LightningDataModule):
         self._require_setup()
         return self.data.class_pixel_counts(self.labels.num_classes, self.split.train_idx)
 
-    def write_splits(self, path: Path, **extra: Any) -> None:
+    def splits_record(self, **extra: Any) -> dict[str, Any]:
+        """The fold as splits.json records it (heritage_seg.runs.records.SplitsRecord)."""
         self._require_setup()
-        write_splits_json(
-            path,
+        return splits_payload(
             self.split,
             self.data.ids,
             [r.source_id for r in self.data.records],

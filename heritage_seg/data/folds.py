@@ -10,11 +10,8 @@ Written by hand: sklearn's StratifiedGroupKFold would do, but sklearn is not a d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-from heritage_seg.core.files import write_json_atomic
 
 SPLITS = ("source", "material", "content")  # K-fold over source images, or leave one material / content out
 DEFAULT_SPLIT = "source"
@@ -128,8 +125,9 @@ def leave_one_group_out(source_ids: list[str], group_of_sample: list[str], fold:
     )
 
 
-def write_splits_json(path: Path, split: FoldSplit, ids: list[str], source_ids: list[str], extra: dict) -> None:
-    """`splits.json` in the run folder: the contract later tools read instead of re-deriving folds."""
+def splits_payload(split: FoldSplit, ids: list[str], source_ids: list[str], extra: dict) -> dict:
+    """What `splits.json` in the run folder holds (heritage_seg.runs.records.SplitsRecord writes it): the contract
+    later tools read instead of re-deriving folds."""
     payload = {
         "fold": split.fold,
         "n_folds": split.n_folds,
@@ -144,4 +142,4 @@ def write_splits_json(path: Path, split: FoldSplit, ids: list[str], source_ids: 
         "stratum_of_source": split.strata,
         **extra,
     }
-    write_json_atomic(path, payload)
+    return payload

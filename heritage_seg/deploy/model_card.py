@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +11,23 @@ from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.reporting.templating import render
 from heritage_seg.runs.folder import FINISHED, METRICS, METRICS_TTA, SPLITS
+from heritage_seg.runs.records import FinishedRecord, MetricsRecord, R, SplitsRecord
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read(record: type[R], path: Path) -> R | None:
+    return record.read(path) if path.is_file() else None
 
 
 def _metrics(run_dir: Path, labels: LabelMap) -> dict[str, Any] | None:
-    plain, tta = _read(run_dir / METRICS), _read(run_dir / METRICS_TTA)
+    plain, tta = _read(MetricsRecord, run_dir / METRICS), _read(MetricsRecord, run_dir / METRICS_TTA)
     if plain is None:
         return None
     empty = {"iou": None, "gt_pixels": 0}
     return {
         "plain": plain,
-        "where": "at each annotation's own resolution"
-        if plain.get("resolution") == "native"
-        else "at the model's input size",
+        "where": "at each annotation's own resolution" if plain.resolution == "native" else "at the model's input size",
         "variants": [(name, p) for name, p in (("without TTA", plain), ("with TTA (flips, rot90)", tta)) if p],
-        "per_class": [(name, {**empty, **plain["per_class"].get(name, {})}) for name in labels.names],
+        "per_class": [(name, {**empty, **plain.per_class.get(name, {})}) for name in labels.names],
     }
 
 
@@ -44,7 +42,7 @@ def model_card(
     check: dict[str, Any],
 ) -> str:
     """The card's text (templates/model_card.md.j2) for a run folder's checkpoint and its ONNX export."""
-    finished = _read(run_dir / FINISHED)
+    finished = _read(FinishedRecord, run_dir / FINISHED)
     return render(
         "model_card.md.j2",
         encoder={"family": None, "weights": None, **OmegaConf.to_container(run_cfg.encoder, resolve=True)},
@@ -54,14 +52,14 @@ def model_card(
         check=check,
         protocol=protocol,
         data_root=run_cfg.data.root,
-        splits=_read(run_dir / SPLITS),
+        splits=_read(SplitsRecord, run_dir / SPLITS),
         fold=run_cfg.fold,
         n_folds=run_cfg.n_folds,
         split=run_cfg.get("split", "source"),
         seed=run_cfg.seed,
         loss={k: run_cfg.loss.get(k) for k in ("dice_weight", "focal_weight", "gamma", "ce_weight", "class_weighting")},
         optimiser=str(OmegaConf.select(run_cfg, "optim.optimizer._target_")).rsplit(".", 1)[-1],
-        finished={"best_score": None, **finished} if finished else None,
+        finished=finished,
         classes=[
             {"name": name, "color": "#{:02X}{:02X}{:02X}".format(*color), "raw": raw}
             for name, color, raw in zip(labels.names, labels.colors, labels.raw_values)

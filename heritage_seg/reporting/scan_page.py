@@ -17,13 +17,7 @@ from PIL import Image
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.reporting.html import thumbnail_uri
 from heritage_seg.reporting.templating import render
-
-OUTPUT_SUFFIXES = (
-    ("overlay", "_overlay.jpg"),
-    ("mask", "_mask.png"),
-    ("confidence", "_confidence.png"),
-    ("report", "_report.json"),
-)
+from heritage_seg.runs.folder import SCAN_OUTPUTS
 
 
 def _thumbnail(path: Path, max_side: int = 360) -> str:
@@ -45,7 +39,7 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
         found = sorted(
             ((name, e) for name, e in report["damage"].items() if e["pixels"]), key=lambda item: -item[1]["pixels"]
         )
-        overlay = out_dir / f"{stem}_overlay.jpg"
+        overlay = out_dir / f"{stem}{SCAN_OUTPUTS['overlay']}"
         rows.append(
             {
                 "image": report["image"],
@@ -68,7 +62,9 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
                     for name, e in sorted(found, key=lambda item: -item[1]["largest_region_pixels"])[:3]
                 ],
                 "files": [
-                    (kind, stem + suffix) for kind, suffix in OUTPUT_SUFFIXES if (out_dir / f"{stem}{suffix}").exists()
+                    (kind, stem + suffix)
+                    for kind, suffix in SCAN_OUTPUTS.items()
+                    if (out_dir / f"{stem}{suffix}").exists()
                 ],
             }
         )

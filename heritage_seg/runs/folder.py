@@ -1,9 +1,9 @@
-"""The run folder: what a run writes, under which names, what identifies it, and claiming it.
+"""The run folder: what every command writes, under which names, what identifies a run, and claiming a folder.
 
 The run folder is the contract between training and everything after it (evaluate, aggregate, resume): later
-tools read what a run wrote and never re-derive it. Its names live here and nowhere else, except that
-conf/callbacks/default.yaml spells checkpoints/{best,last}.ckpt for Lightning's ModelCheckpoint
-(tests/test_config.py checks the two agree).
+tools read what a run wrote and never re-derive it. The names of every output of every command live here and
+nowhere else, except that conf/callbacks/default.yaml spells checkpoints/{best,last}.ckpt for Lightning's
+ModelCheckpoint (tests/test_config.py checks the two agree). What the JSON files hold: heritage_seg.runs.records.
 """
 
 from __future__ import annotations
@@ -35,6 +35,43 @@ METRICS = "metrics.json"  # the end-of-fit (or evaluate) report; its presence = 
 METRICS_TTA = "metrics_tta.json"
 FINISHED = "finished.json"  # fit ended normally: resume=auto|true leave the run as it is
 CLAIM = ".claim"  # created exclusively by the run that owns the folder
+
+# What `evaluate` writes into its folder (besides .hydra/ and metrics.json)
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+CLASS_DISTRIBUTION_PNG = "class_distribution.png"
+IOU_PER_CLASS_PNG = "iou_per_class.png"
+PREDICTIONS = "predictions"  # best01_<id>_{input,gt,pred,overlay}.png ... worst01_<id>_...
+PREDICTED_MASKS = f"{PREDICTIONS}/masks"  # <id>.png: the class ids that were scored
+PANEL_GLOBS = (  # the best and worst overlay panels, in a run folder or an evaluation folder inside it
+    f"{PREDICTIONS}/best01_*_overlay.png",
+    f"{PREDICTIONS}/worst01_*_overlay.png",
+    f"*/{PREDICTIONS}/best01_*_overlay.png",
+    f"*/{PREDICTIONS}/worst01_*_overlay.png",
+)
+
+# What `predict` writes: per scan <stem><suffix>, and per batch
+SCAN_OUTPUTS = {
+    "overlay": "_overlay.jpg",
+    "mask": "_mask.png",
+    "confidence": "_confidence.png",
+    "report": "_report.json",
+}
+SCAN_REPORT_CSV = "report.csv"
+SCAN_REPORT_HTML = "report.html"
+FAILED_SCANS = "failed.json"
+
+# What `aggregate` writes into the sweep folder (or out=)
+CV_RESULTS_JSON = "cv_results.json"
+CV_RESULTS_MD = "cv_results.md"
+CV_RESULTS_TEX = "cv_results.tex"
+CV_COMPARISON_PNG = "cv_comparison.png"
+STUDY_HTML = "report.html"
+
+# What `lr_find` and `export` write
+LR_FIND_JSON = "lr_find.json"
+LR_FIND_PNG = "lr_find.png"
+ONNX_MODEL = "model.onnx"  # export's default output=
+MODEL_CARD = "model_card.md"  # beside the .onnx file
 
 # Keys that must agree between an interrupted run and the command that resumes it.
 # (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
@@ -92,17 +129,6 @@ def first_difference(a: DictConfig, b: DictConfig, keys: Sequence[str]) -> tuple
             vb = OmegaConf.to_container(vb, resolve=True) if OmegaConf.is_config(vb) else vb
         if va != vb:
             return key, va, vb
-    return None
-
-
-def finished_run(run_dir: Path) -> dict | None:
-    """What a finished run recorded, or None. Runs from before finished.json: their metrics.json (written when
-    fit ended) marks them finished too."""
-    if (run_dir / FINISHED).is_file():
-        return json.loads((run_dir / FINISHED).read_text())
-    if (run_dir / METRICS).is_file():
-        metrics = json.loads((run_dir / METRICS).read_text())
-        return {"reason": f"{METRICS} present", "best_score": metrics.get("miou_gt", metrics.get("miou"))}
     return None
 
 

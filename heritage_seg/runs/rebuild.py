@@ -3,7 +3,6 @@ run's splits.json, so evaluate and export score exactly the run's validation ima
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -12,6 +11,7 @@ from omegaconf import DictConfig
 from heritage_seg.data.folds import DEFAULT_SPLIT
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.runs.folder import SPLITS, run_dir_of
+from heritage_seg.runs.records import SplitsRecord
 
 
 def build_datamodule(run_cfg: DictConfig, labels: LabelMap, data_cfg: DictConfig | None = None, augment=None):
@@ -51,7 +51,7 @@ def check_against_splits(ckpt: Path, datamodule) -> None:
     """The rebuilt validation fold must be the one the run recorded in its splits.json."""
     splits = run_dir_of(ckpt) / SPLITS
     if splits.exists():
-        expected = json.loads(splits.read_text())["val_ids"]
+        expected = SplitsRecord.read(splits).val_ids
         actual = [datamodule.data.ids[i] for i in datamodule.split.val_idx]
         if expected != actual:
             raise ValueError(

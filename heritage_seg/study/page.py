@@ -18,15 +18,9 @@ from PIL import Image
 from heritage_seg.reporting.figures import confusion_figure, figure_uri, plt
 from heritage_seg.reporting.html import thumbnail_uri
 from heritage_seg.reporting.templating import render
+from heritage_seg.runs.folder import PANEL_GLOBS
 from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
-
-PANEL_GLOBS = (
-    "predictions/best01_*_overlay.png",
-    "predictions/worst01_*_overlay.png",
-    "*/predictions/best01_*_overlay.png",
-    "*/predictions/worst01_*_overlay.png",
-)
 
 
 def _mean(stats: dict[str, Any] | None) -> float | None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.runs.folder import (
     CONFIG,
     METRICS,
@@ -19,6 +18,7 @@ from heritage_seg.runs.folder import (
     is_bookkeeping,
     recorded_overrides,
 )
+from heritage_seg.runs.records import MetricsRecord, SplitsRecord
 
 
 @dataclass
@@ -38,20 +38,12 @@ class FinishedRun:
     def resolution(self) -> str:
         """Where metrics.json was counted: `native` (each mask's stored size) or `train` (the model's input size,
         also every metrics.json written before native scoring existed)."""
-        return str(self.metrics.get("resolution", "train"))
+        return str(self.metrics["resolution"])
 
     @property
     def metrics_train(self) -> dict[str, Any]:
         """The figures at the model's input size (comparable with the seed's table), whatever `resolution` is."""
-        block = self.metrics.get("train_resolution")
-        return with_miou_gt(dict(block)) if block else self.metrics
-
-
-def with_miou_gt(metrics: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json written before miou_gt existed: recompute it from the confusion matrix it holds."""
-    if "miou_gt" not in metrics and metrics.get("confusion_matrix") is not None:
-        metrics["miou_gt"] = segmentation_metrics(metrics["confusion_matrix"])["miou_gt"]
-    return metrics
+        return self.metrics["train_resolution"] or self.metrics
 
 
 def _validation_set(run_dir: Path) -> str | None:
@@ -59,8 +51,8 @@ def _validation_set(run_dir: Path) -> str | None:
     path = run_dir / SPLITS
     if not path.exists():
         return None
-    ids = json.loads(path.read_text()).get("val_ids")
-    return None if ids is None else hashlib.sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
+    ids = SplitsRecord.read(path).val_ids
+    return hashlib.sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
@@ -78,7 +70,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
         if not (run_dir / METRICS).exists():
             unfinished.append(run_dir)
             continue
-        metrics = with_miou_gt(json.loads((run_dir / METRICS).read_text()))
+        metrics = MetricsRecord.read(run_dir / METRICS)
         tta_path = run_dir / METRICS_TTA
         overrides = [o for o in recorded_overrides(run_dir) if not is_bookkeeping(o)]
         runs.append(
@@ -86,12 +78,12 @@ def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
                 path=run_dir,
                 overrides=tuple(sorted(overrides)),
                 group=",".join(sorted(overrides)) or "(defaults)",
-                fold=int(metrics["fold"]),
-                n_folds=int(metrics.get("n_folds", 0)),
-                encoder=str(metrics.get("encoder", "?")),
-                family=str(metrics.get("family") or "?"),
-                metrics=metrics,
-                metrics_tta=with_miou_gt(json.loads(tta_path.read_text())) if tta_path.exists() else None,
+                fold=int(metrics.fold),
+                n_folds=int(metrics.n_folds or 0),
+                encoder=str(metrics.encoder or "?"),
+                family=str(metrics.family or "?"),
+                metrics=metrics.to_dict(),
+                metrics_tta=MetricsRecord.read(tta_path).to_dict() if tta_path.exists() else None,
                 val_set=_validation_set(run_dir),
             )
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from heritage_seg.core.files import write_json_atomic, write_text_atomic
+from heritage_seg.runs.folder import CV_COMPARISON_PNG, CV_RESULTS_JSON, CV_RESULTS_MD, CV_RESULTS_TEX, STUDY_HTML
 from heritage_seg.study.page import study_html
 from heritage_seg.study.render import plot_comparison, to_latex, to_markdown
 from heritage_seg.study.runs import find_runs
@@ -35,12 +36,12 @@ def aggregate(
         else (paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths])))
     )
     summary = summarise(runs, baseline)
-    write_json_atomic(out / "cv_results.json", summary)
+    write_json_atomic(out / CV_RESULTS_JSON, summary)
     markdown = to_markdown(summary)
-    write_text_atomic(out / "cv_results.md", markdown)
-    write_text_atomic(out / "cv_results.tex", to_latex(summary))
-    plot_comparison(summary, out / "cv_comparison.png")
-    write_text_atomic(out / "report.html", study_html(summary, out / "cv_comparison.png"))
+    write_text_atomic(out / CV_RESULTS_MD, markdown)
+    write_text_atomic(out / CV_RESULTS_TEX, to_latex(summary))
+    plot_comparison(summary, out / CV_COMPARISON_PNG)
+    write_text_atomic(out / STUDY_HTML, study_html(summary, out / CV_COMPARISON_PNG))
     print(markdown)
     log.info("wrote cv_results.json, cv_results.md, cv_results.tex, cv_comparison.png, report.html to %s", out)
     return summary

@@ -20,7 +20,7 @@ from heritage_seg.core.device import (
     recorded_precision,
     with_autocast,
 )
-from heritage_seg.core.files import save_image, write_json_atomic
+from heritage_seg.core.files import save_image
 from heritage_seg.evaluation.native import check_resolution, validation_masks
 from heritage_seg.evaluation.scoring import (
     format_table,
@@ -38,12 +38,18 @@ from heritage_seg.reporting.figures import (
     plot_iou_per_class,
 )
 from heritage_seg.runs.folder import (
+    CLASS_DISTRIBUTION_PNG,
+    CONFUSION_MATRIX_PNG,
+    IOU_PER_CLASS_PNG,
     METRICS,
+    PREDICTED_MASKS,
+    PREDICTIONS,
     SAME_VALIDATION_SET,
     claim_run_dir,
     first_difference,
 )
 from heritage_seg.runs.rebuild import check_against_splits, rebuild_validation_data
+from heritage_seg.runs.records import MetricsRecord
 from heritage_seg.training.module import load_trained_module
 
 log = logging.getLogger(__name__)
@@ -84,7 +90,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     ids = datamodule.data.ids
 
     def save_native(index: int, prediction: np.ndarray) -> None:  # the masks metrics.json was counted from
-        save_image(out_dir / "predictions" / "masks" / f"{ids[index]}.png", prediction)
+        save_image(out_dir / PREDICTED_MASKS / f"{ids[index]}.png", prediction)
 
     start = time.perf_counter()
     models = [with_autocast(m, device, precision) for m in members]
@@ -120,10 +126,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     write_examples(
         out_dir, result, datamodule.data, labels, int(cfg.num_examples), save_masks=bool(cfg.save_masks) and not native
     )
-    plot_confusion_matrix(payload, out_dir / "confusion_matrix.png")
-    plot_class_distribution(payload, out_dir / "class_distribution.png")
-    plot_iou_per_class(payload, out_dir / "iou_per_class.png")
-    write_json_atomic(out_dir / METRICS, payload)  # last: its presence means the evaluation finished
+    plot_confusion_matrix(payload, out_dir / CONFUSION_MATRIX_PNG)
+    plot_class_distribution(payload, out_dir / CLASS_DISTRIBUTION_PNG)
+    plot_iou_per_class(payload, out_dir / IOU_PER_CLASS_PNG)
+    MetricsRecord.from_dict(payload, strict=True).write(out_dir / METRICS)  # last: its presence = finished
     print(format_table(payload))
     log.info("%d images in %.1f s (tta=%s); results in %s", len(result.indices), seconds, cfg.tta, out_dir)
     return payload
@@ -133,10 +139,10 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
     """predictions/masks/<id>.png for every image (`save_masks`: the input-size masks, when those are what was
     scored; native-size ones are written while scoring); panels for the best and worst by per-image mIoU."""
     ids = data.ids
-    pred_dir = out_dir / "predictions"
+    pred_dir = out_dir / PREDICTIONS
     if save_masks:
         for index, pred in zip(result.indices, result.predictions):
-            save_image(pred_dir / "masks" / f"{ids[index]}.png", pred)
+            save_image(out_dir / PREDICTED_MASKS / f"{ids[index]}.png", pred)
     scores = result.per_image_miou()
     # only images with scored pixels are ranked: one whose pixels are all unannotated has no score (NaN)
     scored = np.flatnonzero(np.isfinite(scores))

@@ -22,7 +22,7 @@ from heritage_seg.deploy.onnx import (
     fixed_spatial_size,
     require_onnx,
 )
-from heritage_seg.runs.folder import run_dir_of
+from heritage_seg.runs.folder import MODEL_CARD, run_dir_of
 from heritage_seg.runs.rebuild import rebuild_validation_data
 from heritage_seg.training.module import load_trained_module
 
@@ -31,7 +31,7 @@ FORMATS = ("onnx",)
 
 
 def card_path(output: Path) -> Path:
-    return output.with_name("model_card.md")
+    return output.with_name(MODEL_CARD)
 
 
 def export(cfg: DictConfig, output: Path) -> dict:

@@ -20,7 +20,7 @@ from heritage_seg.core.files import write_json_atomic
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.models.unet import check_encoder_name, smp_encoder_name
 from heritage_seg.reporting.figures import save_figure
-from heritage_seg.runs.folder import claim_run_dir
+from heritage_seg.runs.folder import LR_FIND_JSON, LR_FIND_PNG, claim_run_dir
 from heritage_seg.training.build import build_training
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def lr_find(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.run_dir).resolve()
     cfg.encoder.name = smp_encoder_name(cfg.encoder)
     check_encoder_name(cfg.encoder.name)
-    claim_run_dir(run_dir, cfg, finished_markers=("lr_find.json",))
+    claim_run_dir(run_dir, cfg, finished_markers=(LR_FIND_JSON,))
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels))
     # enough epochs for num_training steps even on a tiny fold (each epoch has at least one step)
@@ -55,14 +55,14 @@ def lr_find(cfg: DictConfig) -> float | None:
         update_attr=False,
     )
     suggestion = finder.suggestion()
-    save_figure(finder.plot(suggest=suggestion is not None), run_dir / "lr_find.png")
+    save_figure(finder.plot(suggest=suggestion is not None), run_dir / LR_FIND_PNG)
     lrs, losses = list(finder.results["lr"]), list(finder.results["loss"])
     # A second, cruder reading of the same curve (fastai's rule): a tenth of the LR at the lowest smoothed loss.
     # The first 10 points are skipped, as Lightning's suggestion skips them (their smoothed loss is mostly noise).
     window = range(10, len(losses) - 1) if len(losses) > 12 else range(len(losses))
     min_loss_over_10 = float(lrs[min(window, key=losses.__getitem__)] / 10) if losses else None
     write_json_atomic(
-        run_dir / "lr_find.json",
+        run_dir / LR_FIND_JSON,
         {
             "suggested_lr": suggestion,
             "suggestion_rule": "steepest descent of the smoothed loss (Lightning)",

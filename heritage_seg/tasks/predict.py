@@ -44,7 +44,8 @@ from heritage_seg.inference.upsample import native_class_map
 from heritage_seg.reporting.damage import CSV_FIELDS, class_report, csv_rows
 from heritage_seg.reporting.figures import palette_mask, scan_overlay
 from heritage_seg.reporting.scan_page import scan_report_html
-from heritage_seg.runs.folder import claim_run_dir
+from heritage_seg.runs.folder import FAILED_SCANS, SCAN_OUTPUTS, SCAN_REPORT_CSV, SCAN_REPORT_HTML, claim_run_dir
+from heritage_seg.runs.records import ScanReport
 from heritage_seg.training.module import load_trained_module
 
 log = logging.getLogger(__name__)
@@ -158,14 +159,14 @@ def predict_image(
     # the overlay JPEG while they finish (on a GPU the files cost far more than the mapping done before them)
     with ThreadPoolExecutor(max_workers=3) as pool:
         written = [
-            pool.submit(save_image, Path(f"{stem}_mask.png"), palette_mask(mask, labels)),
-            pool.submit(save_image, Path(f"{stem}_confidence.png"), Image.fromarray(confidence, mode="L")),
+            pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['mask']}"), palette_mask(mask, labels)),
+            pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['confidence']}"), Image.fromarray(confidence, mode="L")),
         ]
         classes = class_report(mask, labels)
         lap("statistics")
         present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
         overlay = scan_overlay(image, mask, confidence, labels, float(cfg.overlay_alpha), present)
-        written.append(pool.submit(save_image, Path(f"{stem}_overlay.jpg"), overlay))
+        written.append(pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['overlay']}"), overlay))
         for future in written:
             future.result()  # a failed write raises here (each file is atomic: none is left half-written)
     lap("overlay_and_files")  # what the statistics did not overlap: the overlay, and the files still encoding
@@ -185,7 +186,7 @@ def predict_image(
         "seconds": seconds,
         **classes,
     }
-    write_json_atomic(Path(f"{stem}_report.json"), report)
+    ScanReport.from_dict(report, strict=True).write(Path(f"{stem}{SCAN_OUTPUTS['report']}"))
     return report
 
 
@@ -205,7 +206,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         claim_run_dir(
             out_dir,
             cfg,
-            finished_markers=("report.csv", "*_report.json", "*_mask.png"),
+            finished_markers=(SCAN_REPORT_CSV, f"*{SCAN_OUTPUTS['report']}", f"*{SCAN_OUTPUTS['mask']}"),
             option="output" if cfg.output else "hydra.run.dir",
             remedy="pass overwrite=true to replace them, or choose another output=<folder>",
         )
@@ -244,11 +245,11 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(out_dir / "report.csv", buffer.getvalue())
-    write_text_atomic(out_dir / "report.html", scan_report_html(reports, out_dir, labels, failed))
+    write_text_atomic(out_dir / SCAN_REPORT_CSV, buffer.getvalue())
+    write_text_atomic(out_dir / SCAN_REPORT_HTML, scan_report_html(reports, out_dir, labels, failed))
     if failed:
-        write_json_atomic(out_dir / "failed.json", failed)
-        log.error("%d of %d image(s) failed; see %s", len(failed), len(inputs), out_dir / "failed.json")
+        write_json_atomic(out_dir / FAILED_SCANS, failed)
+        log.error("%d of %d image(s) failed; see %s", len(failed), len(inputs), out_dir / FAILED_SCANS)
     if not done:
         raise ValueError(f"input={cfg.input}: no image could be mapped ({len(failed)} failed)")
     return {"done": done, "failed": failed, "out_dir": str(out_dir)}

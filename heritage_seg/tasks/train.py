@@ -16,7 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.core.cli import instantiate_or_user_error
 from heritage_seg.core.device import resolve_precision, respect_cpu_allocation
-from heritage_seg.core.files import write_json_atomic
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.models.unet import check_encoder_name, smp_encoder_name
@@ -30,9 +29,9 @@ from heritage_seg.runs.folder import (
     RUN_IDENTITY,
     SPLITS,
     claim_run_dir,
-    finished_run,
     first_difference,
 )
+from heritage_seg.runs.records import ClassWeightsRecord, FinishedRecord, SplitsRecord, read_finished
 from heritage_seg.training.build import build_training
 
 log = logging.getLogger(__name__)
@@ -84,15 +83,15 @@ def train(cfg: DictConfig) -> float:
     # auto (what a requeued sweep job gets): continue if the folder has a last.ckpt, else start in it afresh
     has_last = (run_dir / LAST).is_file()
     resume_from = resume_checkpoint(run_dir, cfg) if resume is True or (resume == "auto" and has_last) else None
-    if resume and (finished := finished_run(run_dir)) is not None:
+    if resume and (finished := read_finished(run_dir)) is not None:
         # Lightning restores early-stopping counters but not `should_stop`: fitting again would train on.
         log.info(
             "resume=%s: %s already finished (%s); nothing to do, its results are left as they are",
             resume,
             run_dir,
-            finished["reason"],
+            finished.reason,
         )
-        return float(finished["best_score"]) if finished.get("best_score") is not None else float("nan")
+        return float(finished.best_score) if finished.best_score is not None else float("nan")
     if writer and resume_from is None:
         # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
         markers = (f"{CHECKPOINTS}/*.ckpt", METRICS) if resume == "auto" else (f"{CHECKPOINTS}/*.ckpt", SPLITS)
@@ -103,8 +102,8 @@ def train(cfg: DictConfig) -> float:
 
     datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)
     if writer and resume_from is None:
-        datamodule.write_splits(run_dir / SPLITS, encoder=cfg.encoder.name)
-        write_json_atomic(run_dir / CLASS_WEIGHTS, class_weight_record)
+        SplitsRecord.from_dict(datamodule.splits_record(encoder=cfg.encoder.name), strict=True).write(run_dir / SPLITS)
+        ClassWeightsRecord.from_dict(class_weight_record, strict=True).write(run_dir / CLASS_WEIGHTS)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
@@ -133,17 +132,14 @@ def train(cfg: DictConfig) -> float:
             reason = "max_epochs reached"
         else:
             reason = "stopped before max_epochs (trainer.max_steps or max_time)"
-        write_json_atomic(
-            run_dir / FINISHED,
-            {
-                "reason": reason,
-                "epochs": trainer.current_epoch,
-                "global_step": trainer.global_step,
-                "monitor": checkpoint.monitor if checkpoint is not None else None,
-                "best_score": None if best is None else best_score,
-                "best_checkpoint": checkpoint.best_model_path if checkpoint is not None else None,
-            },
-        )
+        FinishedRecord(
+            reason=reason,
+            epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
+            monitor=checkpoint.monitor if checkpoint is not None else None,
+            best_score=None if best is None else best_score,
+            best_checkpoint=checkpoint.best_model_path if checkpoint is not None else None,
+        ).write(run_dir / FINISHED)
     log.info("run folder:      %s", run_dir)
     if checkpoint is not None:
         log.info("best checkpoint: %s", checkpoint.best_model_path)

@@ -11,12 +11,12 @@ import lightning as L
 import torch
 
 from heritage_seg.core.device import describe_device
-from heritage_seg.core.files import write_json_atomic
 from heritage_seg.evaluation.native import check_resolution, validation_masks
 from heritage_seg.evaluation.scoring import run_context, run_evaluation, scored_payload
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.inference.tta import DEFAULT_TTA
 from heritage_seg.runs.folder import METRICS, METRICS_TTA
+from heritage_seg.runs.records import MetricsRecord
 
 log = logging.getLogger("heritage_seg")
 
@@ -108,7 +108,7 @@ class FinalValidationReport(L.Callback):
                 precision=str(trainer.precision),
                 seconds=round(seconds, 3),
             )
-            write_json_atomic(self.output_dir / filename, payload)
+            MetricsRecord.from_dict(payload, strict=True).write(self.output_dir / filename)
             log.info(
                 "best checkpoint on the validation fold (tta=%s, %s, %s, %.1f s, %s resolution): mIoU over "
                 "truth classes %.4f, strict mIoU %.4f -> %s",
