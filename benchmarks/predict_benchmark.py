@@ -228,22 +228,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
-    parser.add_argument(
-        "--scan-outputs",
-        nargs=2,
-        type=int,
-        metavar=("WIDTH", "HEIGHT"),
-        help="instead: peak memory of the whole predict path on one WIDTH x HEIGHT scan with a "
-        "stand-in model (e.g. 12000 9000)",
-    )
-    parser.add_argument(
-        "--end-to-end",
-        nargs=2,
-        type=int,
-        metavar=("WIDTH", "HEIGHT"),
-        help="instead: the whole predict path on one WIDTH x HEIGHT scan with a real U-Net of "
-        "--encoder, warm, without and with TTA, and where its time goes",
-    )
+    for flag, what in (
+        (
+            "--scan-outputs",
+            "peak memory of the whole predict path on one WIDTH x HEIGHT scan with a stand-in model (e.g. 12000 9000)",
+        ),
+        (
+            "--end-to-end",
+            "the whole predict path on one WIDTH x HEIGHT scan with a real U-Net of --encoder, warm, "
+            "without and with TTA, and where its time goes",
+        ),
+    ):
+        parser.add_argument(flag, nargs=2, type=int, metavar=("WIDTH", "HEIGHT"), help=f"instead: {what}")
     parser.add_argument(
         "--noisy",
         action="store_true",

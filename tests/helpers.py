@@ -13,6 +13,28 @@ import torch
 from PIL import Image
 
 
+def run_benchmark(script: str, args: str, timeout: int = 600) -> tuple[dict, str]:
+    """Run `benchmarks/<script> <args>` (`--out` is added) as a user would, from the repository root; return the
+    JSON it wrote and what it printed."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        proc = subprocess.run(
+            [sys.executable, f"benchmarks/{script}", *args.split(), "--out", str(out)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(out.read_text()), proc.stdout
+
+
 class SimulatedPreemption(RuntimeError):
     pass
 

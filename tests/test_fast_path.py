@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +12,8 @@ from heritage_seg.data.augment import BatchFlipRotate
 from heritage_seg.models.unet import build_unet
 from heritage_seg.training.losses import DiceFocalLoss
 from heritage_seg.training.module import SegmentationModule
-from tests.conftest import REPO, compose_config
+from tests.conftest import compose_config
+from tests.helpers import run_benchmark
 
 
 def test_batch_augmentation_keeps_image_and_mask_aligned_pixel_exactly():
@@ -116,33 +114,10 @@ def test_channels_last_gives_the_same_loss_and_gradients_as_the_plain_layout():
 
 @pytest.mark.slow
 def test_train_benchmark_script_runs_at_tiny_size_and_writes_json(tmp_path):
-    out = tmp_path / "train.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/train_throughput.py",
-            "--encoders",
-            "convnext",
-            "--image-size",
-            "64",
-            "--batch-size",
-            "2",
-            "--steps",
-            "2",
-            "--warmup",
-            "1",
-            "--repeats",
-            "2",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    payload, _ = run_benchmark(
+        "train_throughput.py", "--encoders convnext --image-size 64 --batch-size 2 --steps 2 --warmup 1 --repeats 2"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (result,) = json.loads(out.read_text())["results"]
+    (result,) = payload["results"]
     assert result["encoder"] == "convnext" and result["bare_images_per_s"] > 0
     assert len(result["real_seconds_runs"]) == len(result["bare_seconds_runs"]) == 2  # --repeats: both paths, twice
     # figures only, no timing comparison: a loaded machine reorders them (the test flaked while CI ran beside it)
@@ -153,31 +128,9 @@ def test_train_benchmark_script_runs_at_tiny_size_and_writes_json(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_projection_script_runs_the_real_cli_at_tiny_size_and_writes_json(tmp_path):
-    out = tmp_path / "sweep.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/sweep_time.py",
-            "--encoders",
-            "convnext",
-            "--images",
-            "16",
-            "--image-size",
-            "64",
-            "--batch-size",
-            "4",
-            "--epochs",
-            "3",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    payload, printed = run_benchmark(
+        "sweep_time.py", "--encoders convnext --images 16 --image-size 64 --batch-size 4 --epochs 3"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    payload = json.loads(out.read_text())
     (result,) = payload["results"]
     assert result["encoder"] == "convnext" and result["epochs_run"] == 3
     assert result["steady_epoch_s"] > 0 and result["first_epoch_incl_startup_s"] > 0 and result["report_wall_s"] > 0
@@ -190,4 +143,4 @@ def test_sweep_projection_script_runs_the_real_cli_at_tiny_size_and_writes_json(
         + result["shutdown_s"]
     ) / 60
     assert payload["projected_sweep_min"] == pytest.approx(3 * one_run, abs=0.1)
-    assert "projected sweep" in proc.stdout
+    assert "projected sweep" in printed

@@ -20,19 +20,15 @@ def _overrides(run_dir, sample_root, *extra):
     return tiny_train_overrides(run_dir, sample_root) + ["trainer.max_epochs=4", *extra]
 
 
+def _stop_after(epochs: int) -> list[str]:
+    """A test callback that kills training like a preemption once `epochs` epochs are checkpointed."""
+    return ["+callbacks.stop._target_=tests.helpers.StopAfterEpoch", f"+callbacks.stop.epochs={epochs}"]
+
+
 def test_killed_run_resumes_at_the_next_epoch_and_finishes_the_schedule(tmp_path, sample_root):
     run_dir = tmp_path / "run"
     with pytest.raises(SimulatedPreemption):
-        train(
-            compose_config(
-                _overrides(
-                    run_dir,
-                    sample_root,
-                    "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
-                    "+callbacks.stop.epochs=2",
-                )
-            )
-        )
+        train(compose_config(_overrides(run_dir, sample_root, *_stop_after(2))))
     before = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert before["epoch"] == 1 and before["global_step"] == 4  # 2 epochs x 2 steps done
     assert not (run_dir / "metrics.json").exists()
@@ -73,7 +69,7 @@ def test_resume_auto_starts_afresh_when_the_job_never_saved_a_checkpoint_and_con
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "splits.json").write_text("{}")  # left by an attempt preempted before its first epoch ended
-    stop = ["+callbacks.stop._target_=tests.helpers.StopAfterEpoch", "+callbacks.stop.epochs=1"]
+    stop = _stop_after(1)
     with pytest.raises(SimulatedPreemption):
         train(compose_config(_overrides(run_dir, sample_root, "resume=auto", *stop)))
     first = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -103,16 +99,7 @@ def test_a_finished_run_is_left_as_it_is_by_a_relaunch_with_resume(tmp_path, sam
 def test_resume_with_another_number_of_steps_is_refused_before_training(tmp_path, sample_root):
     run_dir = tmp_path / "run"
     with pytest.raises(SimulatedPreemption):
-        train(
-            compose_config(
-                _overrides(
-                    run_dir,
-                    sample_root,
-                    "+callbacks.stop._target_=tests.helpers.StopAfterEpoch",
-                    "+callbacks.stop.epochs=1",
-                )
-            )
-        )
+        train(compose_config(_overrides(run_dir, sample_root, *_stop_after(1))))
     before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
     fewer = _overrides(run_dir, sample_root, "trainer.limit_train_batches=1")
     with pytest.raises(ValueError, match="laid out for 8 steps, but this command trains for 4 .*data.batch_size"):

@@ -20,6 +20,7 @@ from heritage_seg.inference.sliding import (
 )
 from heritage_seg.models.unet import build_unet
 from tests.conftest import REPO
+from tests.helpers import run_benchmark
 
 
 @pytest.mark.parametrize("length,window,stride", [(64, 64, 43), (300, 64, 43), (1000, 384, 256), (129, 64, 64)])
@@ -135,28 +136,9 @@ def test_predict_benchmark_script_runs_and_writes_json(tmp_path):
 @pytest.mark.slow
 def test_predict_benchmark_measures_the_whole_predict_path_on_a_scan(tmp_path):
     """--scan-outputs runs predict_image itself with a stand-in model: it must keep up with what predict reads."""
-    import json
 
-    out = tmp_path / "outputs.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/predict_benchmark.py",
-            "--scan-outputs",
-            "300",
-            "200",
-            "--window",
-            "64",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (result,) = json.loads(out.read_text())["results"]
+    payload, printed = run_benchmark("predict_benchmark.py", "--scan-outputs 300 200 --window 64", timeout=300)
+    (result,) = payload["results"]
     assert (result["width"], result["height"]) == (300, 200) and result["windows"] > 1
     assert set(result["stage_seconds"]) >= {"decode", "mapping", "statistics"}
 
@@ -164,30 +146,11 @@ def test_predict_benchmark_measures_the_whole_predict_path_on_a_scan(tmp_path):
 @pytest.mark.slow
 def test_predict_benchmark_end_to_end_times_the_whole_predict_path_warm_with_a_real_unet(tmp_path):
     """--end-to-end: what the GPU target 'predict a 4096² scan in <= 4 s' is read from; its split must add up."""
-    import json
 
-    out = tmp_path / "e2e.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/predict_benchmark.py",
-            "--end-to-end",
-            "256",
-            "192",
-            "--encoder",
-            "resnet18",
-            "--window",
-            "64",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    payload, printed = run_benchmark(
+        "predict_benchmark.py", "--end-to-end 256 192 --encoder resnet18 --window 64", timeout=300
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (result,) = json.loads(out.read_text())["results"]
+    (result,) = payload["results"]
     assert (result["width"], result["height"], result["device"], result["precision"]) == (256, 192, "cpu", "32-true")
     assert [case["tta"] for case in result["cases"]] == [False, True]
     for case in result["cases"]:
@@ -197,4 +160,4 @@ def test_predict_benchmark_end_to_end_times_the_whole_predict_path_warm_with_a_r
         assert case["windows"] == count_windows(192, 256, 64, default_stride(64)) > 1
         assert case["all_but_mapping_s"] == pytest.approx(sum(stages.values()) - stages["mapping"], abs=1e-3)
         assert case["seconds"] >= case["mapping_s"] + case["all_but_mapping_s"] - 0.02
-    assert "end to end" in proc.stdout
+    assert "end to end" in printed

@@ -41,18 +41,8 @@ def _log_span(train_log):
 @pytest.mark.slow
 def test_local_sweep_2x2_runs_one_after_another_and_aggregates(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = _run(
-        [
-            "-m",
-            "hydra/launcher=submitit_local",
-            "encoder=convnext,mit_b3",
-            "fold=0,1",
-            "n_folds=2",
-            *TINY,
-            f"hydra.sweep.dir={sweep}",
-        ],
-        tmp_path,
-    )
+    sweep_args = "-m hydra/launcher=submitit_local encoder=convnext,mit_b3 fold=0,1 n_folds=2".split()
+    proc = _run([*sweep_args, *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "all 4 job(s) finished" in proc.stdout + proc.stderr
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -122,18 +112,8 @@ def test_local_launcher_runs_jobs_one_at_a_time_unless_told_otherwise():
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_syncs_metrics_and_only_rank_0_writes(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _run(
-        [
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            "trainer.sync_batchnorm=false",
-            *TINY,
-            "trainer.limit_val_batches=null",
-            f"hydra.run.dir={run_dir}",
-        ],
-        tmp_path,
-    )
+    ddp = "trainer=ddp trainer.accelerator=cpu trainer.devices=2 trainer.sync_batchnorm=false".split()
+    proc = _run([*ddp, *TINY, "trainer.limit_val_batches=null", f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     state = next(v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/mIoU" in k)

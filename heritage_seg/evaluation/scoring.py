@@ -177,6 +177,28 @@ def scored_payload(
     return payload
 
 
+def evaluation_payload(
+    result: EvalResult,
+    class_names: Sequence[str],
+    transforms: Sequence[str],
+    run_config: Mapping[str, Any],
+    checkpoint: str | Path,
+    split=None,
+    **context: Any,
+) -> dict[str, Any]:
+    """metrics.json of one evaluation of a run's checkpoint: what `evaluate` and the end-of-fit report both write
+    (`context`: max_side, device, precision, seconds and what else the caller records)."""
+    return scored_payload(
+        result,
+        class_names,
+        tta=len(transforms) > 1,
+        tta_transforms=list(transforms),
+        num_images=len(result.indices),
+        **run_context(run_config, checkpoint, split),
+        **context,
+    )
+
+
 def format_table(payload: dict[str, Any]) -> str:
     """Per-class table as mmsegmentation prints it (percent; '-' where undefined)."""
 

@@ -23,10 +23,9 @@ from heritage_seg.core.device import (
 from heritage_seg.core.files import save_image
 from heritage_seg.evaluation.native import check_resolution, validation_masks
 from heritage_seg.evaluation.scoring import (
+    evaluation_payload,
     format_table,
-    run_context,
     run_evaluation,
-    scored_payload,
 )
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.inference.tta import resolve
@@ -106,14 +105,14 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         probabilities=protocol_probabilities(module.protocol),
     )
     seconds = time.perf_counter() - start
-    payload = scored_payload(
+    payload = evaluation_payload(
         result,
         labels.names,
+        transforms,
+        run_cfg,
+        ckpt,
+        datamodule.split,
         max_side=cfg.max_side,
-        tta=bool(cfg.tta),
-        tta_transforms=list(transforms),
-        num_images=len(result.indices),
-        **run_context(run_cfg, ckpt, datamodule.split),
         data_root=str(datamodule.root),
         seconds=round(seconds, 3),
         members=[str(c) for c in ckpts],

@@ -12,7 +12,7 @@ import torch
 
 from heritage_seg.core.device import describe_device
 from heritage_seg.evaluation.native import check_resolution, validation_masks
-from heritage_seg.evaluation.scoring import run_context, run_evaluation, scored_payload
+from heritage_seg.evaluation.scoring import evaluation_payload, run_evaluation
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.inference.tta import DEFAULT_TTA
 from heritage_seg.runs.folder import METRICS, METRICS_TTA
@@ -95,18 +95,15 @@ class FinalValidationReport(L.Callback):
                 native_mask=native,
                 probabilities=protocol_probabilities(model.protocol),
             )
-            seconds = time.perf_counter() - start
-            payload = scored_payload(
-                result,
-                model.class_names,
-                max_side=self.max_side,
-                tta=len(transforms) > 1,
-                tta_transforms=list(transforms),
-                num_images=len(result.indices),
-                **run_context(model.hparams["run_config"], best, datamodule.split),
-                device=describe_device(device),
-                precision=str(trainer.precision),
-                seconds=round(seconds, 3),
+            seconds = round(time.perf_counter() - start, 3)
+            context = {
+                "max_side": self.max_side,
+                "device": describe_device(device),
+                "seconds": seconds,
+                "precision": str(trainer.precision),
+            }  # the training precision's autocast, as used here
+            payload = evaluation_payload(
+                result, model.class_names, transforms, model.hparams["run_config"], best, datamodule.split, **context
             )
             MetricsRecord.from_dict(payload, strict=True).write(self.output_dir / filename)
             log.info(
