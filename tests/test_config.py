@@ -78,6 +78,11 @@ def test_the_loss_and_augment_groups_build_what_they_name_on_their_own():
     assert isinstance(instantiate(tensor.batch), BatchFlipRotate) and tensor.sample is None
     assert albumentations.batch is None and type(instantiate(albumentations.sample)).__name__ == "Compose"
     assert compose_config(["augment=none", "run_dir=/tmp/x"]).augment == {"batch": None, "sample": None}
+    from heritage_seg.models.unet import Encoder
+
+    timm = instantiate(compose_config(["encoder=timm", "encoder.name=resnet50", "run_dir=/tmp/x"]).encoder)
+    assert isinstance(timm, Encoder) and timm.name == "tu-resnet50" and timm.weights == "imagenet"
+    assert instantiate(compose_config(["encoder=mit_b3", "run_dir=/tmp/x"]).encoder).family == "ViT"
 
 
 def test_label_map_is_the_shared_one(labels):

@@ -9,7 +9,9 @@ When weights are asked for and cannot be had, building fails at once; it never f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,25 @@ def _timm_name(encoder: str) -> str:
     return encoder[len("tu-") :]
 
 
-def smp_encoder_name(encoder_cfg) -> str:
-    """`encoder=timm encoder.name=resnet50` means timm's resnet50 (smp's own resnet50 would be another model)."""
-    name = str(encoder_cfg["name"])
-    if encoder_cfg.get("source") == "timm" and not name.startswith("tu-"):
-        return "tu-" + name
-    return name
+@dataclass(frozen=True)
+class Encoder:
+    """What a conf/encoder/*.yaml builds: the U-Net's encoder by its smp name, its family (for the study tables),
+    the weights it starts from and extra keyword arguments for it. `source: timm` with a bare timm name
+    (`encoder=timm encoder.name=resnet50`) means timm's model through smp's timm-universal route, `tu-resnet50`
+    (smp's own resnet50 would be another model). Building it checks the name, before any data is loaded."""
+
+    name: str
+    family: str = "unknown"
+    weights: str | None = "imagenet"
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    source: str | None = None
+
+    def __post_init__(self):
+        name = str(self.name)
+        if self.source == "timm" and not name.startswith("tu-"):
+            name = "tu-" + name
+        object.__setattr__(self, "name", name)
+        check_encoder_name(name)
 
 
 def check_encoder_name(encoder: str) -> None:

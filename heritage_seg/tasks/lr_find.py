@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig
 
+from heritage_seg.core.cli import instantiate_or_user_error
 from heritage_seg.core.device import resolve_precision
 from heritage_seg.core.files import write_json_atomic
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.models.unet import check_encoder_name, smp_encoder_name
 from heritage_seg.reporting.figures import save_figure
 from heritage_seg.runs.folder import LR_FIND_JSON, LR_FIND_PNG, claim_run_dir
 from heritage_seg.training.build import build_training
@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 def lr_find(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.run_dir).resolve()
-    cfg.encoder.name = smp_encoder_name(cfg.encoder)
-    check_encoder_name(cfg.encoder.name)
+    # the encoder group builds the Encoder, which checks the name before any data is loaded; the run config
+    # records the name it resolved (timm's tu- prefix), so later tools rebuild the same model
+    cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
     claim_run_dir(run_dir, cfg, finished_markers=(LR_FIND_JSON,))
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels))

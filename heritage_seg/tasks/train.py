@@ -18,7 +18,6 @@ from heritage_seg.core.cli import instantiate_or_user_error
 from heritage_seg.core.device import resolve_precision, respect_cpu_allocation
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.models.unet import check_encoder_name, smp_encoder_name
 from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO, read_checkpoint
 from heritage_seg.runs.folder import (
     CHECKPOINTS,
@@ -73,8 +72,9 @@ def train(cfg: DictConfig) -> float:
     # Cheap checks first: a typo must not wait for the data cache to be built.
     if cfg.get("split", DEFAULT_SPLIT) == "source":  # leave-one-group-out folds are checked against the groups
         check_fold(cfg.fold, cfg.n_folds)
-    cfg.encoder.name = smp_encoder_name(cfg.encoder)  # recorded resolved, so later tools rebuild the same model
-    check_encoder_name(cfg.encoder.name)
+    # the encoder group builds the Encoder, which checks the name before any data is loaded; the run config
+    # records the name it resolved (timm's tu- prefix), so later tools rebuild the same model
+    cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
     respect_cpu_allocation()
     resume = cfg.get("resume", False)
