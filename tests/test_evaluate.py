@@ -95,6 +95,7 @@ def test_metrics_are_recomputed_exactly_from_the_saved_masks(evaluated, trained,
     assert segmentation_metrics(cm)["miou"] == pytest.approx(payload["miou"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_input_size_metrics_are_recomputed_exactly_from_the_saved_masks(trained, labels, tmp_path):
     """resolution=train saves (and scores) the masks at the model's input size, against the cached masks."""
     import os
@@ -141,6 +142,7 @@ def _native_reference(ckpt, sample_root, labels, val_ids, max_side=None):
     return cm
 
 
+@pytest.mark.slow
 def test_metrics_are_counted_at_each_masks_own_resolution(evaluated, trained, labels, sample_root):
     """Trained at 64 px on larger sample images: metrics.json is scored against the masks as stored."""
     _, payload = evaluated[False]

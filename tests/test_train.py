@@ -140,6 +140,7 @@ def test_offline_imagenet_weights_fail_fast_naming_the_three_options(encoder):
         assert option in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["tu-convnext_tiny", "mit_b3"])
 def test_local_weights_file_is_loaded(tmp_path, encoder):
     """A weights file as users have it: a plain timm model's state dict, or smp's MiT encoder state dict."""
