@@ -43,11 +43,14 @@ def longest_side_scale(height: int, width: int, max_side: int | None) -> float:
     return 1.0 if not max_side else min(1.0, max_side / max(height, width))
 
 
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(height, width) times `scale`, rounded, at least 1 px a side."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def fit_longest_side(height: int, width: int, max_side: int | None) -> tuple[int, int]:
     """(height, width) scaled so the longest side is at most `max_side`, aspect kept, never upscaled; unchanged if
     None. The one home of "longest side at most N": the crop protocol's cache, native-resolution scoring's cap
-    (evaluate max_side=) and predict's scan size all use it."""
+    (evaluate max_side=) and predict's scan size (through the same scale and `scaled_size`) all use it."""
     scale = longest_side_scale(height, width, max_side)
-    if scale >= 1.0:
-        return height, width
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    return (height, width) if scale >= 1.0 else scaled_size(height, width, scale)

@@ -30,6 +30,7 @@ from heritage_seg.core.device import (
     with_autocast,
 )
 from heritage_seg.core.files import save_image, write_json_atomic, write_text_atomic
+from heritage_seg.core.geometry import scaled_size
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.imageio import object_mask, open_image, to_rgb
 from heritage_seg.data.labels import LabelMap
@@ -127,7 +128,7 @@ def predict_image(
     else:
         work = image
         if scale != 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            size = scaled_size(height, width, scale)[::-1]  # PIL's (width, height)
             work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
         lap("decode")
         window = int(cfg.window or protocol.image_size)

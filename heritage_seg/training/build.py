@@ -24,10 +24,11 @@ def use_channels_last(cfg: DictConfig) -> bool:
 
 def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     """Datamodule (prepared, fold chosen), LightningModule and the class-weight record (class_weights.json) for
-    `cfg`. The module builds its loss, optimiser and batch augmentation itself from the resolved config, and
-    would its network too (as load_from_checkpoint has it do); here the network, the same `build_unet` of the same
-    config, is built before the data and handed in. The per-sample augmentation (conf/augment: `sample`) goes to
-    the datamodule."""
+    `cfg`. The module builds its optimiser and batch augmentation itself from the resolved config, and would its
+    network and loss too (as load_from_checkpoint has it do, from the same config and class-weight record); here
+    the network is built before the data (a bad encoder fails before the cache) and the loss is the one whose
+    class weights were just fitted, both handed in rather than built twice. The per-sample augmentation
+    (conf/augment: `sample`) goes to the datamodule."""
     # the network first: a bad encoder name or unavailable weights fail before the data cache is built
     # (on resume the weights come from last.ckpt, so no pretrained download is needed)
     model = build_unet(
@@ -37,7 +38,7 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     datamodule = build_datamodule(cfg, labels, augment=instantiate(sample_augment) if sample_augment else None)
     datamodule.setup("fit")
     run_config = OmegaConf.to_container(cfg, resolve=True)
-    _, record = build_loss(run_config["loss"], datamodule.train_class_pixel_counts())
+    loss, record = build_loss(run_config["loss"], datamodule.train_class_pixel_counts())
     log.info(
         "class weights (%s, absent classes: %s): %s",
         record["strategy"],
@@ -50,6 +51,7 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
         class_weights=record,
         channels_last=use_channels_last(cfg),
         model=model,
+        loss=loss,
     )
     if cfg.get("perf", {}).get("compile"):
         module.model.compile()  # in place: state_dict keys (and so checkpoints) stay as without compile

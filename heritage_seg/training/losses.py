@@ -25,6 +25,13 @@ ABSENT_CLASS_WEIGHTS = ("max", "zero")
 DICE_CLASSES = ("all", "present")
 
 
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    """One message for a rule the loss config names: the constructor checks it (the config fails before any data
+    is loaded), and so do the functions that apply it, called alone."""
+    if value not in choices:
+        raise ValueError(f"loss.{option}={value}: choose one of {choices}")
+
+
 def class_weights_from_counts(
     counts: Sequence[int], strategy: str = "inverse_sqrt", max_ratio: float | None = None, absent: str = "max"
 ) -> np.ndarray:
@@ -36,10 +43,8 @@ def class_weights_from_counts(
     altogether (see benchmarks/RESULTS.md, "Learning a thin class"). `max_ratio` optionally caps max/min weight.
     """
     counts = np.asarray(counts, dtype=np.float64)
-    if absent not in ABSENT_CLASS_WEIGHTS:
-        raise ValueError(f"loss.absent_class_weight={absent}: choose one of {ABSENT_CLASS_WEIGHTS}")
-    if strategy not in WEIGHT_STRATEGIES:
-        raise ValueError(f"loss.class_weighting={strategy}: choose one of {WEIGHT_STRATEGIES}")
+    _check_choice("absent_class_weight", absent, ABSENT_CLASS_WEIGHTS)
+    _check_choice("class_weighting", strategy, WEIGHT_STRATEGIES)
     present = counts > 0
     if not present.any():
         raise ValueError("class weights: the training fold has no annotated pixels")
@@ -58,8 +63,7 @@ def class_weights_from_counts(
 
 def dice_classes_from_counts(counts: Sequence[int], which: str = "all") -> list[int] | None:
     """`present`: the Dice term averages only the classes present in the training fold (None: all classes)."""
-    if which not in DICE_CLASSES:
-        raise ValueError(f"loss.dice_classes={which}: choose one of {DICE_CLASSES}")
+    _check_choice("dice_classes", which, DICE_CLASSES)
     return None if which == "all" else [int(c) for c in np.flatnonzero(np.asarray(counts) > 0)]
 
 
@@ -107,12 +111,10 @@ class DiceFocalLoss(nn.Module):
                 "loss.class_weights: renamed loss.class_weighting (inverse_sqrt | inverse | none); the "
                 "weights themselves are computed from the training fold"
             )
-        if class_weighting not in WEIGHT_STRATEGIES:
-            raise ValueError(f"loss.class_weighting={class_weighting}: choose one of {WEIGHT_STRATEGIES}")
-        if absent_class_weight not in ABSENT_CLASS_WEIGHTS:
-            raise ValueError(f"loss.absent_class_weight={absent_class_weight}: choose one of {ABSENT_CLASS_WEIGHTS}")
-        if isinstance(dice_classes, str) and dice_classes not in DICE_CLASSES:
-            raise ValueError(f"loss.dice_classes={dice_classes}: choose one of {DICE_CLASSES}")
+        _check_choice("class_weighting", class_weighting, WEIGHT_STRATEGIES)
+        _check_choice("absent_class_weight", absent_class_weight, ABSENT_CLASS_WEIGHTS)
+        if isinstance(dice_classes, str):
+            _check_choice("dice_classes", dice_classes, DICE_CLASSES)
         self.dice_weight, self.focal_weight, self.ce_weight = dice_weight, focal_weight, ce_weight
         self.gamma, self.smooth, self.ignore_index = float(gamma), float(smooth), int(ignore_index)
         self.class_weighting, self.class_weight_max_ratio = class_weighting, class_weight_max_ratio

@@ -211,11 +211,11 @@ def load_trained_module(path: str | Path) -> SegmentationModule:
     weights that do not fit the network the checkpoint's config names. What evaluate, predict, export and
     ensembles load checkpoints with."""
     path = Path(path).expanduser()
-    read_checkpoint(path)  # the checks with their messages; tensors memory-mapped, so this reads little
+    checkpoint = read_checkpoint(path)  # the checks with their messages; tensors memory-mapped: reads little
     try:
         module = SegmentationModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
-        encoder = read_checkpoint(path)["hyper_parameters"]["run_config"]["encoder"]["name"]
+        encoder = checkpoint["hyper_parameters"]["run_config"]["encoder"]["name"]
         raise ValueError(
             f"ckpt={path}: its weights do not fit the {encoder} U-Net with the label map its config "
             f"names ({str(err).strip().splitlines()[-1].strip()[:300]})"
