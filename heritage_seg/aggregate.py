@@ -12,7 +12,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, ListConfig
 
-from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
 from heritage_seg.tasks.aggregate import aggregate
 
 
@@ -24,4 +24,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    accept_printed_paths()
     main()

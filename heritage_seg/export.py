@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
 from heritage_seg.runs.folder import ONNX_MODEL
 from heritage_seg.tasks.export import export
 
@@ -28,4 +28,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    accept_printed_paths()
     main()

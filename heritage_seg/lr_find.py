@@ -11,7 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
 from heritage_seg.tasks.lr_find import lr_find
 
 
@@ -22,4 +22,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    accept_printed_paths()
     main()

@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
 from heritage_seg.tasks.predict import predict
 
 
@@ -31,4 +31,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    accept_printed_paths()
     main()

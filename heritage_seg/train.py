@@ -7,7 +7,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from heritage_seg.core.cli import exit_on_user_error
+from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
 from heritage_seg.tasks.train import train
 
 
@@ -18,4 +18,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    accept_printed_paths()
     main()

@@ -108,6 +108,28 @@ def test_report_html_holds_the_study_and_every_picture_opens(sweep):
     assert len(page.images) == 5 and all(src.startswith("data:image/") for src in page.images)
 
 
+def test_the_page_gives_the_evaluate_command_for_each_run_without_panels_ready_to_paste(sweep, tmp_path):
+    """Issue 25: the hint was `ckpt=<run>/…`, which failed when pasted for a sweep run named `encoder=…,fold=…`."""
+    import html
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    legacy = sweep / "encoder=mit_b3,fold=0"  # the name sweeps had before issue 25
+    (legacy / "checkpoints").mkdir()
+    (legacy / "checkpoints" / "best.ckpt").write_bytes(b"")
+    aggregate([sweep])
+    text = html.unescape((sweep / "report.html").read_text())
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("python -m heritage_seg.evaluate")]
+    words = shlex.split(line)  # as a shell splits the pasted line
+    assert words[:3] == ["python", "-m", "heritage_seg.evaluate"]
+    parser = OverridesParser.create()
+    assert [parser.parse_override(w).value() for w in words[3:]] == [
+        str(legacy / "checkpoints" / "best.ckpt"),
+        str(legacy / "evaluate"),
+    ]
+
+
 def test_outputs_are_written_and_readable(sweep):
     aggregate([sweep])
     assert json.loads((sweep / "cv_results.json").read_text())["expected_folds"] == [0, 1, 2]

@@ -50,10 +50,43 @@ def test_default_run_folder_names_differ_below_the_second(config):
 def test_sweep_folder_names_stay_one_folder_of_legal_length_and_are_stable():
     from heritage_seg.runs.folder import MAX_DIRNAME, sweep_dirname
 
-    assert sweep_dirname("encoder=mit_b3,fold=1") == "encoder=mit_b3,fold=1"
+    assert sweep_dirname("encoder=mit_b3,fold=1") == "encoder-mit_b3+fold-1"
     with_path = "encoder.weights=/models/convnext.pth,fold=0"
-    assert "/" not in sweep_dirname(with_path) and sweep_dirname(with_path).endswith("fold=0")
+    assert sweep_dirname(with_path) == "encoder.weights-%2Fmodels%2Fconvnext.pth+fold-0"
     long = ",".join(f"+callbacks.c{i}.value={i * 1000}" for i in range(40))
     other = long.replace("c39.value=39000", "c39.value=39001")  # differs only at the end
     assert len(sweep_dirname(long).encode()) <= MAX_DIRNAME < 255
     assert sweep_dirname(long) == sweep_dirname(long) != sweep_dirname(other)  # a requeued job finds its folder
+    assert "%2" not in sweep_dirname(long)[-16:-12], "a %XX escape cut in two"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        "encoder=mit_b3,fold=1",
+        "data.progressive=[[256,10],[384,20]],fold=0",
+        "+callbacks.x._target_='a b',~logger,optim.lr=1e-4,data.root=/x/y:z,labels=m@n#1",
+        ",".join(f"+callbacks.c{i}.value=[{i},{i}]" for i in range(40)),
+    ],
+)
+def test_a_sweep_folder_pastes_into_any_option_and_shell_unquoted(overrides):
+    """Issue 25: `ckpt=<sweep>/encoder=convnext,fold=0/checkpoints/best.ckpt` failed in Hydra's parser. The path
+    a sweep writes must parse as one plain value, and need no quoting in a shell."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from heritage_seg.runs.folder import sweep_dirname
+
+    path = f"multirun/2026-12-02/10-00-00-123456/{sweep_dirname(overrides)}/checkpoints/best.ckpt"
+    assert OverridesParser.create().parse_override(f"ckpt={path}").value() == path
+    assert shlex.quote(path) == path and "/" not in sweep_dirname(overrides)
+
+
+def test_a_sweep_started_before_the_new_names_resumes_into_its_own_folders(tmp_path):
+    from heritage_seg.runs.folder import sweep_dirname
+
+    (tmp_path / "encoder=mit_b3,fold=1").mkdir()
+    assert sweep_dirname("encoder=mit_b3,fold=1", str(tmp_path)) == "encoder=mit_b3,fold=1"
+    assert sweep_dirname("encoder=mit_b3,fold=0", str(tmp_path)) == "encoder-mit_b3+fold-0"  # a job not run then
+    assert sweep_dirname("encoder=mit_b3,fold=1", str(tmp_path / "new")) == "encoder-mit_b3+fold-1"

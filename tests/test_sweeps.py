@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -38,19 +40,30 @@ def _log_span(train_log):
     return parse[0], parse[-1]
 
 
+def _cli(command: str, cwd, timeout=600):
+    """A command line as a user pastes it into a shell."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
-def test_local_sweep_2x2_runs_one_after_another_and_aggregates(tmp_path):
-    sweep = tmp_path / "sweep"
-    sweep_args = "-m hydra/launcher=submitit_local encoder=convnext,mit_b3 fold=0,1 n_folds=2".split()
-    proc = _run([*sweep_args, *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "all 4 job(s) finished" in proc.stdout + proc.stderr
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert len(jobs) == 4
+def test_the_readme_sweep_then_evaluate_predict_export_and_an_ensemble_from_the_paths_it_printed(tmp_path, sample_root):
+    """Issue 25: the README's sweep (tiny, two encoders on one fold, one job after another on this machine) prints
+    each run's checkpoint and the aggregate command; every later command takes those paths pasted as they are,
+    through the real CLI and a shell: aggregate, the evaluate command its page prints, predict, an ensemble, and
+    export of a run folder named as sweeps named them before (`encoder=…,fold=…`)."""
+    sweep_args = "-m encoder=convnext,mit_b3 fold=0 n_folds=2 hydra/launcher=submitit_local experiment=sample"
+    out = _cli(f"{sys.executable} -m heritage_seg.train {sweep_args} debug=tiny data.root={sample_root}", tmp_path)
+    assert "all 2 job(s) finished" in out
+    printed = dict(re.findall(r"^  .*encoder=(\w+) .*: (ckpt=\S+)$", out, flags=re.M))
+    (summary_command,) = re.findall(r"summary: (python -m heritage_seg\.aggregate \S+)$", out, flags=re.M)
+    assert sorted(printed) == ["convnext", "mit_b3"]
+    jobs = [tmp_path / printed[e].removeprefix("ckpt=").removesuffix("/checkpoints/best.ckpt") for e in printed]
+    assert all(re.fullmatch(r"[\w.+-]+", job.name) for job in jobs), [j.name for j in jobs]
     for job in jobs:
-        assert re.search(r"encoder=(convnext|mit_b3),experiment=sample,fold=[01]", job.name), job.name
         for name in (
-            "checkpoints/best.ckpt",
             "checkpoints/last.ckpt",
             "splits.json",
             "metrics.json",
@@ -58,13 +71,37 @@ def test_local_sweep_2x2_runs_one_after_another_and_aggregates(tmp_path):
             ".hydra/overrides.yaml",
         ):
             assert (job / name).is_file(), f"{job.name}/{name}"
-        splits = json.loads((job / "splits.json").read_text())
-        assert splits["fold"] == int(job.name.split("fold=")[1][0]) and splits["n_folds"] == 2
-    spans = sorted(_log_span(job / "train.log") for job in jobs)
-    assert all(prev[1] <= nxt[0] for prev, nxt in zip(spans, spans[1:])), "local jobs must run one at a time"
-    summary = aggregate([sweep])
-    assert len(summary["groups"]) == 2 and summary["warnings"] == []
-    assert all(g["folds"] == [0, 1] for g in summary["groups"].values())
+        assert json.loads((job / "splits.json").read_text())["fold"] == 0
+    first, second = sorted(_log_span(job / "train.log") for job in jobs)
+    assert first[1] <= second[0], "local jobs must run one at a time"
+
+    _cli(summary_command.replace("python", sys.executable, 1), tmp_path)
+    sweep = jobs[0].parent
+    summary = json.loads((sweep / "cv_results.json").read_text())
+    assert len(summary["groups"]) == 2 and all(g["folds"] == [0] for g in summary["groups"].values())
+    page = html.unescape((sweep / "report.html").read_text())
+    hints = [line for line in page.splitlines() if line.startswith("python -m heritage_seg.evaluate")]
+    assert len(hints) == 2
+    _cli(hints[0].replace("python", sys.executable, 1), tmp_path)
+    aggregate([sweep])
+    assert "best01_" in (sweep / "report.html").read_text(), "the evaluation the page asked for adds its panels"
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for image in sorted((sample_root / "images").iterdir())[:2]:
+        shutil.copy(image, scans / image.name)
+    _cli(f"{sys.executable} -m heritage_seg.predict {printed['convnext']} input=scans output=mapped", tmp_path)
+    assert len(list((tmp_path / "mapped").glob("*_mask.png"))) == 2
+    ensemble = f"ckpt=[{printed['convnext'].removeprefix('ckpt=')},{printed['mit_b3'].removeprefix('ckpt=')}]"
+    out = _cli(f"{sys.executable} -m heritage_seg.evaluate {ensemble} hydra.run.dir=ensemble", tmp_path)
+    assert json.loads((tmp_path / "ensemble" / "metrics.json").read_text())["num_images"] > 0
+
+    # a run folder of a sweep started before issue 25, pasted unquoted
+    legacy = sweep / "encoder=mit_b3,fold=0"
+    jobs[1].rename(legacy)
+    assert "=" in legacy.name and "," in legacy.name
+    _cli(f"{sys.executable} -m heritage_seg.export ckpt={legacy}/checkpoints/best.ckpt output=model.onnx", tmp_path)
+    assert (tmp_path / "model.onnx").stat().st_size > 0 and (tmp_path / "model_card.md").is_file()
 
 
 @pytest.mark.slow
@@ -75,7 +112,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
     assert proc.returncode != 0
     assert "1 of 2 job(s) failed" in out and "fold=7" in out and "must be an integer in [0, n_folds)" in out
     assert re.search(r"logs: \S+\.out", out)
-    (good,) = [p for p in sweep.iterdir() if p.name.endswith("fold=0") or ",fold=0," in p.name]
+    (good,) = [p for p in sweep.iterdir() if p.name.endswith("fold-0") or "+fold-0+" in p.name]
     assert (good / "metrics.json").is_file()
 
 

@@ -15,10 +15,11 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image
 
+from heritage_seg.core.cli import override
 from heritage_seg.reporting.figures import confusion_figure, figure_uri, plt
 from heritage_seg.reporting.html import thumbnail_uri
 from heritage_seg.reporting.templating import render
-from heritage_seg.runs.folder import PANEL_GLOBS
+from heritage_seg.runs.folder import BEST, EVALUATION_SUBDIR, PANEL_GLOBS
 from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 
@@ -155,6 +156,17 @@ def _panels(group: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def _evaluate_commands(groups: list[dict[str, Any]]) -> list[str]:
+    """For each run without panels, the command that makes them, with paths that paste as they are."""
+    return [
+        "python -m heritage_seg.evaluate "
+        f"{override('ckpt', Path(run) / BEST)} {override('hydra.run.dir', Path(run) / EVALUATION_SUBDIR)}"
+        for g in groups
+        for run in g["runs"]
+        if (Path(run) / BEST).is_file() and not any(next(Path(run).glob(p), None) for p in PANEL_GLOBS)
+    ]
+
+
 def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> str:
     """The whole page from aggregate's summary (cv_results.json) and, if given, its comparison chart."""
     groups = list(summary["groups"].values())
@@ -212,4 +224,5 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
         per_class=_per_class_table(summary) if per_class else None,
         matrices=matrices,
         panels={g["label"]: _panels(g) for g in groups},
+        evaluate_commands=_evaluate_commands(groups),
     )

@@ -5,6 +5,8 @@
   (submitit calls `checkpoint()` on SIGUSR1).
 - Every job is waited for; one failed job never hides the others, and the sweep ends by listing each failed
   job with its overrides, run folder and log files.
+- The sweep ends by printing each finished job's checkpoint (or run folder) as an option to paste into the next
+  command, and the `aggregate` command for the sweep.
 - Locally, jobs run `local_sweep_parallelism` at a time (default 1): parallel training jobs on a few CPU
   cores only thrash.
 
@@ -23,6 +25,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
 
+from heritage_seg.core.cli import override
+from heritage_seg.runs.folder import BEST
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
@@ -98,7 +102,28 @@ class _SweepLauncher(BaseSubmititLauncher):
             log.error("%d of %d job(s) failed:\n%s", len(failed), len(results), "\n".join(failed))
         else:
             log.info("all %d job(s) finished", len(results))
+        finished = [_where(result) for result in results if result.status == JobStatus.COMPLETED and result.hydra_cfg]
+        if finished:
+            log.info("finished runs:\n%s", "\n".join(finished))
+            log.info("summary: python -m heritage_seg.aggregate %s", override("runs", _shown(sweep_dir)))
         return results
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _where(result: JobReturn) -> str:
+    """One finished job: its overrides and its best checkpoint (or run folder) as an option to paste on."""
+    run_dir = Path(str(OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir")))
+    best = run_dir / BEST
+    where = override("ckpt", _shown(best)) if best.is_file() else _shown(run_dir)
+    return f"  {' '.join(filter_overrides(result.overrides or []))}: {where}"
 
 
 class SlurmLauncher(_SweepLauncher):
