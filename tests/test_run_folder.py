@@ -90,3 +90,20 @@ def test_a_sweep_started_before_the_new_names_resumes_into_its_own_folders(tmp_p
     assert sweep_dirname("encoder=mit_b3,fold=1", str(tmp_path)) == "encoder=mit_b3,fold=1"
     assert sweep_dirname("encoder=mit_b3,fold=0", str(tmp_path)) == "encoder-mit_b3+fold-0"  # a job not run then
     assert sweep_dirname("encoder=mit_b3,fold=1", str(tmp_path / "new")) == "encoder-mit_b3+fold-1"
+
+
+def test_the_sweep_config_finds_an_old_sweeps_folder_and_names_new_ones_plainly(tmp_path):
+    """conf/train.yaml passes the sweep folder to the name rule: a relaunch of a sweep started before issue 25
+    lands in its old job folders (and resume=auto continues there), a new job gets the new name."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    (tmp_path / "encoder=mit_b3,fold=1").mkdir()
+    names = []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for fold in (1, 0):
+            overrides = ["encoder=mit_b3", f"fold={fold}", f"hydra.sweep.dir={tmp_path}", "data.root=/elsewhere"]
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            names.append(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+    assert names == ["encoder=mit_b3,fold=1", "encoder-mit_b3+fold-0"]
