@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 PREFIX = "python -m heritage_seg."
 MARKS = frozenset({"artefact", "gpu", "slurm"})
 GENERATED = {REPO / "docs" / "reference" / "options.md"}  # the configs' help text, written by tools/config_reference.py
+_STARTS = re.compile(r"python -m heritage_seg\.[A-Za-z_]")  # a module named: `python -m heritage_seg.…` is prose
+_INLINE = re.compile(r"`(python -m heritage_seg\.[A-Za-z_][^`]*)`(\s*<!--(.*?)-->)?", flags=re.S)
 _NEEDS = re.compile(r"needs:\s*([\w ,]+)")
 _FENCE = re.compile(r"^(\s*)(```+(?=[^`]*$)|~~~+)(.*)$")  # a backtick fence's info holds no backtick (CommonMark)
 _TITLE = re.compile(r'title="([^"]+)"')
@@ -101,7 +103,7 @@ def _code_commands(body: list[str], first: int, name: str) -> list[DocCommand]:
     i = 0
     while i < len(body):
         stripped = body[i].strip()
-        if not stripped.startswith(PREFIX):
+        if not _STARTS.match(stripped):
             i += 1
             continue
         start, parts = i, []
@@ -128,7 +130,7 @@ def extract(path: Path) -> tuple[list[DocCommand], dict[str, str]]:
     for kind, first, body, info in _blocks(path.read_text().splitlines()):
         if kind == "text" or (kind == "indented" and f"`{PREFIX}" in "\n".join(body)):  # a list item's paragraph
             paragraph = "\n".join(body)
-            for match in re.finditer(r"`(python -m heritage_seg\.[^`]*)`(\s*<!--(.*?)-->)?", paragraph, flags=re.S):
+            for match in _INLINE.finditer(paragraph):
                 where = f"{name}:{first + paragraph[: match.start()].count(chr(10))}"
                 text = " ".join(match.group(1).split())
                 commands.append(DocCommand(where, text, _needs(match.group(3) or "", where)))

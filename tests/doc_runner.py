@@ -14,8 +14,8 @@ What "tiny size on generated data" means, and nothing else is changed:
   name: `scans/`, `scan.tif`;
 - `train` and `lr_find` get `debug=tiny` (64 px, 2 training steps, 1 validation batch, random init) and
   `lr_find` 5 learning rates instead of 100;
-- a sweep (`-m`) keeps the first value of each swept option, and the first two of `fold=` (so `aggregate` has
-  a spread);
+- a sweep (`-m`) keeps the first value of each swept option: one job, through the sweep's own launcher (the
+  machinery of many jobs has tests of its own: tests/test_sweeps.py, tests/test_slurm.py);
 - placeholders become what the earlier commands made: `outputs/<date>/<time>` (or a dated example such as
   `outputs/2026-11-24/10-00-00`, or `outputs/…`) the latest training run (for `train`, e.g. a resume, the latest
   one trained with that command's options), `multirun/<date>/<time>` (or a dated example) the latest sweep (one
@@ -75,8 +75,7 @@ def shrink_sweep(args: list[str]) -> list[str]:
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and "," in value and not value.startswith(("[", "'", '"')) and not key.startswith("hydra"):
-            values = value.split(",")
-            value = ",".join(values[:2] if key == "fold" else values[:1])
+            value = value.split(",")[0]
         out.append(f"{key}{sep}{value}")
     return out
 
@@ -129,7 +128,7 @@ class Runner:
 
     def _sweep_for_placeholders(self) -> Path:
         if self.latest_sweep is None:  # no page's sweep has run yet: make one, as a user would have
-            self._run_module("heritage_seg.train", ["-m", "experiment=sample", "debug=tiny", "fold=0,1"], "setup")
+            self._run_module("heritage_seg.train", ["-m", "experiment=sample", "debug=tiny", "fold=0"], "setup")
         assert self.latest_sweep is not None, "the placeholder sweep did not finish"
         return self.latest_sweep
 

@@ -67,20 +67,20 @@ def _digest(run_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def test_a_2x2_sweep_runs_on_slurm_aggregates_and_a_relaunch_leaves_finished_runs_untouched(tmp_path, data_root):
+def test_a_2_fold_sweep_runs_on_slurm_aggregates_and_a_relaunch_leaves_finished_runs_untouched(tmp_path, data_root):
     sweep = tmp_path / "sweep"
-    args = [*ON_CPU_NODE, "encoder=convnext,mit_b3", "fold=0,1", *TINY, f"hydra.sweep.dir={sweep}"]
+    args = [*ON_CPU_NODE, "encoder=convnext", "fold=0,1", *TINY, f"hydra.sweep.dir={sweep}"]
     proc = _sweep(args, data_root)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert "all 4 job(s) finished" in out
+    assert "all 2 job(s) finished" in out
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert len(runs) == 4 and all((r / "metrics.json").is_file() and (r / "finished.json").is_file() for r in runs)
+    assert len(runs) == 2 and all((r / "metrics.json").is_file() and (r / "finished.json").is_file() for r in runs)
     scripts = list((sweep / ".submitit").glob("*/*_submission.sh"))
     assert scripts and "#SBATCH --cpus-per-task=1" in scripts[0].read_text()
     assert "gpus" not in scripts[0].read_text()  # the CPU preset asks for no GPU
     summary = aggregate([sweep])
-    assert len(summary["groups"]) == 2 and summary["warnings"] == []
+    assert len(summary["groups"]) == 1 and summary["warnings"] == []
     assert all(g["folds"] == [0, 1] for g in summary["groups"].values())
 
     # (d) the same sweep relaunched into its folder, as after a crash of the submitting shell
