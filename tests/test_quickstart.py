@@ -4,11 +4,14 @@ smaller images and crops, 10 epochs, validation after every epoch)."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO
@@ -34,6 +37,10 @@ def test_quickstart_learns_the_sample_data_and_fills_the_run_folder(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "best checkpoint:" in proc.stdout + proc.stderr
+    # the printed evaluate command pastes as it is: one shell word per option, each a plain Hydra value
+    (hint,) = re.findall(r"evaluate it: +(python -m heritage_seg\.evaluate .*)$", proc.stdout + proc.stderr, re.M)
+    words = shlex.split(hint)
+    assert OverridesParser.create().parse_override(words[3]).value() == str(run_dir / "checkpoints" / "best.ckpt")
 
     for name in (
         "checkpoints/best.ckpt",

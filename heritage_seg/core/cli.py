@@ -68,6 +68,15 @@ def override(key: str, value: object) -> str:
     return f'"{quoted}"' if not re.search(r'["$`!\\]', quoted) else shlex.quote(quoted)
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _names_a_path(value: str) -> bool:
     path = Path(value)
     return path.exists() or ("/" in value and str(path.parent) not in ("", ".") and path.parent.is_dir())

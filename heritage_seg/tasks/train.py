@@ -14,7 +14,7 @@ from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from heritage_seg.core.cli import instantiate_or_user_error
+from heritage_seg.core.cli import instantiate_or_user_error, override, shown_path
 from heritage_seg.core.device import resolve_precision, respect_cpu_allocation
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
@@ -144,6 +144,9 @@ def train(cfg: DictConfig) -> float:
     if checkpoint is not None:
         log.info("best checkpoint: %s", checkpoint.best_model_path)
         log.info("best %s: %.4f", checkpoint.monitor, best_score)
+        if checkpoint.best_model_path:  # ready to paste, quoted where the path needs it (issue 25)
+            best_ckpt = override("ckpt", shown_path(checkpoint.best_model_path))
+            log.info("evaluate it:     python -m heritage_seg.evaluate %s tta=true", best_ckpt)
     return best_score
 
 

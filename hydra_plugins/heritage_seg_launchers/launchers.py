@@ -25,7 +25,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
 
-from heritage_seg.core.cli import override
+from heritage_seg.core.cli import override, shown_path
 from heritage_seg.runs.folder import BEST
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
@@ -105,24 +105,15 @@ class _SweepLauncher(BaseSubmititLauncher):
         finished = [_where(result) for result in results if result.status == JobStatus.COMPLETED and result.hydra_cfg]
         if finished:
             log.info("finished runs:\n%s", "\n".join(finished))
-            log.info("summary: python -m heritage_seg.aggregate %s", override("runs", _shown(sweep_dir)))
+            log.info("summary: python -m heritage_seg.aggregate %s", override("runs", shown_path(sweep_dir)))
         return results
-
-
-def _shown(path: Path) -> str:
-    """A path as the user would type it: relative to the working folder when inside it."""
-    path = Path(path).absolute()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _where(result: JobReturn) -> str:
     """One finished job: its overrides and its best checkpoint (or run folder) as an option to paste on."""
     run_dir = Path(str(OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir")))
     best = run_dir / BEST
-    where = override("ckpt", _shown(best)) if best.is_file() else _shown(run_dir)
+    where = override("ckpt", shown_path(best)) if best.is_file() else shown_path(run_dir)
     return f"  {' '.join(filter_overrides(result.overrides or []))}: {where}"
 
 
