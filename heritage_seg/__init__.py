@@ -4,7 +4,7 @@ The package in layers, highest first. A module imports only from its own layer o
 (pyproject.toml's import-linter contract, checked in CI), so data flows one way: configs -> entry point -> task ->
 library -> run folder.
 
-    train.py evaluate.py predict.py aggregate.py lr_find.py export.py
+    train.py pretrain.py evaluate.py predict.py aggregate.py lr_find.py export.py
                   entry points (python -m heritage_seg.<name>): @hydra.main around one task; nothing else
     tasks/        what each command does, as a function of its composed config (tests and benchmarks call these)
     deploy/       onnx (graph + onnxruntime check), model_card (model_card.md)
@@ -14,7 +14,8 @@ library -> run folder.
                   pictures), templating + templates/ (Jinja2: the report pages and the model card), scan_page
                   (predict's report.html)
     training/     module (the LightningModule), losses (Dice + Focal, class weights), callbacks, build (datamodule
-                  + module from a config), loggers (MLflow, W&B)
+                  + module from a config), loggers (MLflow, W&B), optim (optimiser + schedule), trainer (resume,
+                  checkpoint IO), pretext (masked-image modelling for pretrain)
     runs/         the run folder: folder (every output's file name, identity, claiming), records (the typed JSON
                   records, written and read through them), checkpoints (written atomically, read back), rebuild
                   (a run's validation data from its record)
@@ -22,9 +23,11 @@ library -> run folder.
                   native (scoring at each annotation's own resolution)
     inference/    tta (transforms and exact inverses), sliding (windows, blending, per protocol), upsample
                   (probabilities to a scan's size in bounded strips)
-    models/       unet (smp U-Net per encoder, the weights policy, normalisation)
+    models/       unet (smp U-Net per encoder, the weights policy, normalisation), pretrained (pretrain's
+                  pretrained.pt: written, checked, loaded)
     data/         labels, readers (parquet / folder), imageio, cache (both protocols), crops, augment, folds,
-                  sample data, datamodule, download (python -m heritage_seg.data.download)
+                  sample data, datamodule, unlabelled (images alone, for pretrain), download
+                  (python -m heritage_seg.data.download)
     core/         protocol (how training images were sized: the one type every layer reads), errors (user errors
                   -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),
                   device (device, precision, CPU threads), hub (offline detection)

@@ -12,12 +12,13 @@ What "tiny size on generated data" means, and nothing else is changed:
 - the work folder holds generated ARTeFACT-format data, used for every `data.root=` (a label map of the user's
   own gets data generated in its raw values) and as the default (`ARTEFACT_ROOT`), and the scans the pages
   name: `scans/`, `scan.tif`;
-- `train` and `lr_find` get `debug=tiny` (64 px, 2 training steps, 1 validation batch, random init) and
+- `train`, `pretrain` and `lr_find` get `debug=tiny` (64 px, 2 training steps, 1 validation batch, random init) and
   `lr_find` 5 learning rates instead of 100;
 - a sweep (`-m`) keeps the first value of each swept option: one job, through the sweep's own launcher (the
   machinery of many jobs has tests of its own: tests/test_sweeps.py, tests/test_slurm.py);
 - placeholders become what the earlier commands made: `outputs/<date>/<time>` (or a dated example such as
-  `outputs/2026-11-24/10-00-00`, or `outputs/…`) the latest training run (for `train`, e.g. a resume, the latest
+  `outputs/2026-11-24/10-00-00`, or `outputs/…`) the latest training run, `outputs/pretrain/<date>/<time>` the
+  latest pre-training run (for `train`, e.g. a resume, the latest
   one trained with that command's options), `multirun/<date>/<time>` (or a dated example) the latest sweep (one
   is made first if no page's sweep has run yet). Any other `<…>` left in a command fails it.
 """
@@ -44,7 +45,8 @@ from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.sample import generate_sample
 from tests.doc_commands import DocCommand, extract, pages
 
-TRAINING = {"heritage_seg.train", "heritage_seg.lr_find"}
+TRAINING = {"heritage_seg.train", "heritage_seg.lr_find", "heritage_seg.pretrain"}
+_PRETRAINED = r"outputs/pretrain/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+|…)"
 _RUN = r"outputs/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+|…)"
 _SWEEP = r"multirun/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+)"
 
@@ -141,6 +143,11 @@ class Runner:
             args = shrink_sweep(args)
         out = []
         for arg in args:
+            if re.search(_PRETRAINED, arg):
+                runs = sorted(self.work.glob("outputs/pretrain/*/*/pretrained.pt"), key=lambda p: p.stat().st_mtime)
+                if not runs:
+                    raise ValueError("names a pre-training run, but no pretrain command has run before it")
+                arg = re.sub(_PRETRAINED, str(runs[-1].parent), arg)
             if re.search(_RUN, arg):
                 arg = re.sub(_RUN, str(self._run_for(module, args)), arg)
             if re.search(_SWEEP, arg):

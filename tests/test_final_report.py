@@ -51,7 +51,7 @@ def test_checkpoints_are_written_in_the_background_and_the_report_waits_for_best
     from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
     from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO
-    from heritage_seg.tasks.train import trainer_plugins
+    from heritage_seg.training.trainer import trainer_plugins
 
     plugin = trainer_plugins(compose_config(tiny_train_overrides(tmp_path, sample_root)))[0]
     assert isinstance(plugin, AsyncCheckpointIO) and isinstance(plugin.checkpoint_io, LocalAtomicCheckpointIO)

@@ -67,7 +67,7 @@ def test_best_ckpt_holds_the_weights_and_last_ckpt_everything_resume_needs(runs)
 
 def test_checkpoints_are_saved_straight_to_a_temporary_file_and_renamed(tmp_path, monkeypatch):
     from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO
-    from heritage_seg.tasks.train import trainer_plugins
+    from heritage_seg.training.trainer import trainer_plugins
 
     io = LocalAtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf, open_dict
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 PAGE = REPO / "docs" / "reference" / "options.md"
-COMMANDS = ("train", "evaluate", "predict", "export", "aggregate", "lr_find", "download")
+COMMANDS = ("train", "pretrain", "evaluate", "predict", "export", "aggregate", "lr_find", "download")
 GROUPS = ("labels", "encoder", "augment", "loss", "optim", "trainer", "callbacks", "logger", "data")
 
 
@@ -94,7 +94,7 @@ def page() -> str:
         "",
     ]
     for command in COMMANDS:
-        overrides = ["run_dir=."] if command in ("train", "lr_find") else []
+        overrides = ["run_dir=."] if command in ("train", "lr_find", "pretrain") else []
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(command, overrides=overrides, return_hydra_config=True)
         choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}

@@ -3,7 +3,8 @@
 `encoder.weights` is one of:
   imagenet  - the encoder's ImageNet weights from the Hugging Face hub (or its local cache);
   null      - random initialisation;
-  <path>    - a local weights file (timm state dict for `tu-` encoders, MiT state dict for mit_*).
+  <path>    - a local weights file: `pretrain`'s pretrained.pt (encoder and decoder, checked against the encoder),
+              or a timm state dict for `tu-` encoders, a MiT state dict for mit_*.
 When weights are asked for and cannot be had, building fails at once; it never falls back to random init.
 """
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from heritage_seg.core.errors import WeightsUnavailable
 from heritage_seg.core.hub import offline_unless_reachable
+from heritage_seg.models.pretrained import load_pretrained, read_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,6 +108,10 @@ def build_unet(
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsUnavailable(_weights_help(encoder, f"file {path} does not exist"))
+        if (pretrained := read_pretrained(path)) is not None:  # `pretrain`'s pretrained.pt: encoder and decoder
+            model = smp.Unet(encoder_weights=None, **common, **kwargs)
+            load_pretrained(model, pretrained, encoder, path)
+            return model
         if encoder.startswith("tu-"):
             overlay = dict(file=str(path))
             return _guarded(

@@ -68,6 +68,11 @@ CV_RESULTS_TEX = "cv_results.tex"
 CV_COMPARISON_PNG = "cv_comparison.png"
 STUDY_HTML = "report.html"
 
+# What `pretrain` writes (besides .hydra/, checkpoints/last.ckpt and tensorboard/)
+PRETRAINED = "pretrained.pt"  # the file to pass on: encoder.weights=<run>/pretrained.pt
+PRETRAIN_RECORD = "pretrained.json"  # what it was trained on and how; its presence = finished
+RECONSTRUCTIONS = "reconstructions"  # epoch_NNN.png: held-out images, what the model saw, what it filled in
+
 # What `lr_find` and `export` write
 LR_FIND_JSON = "lr_find.json"
 LR_FIND_PNG = "lr_find.png"

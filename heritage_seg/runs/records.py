@@ -21,7 +21,7 @@ import numpy as np
 
 from heritage_seg.core.files import write_json_atomic
 from heritage_seg.evaluation.metrics import segmentation_metrics
-from heritage_seg.runs.folder import CLASS_WEIGHTS, FINISHED, METRICS, SPLITS
+from heritage_seg.runs.folder import CLASS_WEIGHTS, FINISHED, METRICS, PRETRAIN_RECORD, SPLITS
 
 R = TypeVar("R", bound="Record")
 
@@ -112,6 +112,29 @@ class FinishedRecord(Record):
     monitor: str | None = None
     best_score: float | None = None
     best_checkpoint: str | None = None
+
+
+@dataclass
+class PretrainRecord(Record):
+    """pretrained.json: what `pretrain` made pretrained.pt from, so a reader of a later model card can tell."""
+
+    FILE: ClassVar[str] = PRETRAIN_RECORD
+    method: str  # "masked image modelling (SimMIM-style, U-Net)"
+    encoder: str
+    started_from: str | None  # encoder.weights it started from: imagenet, a file, or None (random)
+    data_root: str
+    image_size: int
+    num_images: int  # trained on
+    num_val_images: int  # held out for the validation loss and the pictures
+    left_out: dict[str, int]  # augmented copies, ids of a fine-tuning's validation fold
+    skipped: list[dict[str, str]]  # unreadable files: {file, error}
+    mask_patch: int
+    mask_ratio: float
+    epochs: int
+    steps: int
+    final_train_loss: float | None
+    final_val_loss: float | None
+    seconds: float
 
 
 @dataclass

@@ -9,16 +9,13 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from heritage_seg.core.cli import instantiate_or_user_error, override, shown_path
 from heritage_seg.core.device import resolve_precision, respect_cpu_allocation
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO, read_checkpoint
 from heritage_seg.runs.folder import (
     CHECKPOINTS,
     CLASS_WEIGHTS,
@@ -28,42 +25,12 @@ from heritage_seg.runs.folder import (
     RUN_IDENTITY,
     SPLITS,
     claim_run_dir,
-    first_difference,
 )
 from heritage_seg.runs.records import ClassWeightsRecord, FinishedRecord, SplitsRecord, read_finished
 from heritage_seg.training.build import build_training
+from heritage_seg.training.trainer import resume_checkpoint, trainer_plugins
 
 log = logging.getLogger(__name__)
-
-
-def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Path:
-    """`resume=true`: the run folder's last.ckpt, after checking it belongs to the run this command describes."""
-    last = run_dir / LAST
-    if not last.is_file():
-        raise FileNotFoundError(
-            f"resume=true: {last} does not exist; pass hydra.run.dir=<folder of the interrupted run> "
-            "(or drop resume=true to start a new run)"
-        )
-    saved = OmegaConf.create(read_checkpoint(last)["hyper_parameters"]["run_config"])
-    difference = first_difference(saved, cfg, RUN_IDENTITY)
-    if difference:
-        key, was, now = difference
-        raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")
-    return last
-
-
-def trainer_plugins(cfg: DictConfig) -> list:
-    """Checkpoints written in the background (Lightning's AsyncCheckpointIO: the state is copied on the training
-    thread, then saved by LocalAtomicCheckpointIO in a worker thread while training goes on; torch.save releases
-    the GIL while it writes), so an epoch does not wait for its last.ckpt; Lightning's teardown waits for them, and
-    FinalValidationReport before it reads best.ckpt. On SLURM, submitit owns requeueing (max_num_timeout):
-    Lightning's own SIGUSR1 requeue would fight it. A `trainer.plugins` of the user's replaces both."""
-    if "plugins" in cfg.trainer:
-        return []
-    plugins: list = [AsyncCheckpointIO(LocalAtomicCheckpointIO())]
-    if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False))))
-    return plugins
 
 
 def train(cfg: DictConfig) -> float:
@@ -82,7 +49,9 @@ def train(cfg: DictConfig) -> float:
         raise ValueError(f"resume={resume}: choose false, true or auto")
     # auto (what a requeued sweep job gets): continue if the folder has a last.ckpt, else start in it afresh
     has_last = (run_dir / LAST).is_file()
-    resume_from = resume_checkpoint(run_dir, cfg) if resume is True or (resume == "auto" and has_last) else None
+    resume_from = (
+        resume_checkpoint(run_dir, cfg, RUN_IDENTITY) if resume is True or (resume == "auto" and has_last) else None
+    )
     if resume and (finished := read_finished(run_dir)) is not None:
         # Lightning restores early-stopping counters but not `should_stop`: fitting again would train on.
         log.info(

@@ -27,6 +27,7 @@ from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.models.unet import build_unet, normalisation
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
+from heritage_seg.training.optim import configure_optim
 
 # `_target_`s that run configs inside checkpoints made before the package's subpackages still name
 MOVED_TARGETS = {"heritage_seg.losses.DiceFocalLoss": "heritage_seg.training.losses.DiceFocalLoss"}
@@ -197,12 +198,7 @@ class SegmentationModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
 
     def configure_optimizers(self):
-        optim = self.run_config.optim
-        optimizer = instantiate(optim.optimizer)(self.parameters())
-        if optim.get("scheduler") is None:
-            return optimizer
-        scheduler = instantiate(optim.scheduler)(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optim(self.run_config.optim, self.parameters(), self.trainer.estimated_stepping_batches)
 
 
 def load_trained_module(path: str | Path) -> SegmentationModule:

@@ -1,0 +1,44 @@
+"""What train and pretrain share around Lightning's Trainer: continuing an interrupted run, checkpoint IO."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO, read_checkpoint
+from heritage_seg.runs.folder import LAST, first_difference
+
+
+def resume_checkpoint(run_dir: Path, cfg: DictConfig, identity: Sequence[str]) -> Path:
+    """`resume=true`: the run folder's last.ckpt, after checking it belongs to the run this command describes
+    (the `identity` keys of the config it was made with agree with this command's)."""
+    last = run_dir / LAST
+    if not last.is_file():
+        raise FileNotFoundError(
+            f"resume=true: {last} does not exist; pass hydra.run.dir=<folder of the interrupted run> "
+            "(or drop resume=true to start a new run)"
+        )
+    saved = OmegaConf.create(read_checkpoint(last)["hyper_parameters"]["run_config"])
+    difference = first_difference(saved, cfg, identity)
+    if difference:
+        key, was, now = difference
+        raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")
+    return last
+
+
+def trainer_plugins(cfg: DictConfig) -> list:
+    """Checkpoints written in the background (Lightning's AsyncCheckpointIO: the state is copied on the training
+    thread, then saved by LocalAtomicCheckpointIO in a worker thread while training goes on; torch.save releases
+    the GIL while it writes), so an epoch does not wait for its last.ckpt; Lightning's teardown waits for them, and
+    FinalValidationReport before it reads best.ckpt. On SLURM, submitit owns requeueing (max_num_timeout):
+    Lightning's own SIGUSR1 requeue would fight it. A `trainer.plugins` of the user's replaces both."""
+    if "plugins" in cfg.trainer:
+        return []
+    plugins: list = [AsyncCheckpointIO(LocalAtomicCheckpointIO())]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False))))
+    return plugins
