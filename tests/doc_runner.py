@@ -44,21 +44,12 @@ from PIL import Image
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.sample import generate_sample
 from tests.doc_commands import DocCommand, extract, pages
+from tests.helpers import cluster_up
 
 TRAINING = {"heritage_seg.train", "heritage_seg.lr_find", "heritage_seg.pretrain"}
 _PRETRAINED = r"outputs/pretrain/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+|…)"
 _RUN = r"outputs/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+|…)"
 _SWEEP = r"multirun/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+)"
-
-
-def cluster_up() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return False
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return bool(re.search(r"^up (idle|mixed|allocated)", out, flags=re.M))
 
 
 def missing_needs(needs: frozenset[str]) -> list[str]:

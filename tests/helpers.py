@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -152,3 +155,14 @@ def check_html_page(path: Path) -> _Page:
     for href in page.links:
         assert (path.parent / href).is_file(), href
     return page
+
+
+def cluster_up() -> bool:
+    """A SLURM cluster answers and has a node up (tools/slurm_local.sh starts one; CI does)."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return bool(re.search(r"^up (idle|mixed|allocated)", out, flags=re.M))

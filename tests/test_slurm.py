@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -19,23 +18,13 @@ import torch
 from heritage_seg.tasks.aggregate import aggregate
 from heritage_seg.tasks.train import train
 from tests.conftest import REPO, compose_config
-
-
-def _cluster_up() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return False
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return bool(re.search(r"^up (idle|mixed|allocated)", out, flags=re.M))
-
+from tests.helpers import cluster_up
 
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.slow,
     pytest.mark.skipif(
-        not _cluster_up(),
+        not cluster_up(),
         reason="no SLURM cluster up here; start one with `sudo bash tools/slurm_local.sh start` (CI does)",
     ),
 ]

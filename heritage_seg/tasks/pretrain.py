@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from heritage_seg.core.cli import instantiate_or_user_error, override, shown_path
-from heritage_seg.core.device import resolve_precision, respect_cpu_allocation
+from heritage_seg.core.device import respect_cpu_allocation
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.unlabelled import UnlabelledDataModule
 from heritage_seg.models.pretrained import save_pretrained
@@ -24,7 +23,7 @@ from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.runs.records import PretrainRecord
 from heritage_seg.training.build import use_channels_last
 from heritage_seg.training.pretext import MaskedImageModule
-from heritage_seg.training.trainer import resume_checkpoint, trainer_plugins
+from heritage_seg.training.trainer import build_trainer, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +103,7 @@ def pretrain(cfg: DictConfig) -> Path | None:
     module = MaskedImageModule(run_config, channels_last=use_channels_last(cfg), model=model)
     if cfg.get("perf", {}).get("compile"):
         module.model.compile()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        precision=resolve_precision(cfg.trainer.precision),
-        **extra,
-    )
+    trainer = build_trainer(cfg, loggers)
     if resume_from:
         log.info("resuming from %s", resume_from)
     started = time.perf_counter()

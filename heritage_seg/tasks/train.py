@@ -8,12 +8,11 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import instantiate_or_user_error, override, shown_path
-from heritage_seg.core.device import resolve_precision, respect_cpu_allocation
+from heritage_seg.core.device import respect_cpu_allocation
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.runs.folder import (
@@ -28,7 +27,7 @@ from heritage_seg.runs.folder import (
 )
 from heritage_seg.runs.records import ClassWeightsRecord, FinishedRecord, SplitsRecord, read_finished
 from heritage_seg.training.build import build_training
-from heritage_seg.training.trainer import resume_checkpoint, trainer_plugins
+from heritage_seg.training.trainer import build_trainer, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +73,7 @@ def train(cfg: DictConfig) -> float:
         SplitsRecord.from_dict(datamodule.splits_record(encoder=cfg.encoder.name), strict=True).write(run_dir / SPLITS)
         ClassWeightsRecord.from_dict(class_weight_record, strict=True).write(run_dir / CLASS_WEIGHTS)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        precision=resolve_precision(cfg.trainer.precision),
-        **extra,
-    )
+    trainer = build_trainer(cfg, loggers)
     if resume_from:
         log.info("resuming from %s (epoch, optimizer, scheduler, early stopping and checkpoint state)", resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
+from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from heritage_seg.core.device import resolve_precision
 from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO, read_checkpoint
 from heritage_seg.runs.folder import LAST, first_difference
 
@@ -42,3 +45,17 @@ def trainer_plugins(cfg: DictConfig) -> list:
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=bool(cfg.get("slurm_auto_requeue", False))))
     return plugins
+
+
+def build_trainer(cfg: DictConfig, loggers: list) -> L.Trainer:
+    """The Trainer a run config describes: its `trainer` group, its `callbacks`, the loggers, the precision that
+    `auto` resolves to on this machine, and the checkpoint IO of `trainer_plugins`."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        precision=resolve_precision(cfg.trainer.precision),
+        **extra,
+    )
