@@ -19,6 +19,7 @@ from tests.conftest import compose_config
 from tests.helpers import SimulatedPreemption
 
 TINY = ["debug=tiny", "encoder=resnet18"]
+pytestmark = pytest.mark.slow  # real pre-training runs of a few seconds each (the shared one: ~15 s)
 
 
 def _config(run_dir, root, *extra):

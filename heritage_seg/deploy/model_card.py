@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.models.pretrained import started_from
 from heritage_seg.reporting.templating import render
 from heritage_seg.runs.folder import FINISHED, METRICS, METRICS_TTA, SPLITS
 from heritage_seg.runs.records import FinishedRecord, MetricsRecord, R, SplitsRecord
@@ -46,6 +47,7 @@ def model_card(
     return render(
         "model_card.md.j2",
         encoder={"family": None, "weights": None, **OmegaConf.to_container(run_cfg.encoder, resolve=True)},
+        started_from=started_from(OmegaConf.to_container(run_cfg, resolve=True)),
         ckpt=ckpt,
         onnx_file=onnx_file,
         graph=graph,

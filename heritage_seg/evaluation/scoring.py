@@ -21,6 +21,7 @@ from heritage_seg.data.folds import DEFAULT_SPLIT
 from heritage_seg.evaluation.metrics import count_confusion, segmentation_metrics
 from heritage_seg.evaluation.native import native_confusion
 from heritage_seg.inference.tta import predict_probabilities
+from heritage_seg.models.pretrained import started_from
 
 VERSIONED_PACKAGES = ("heritage_seg", "torch", "lightning", "segmentation-models-pytorch", "timm", "torchmetrics")
 
@@ -124,6 +125,7 @@ def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) 
         "resize": protocol.resize,
         "resize_max_side": protocol.max_side,
         "checkpoint": str(checkpoint),
+        "started_from": started_from(run_cfg),
     }
     if split is not None:
         context.update(n_folds=split.n_folds, held_out=split.held_out)

@@ -74,3 +74,15 @@ def load_pretrained(model: nn.Module, payload: dict, encoder: str, path: Path) -
             f"encoder kwargs {payload.get('encoder_kwargs') or {}} - build the same (e.g. the same data.image_size "
             "for MaxViT)"
         ) from err
+
+
+def started_from(run_cfg: Mapping[str, Any]) -> str:
+    """What a run's weights started from, as metrics.json and the model card say it: `init_from <checkpoint>`,
+    `pretrained <file>` (encoder.weights), `imagenet`, or `random`."""
+    init = run_cfg.get("init_from")
+    if init:
+        return f"init_from {init}"
+    weights = (run_cfg.get("encoder") or {}).get("weights")
+    if weights in (None, "null", "none", "None"):
+        return "random"
+    return "imagenet" if weights == "imagenet" else f"pretrained {weights}"

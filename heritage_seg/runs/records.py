@@ -178,6 +178,7 @@ class MetricsRecord(Record):
     resize_max_side: int | None = None
     held_out: str | None = None
     checkpoint: str | None = None
+    started_from: str | None = None  # init_from <ckpt> | pretrained <file> | imagenet | random
     members: list[str] | None = None
     tta: bool = False
     tta_transforms: list[str] = field(default_factory=lambda: ["identity"])

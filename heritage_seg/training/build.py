@@ -13,6 +13,7 @@ from heritage_seg.models.unet import build_unet
 from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.training.losses import build_loss
 from heritage_seg.training.module import SegmentationModule
+from heritage_seg.training.transfer import init_from
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,11 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     (conf/augment: `sample`) goes to the datamodule."""
     # the network first: a bad encoder name or unavailable weights fail before the data cache is built
     # (on resume the weights come from last.ckpt, so no pretrained download is needed)
-    model = build_unet(
-        cfg.encoder.name, None if resume else cfg.encoder.weights, labels.num_classes, cfg.encoder.kwargs
-    )
+    start = cfg.get("init_from")
+    weights = None if resume or start else cfg.encoder.weights  # init_from brings its own encoder weights
+    model = build_unet(cfg.encoder.name, weights, labels.num_classes, cfg.encoder.kwargs)
+    if start and not resume:  # on resume the weights come from last.ckpt
+        init_from(model, labels, cfg.encoder.name, start)
     sample_augment = OmegaConf.select(cfg, "augment.sample")
     datamodule = build_datamodule(cfg, labels, augment=instantiate(sample_augment) if sample_augment else None)
     datamodule.setup("fit")

@@ -25,6 +25,29 @@ def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
+class FreezeEncoder(L.Callback):
+    """The U-Net's encoder does not learn in the first `epochs` epochs (fine-tuning from `init_from`: the new
+    head and the decoder settle before the encoder moves). Its parameters stay in the optimiser with no gradient
+    (AdamW skips them; the one-cycle schedule keeps its groups) and its BatchNorm statistics are kept (eval
+    mode). Written by hand: Lightning's BaseFinetuning adds parameter groups on unfreezing, which a one-cycle
+    schedule laid out for fixed groups does not take."""
+
+    def __init__(self, epochs: int = 0):
+        self.epochs = int(epochs or 0)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.epochs <= 0:
+            return
+        frozen = trainer.current_epoch < self.epochs
+        encoder = pl_module.model.encoder
+        for parameter in encoder.parameters():
+            parameter.requires_grad_(not frozen)
+        if frozen:
+            encoder.eval()  # Lightning put the whole module in train mode just before this hook
+        if trainer.current_epoch in (0, self.epochs):
+            log.info("encoder %s at epoch %d", "frozen" if frozen else "unfrozen", trainer.current_epoch)
+
+
 class EpochSummary(L.Callback):
     """One log line per validation epoch, so a sweep's log files (no progress bar there) show how a run went."""
 
