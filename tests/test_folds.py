@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.cache import build_cache, load_cache
 from heritage_seg.data.folds import assign_folds, make_split
+from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import open_reader
+from tests.conftest import compose_config
 
 
 def _toy(n_sources=30, n_classes=6, seed=0):
@@ -141,3 +145,40 @@ def test_the_datamodule_holds_out_one_metadata_group_per_fold(
         assert datamodule.split.n_folds == n_groups == len(trained_on) + 1
         seen.add(datamodule.split.held_out)
     assert len(seen) == 2
+
+
+def test_a_training_fraction_keeps_nested_shares_of_the_training_sources_and_the_validation_fold():
+    """data.train_fraction (issue 26's learning curves): a seeded share of the training sources with their _augN
+    copies; 10 % of them within 25 %, within 50 %; the validation images untouched."""
+    from heritage_seg.data.folds import keep_training_fraction
+
+    sources = [f"s{i}" for i in range(40) for _ in (0, 1)]  # every source with one augmented copy
+    split = make_split(sources, np.zeros((80, 2), bool), 0, 4, seed=3)
+    kept = {f: keep_training_fraction(split, sources, f, seed=3) for f in (0.1, 0.25, 0.5, 1.0)}
+    train_sources = {f: {sources[i] for i in k.train_idx} for f, k in kept.items()}
+    assert [len(train_sources[f]) for f in (0.1, 0.25, 0.5, 1.0)] == [3, 8, 15, 30]
+    assert train_sources[0.1] < train_sources[0.25] < train_sources[0.5] < train_sources[1.0]
+    for k in kept.values():
+        assert np.array_equal(k.val_idx, split.val_idx)
+        assert all(sources.count(s) == 2 for s in {sources[i] for i in k.train_idx})
+        assert len(k.train_idx) == 2 * len({sources[i] for i in k.train_idx}), "an augmented copy lost its source"
+    assert kept[1.0] is split and kept[0.1].train_fraction == 0.1
+    assert len(keep_training_fraction(split, sources, 0.001, seed=3).train_idx) == 2  # at least one source
+    with pytest.raises(ValueError, match=r"data.train_fraction=0: must be in \(0, 1\]"):
+        keep_training_fraction(split, sources, 0, seed=3)
+
+
+def test_a_run_on_a_fraction_records_it_and_validates_on_the_same_images(sample_root):
+    from heritage_seg.runs.rebuild import build_datamodule
+
+    def record(*extra):
+        cfg = compose_config(["experiment=sample", "debug=tiny", f"data.root={sample_root}", "run_dir=.", *extra])
+        datamodule = build_datamodule(cfg, LabelMap.from_config(cfg.labels))
+        datamodule.setup("fit")
+        return datamodule.splits_record()
+
+    full, quarter = record(), record("data.train_fraction=0.25")
+    assert quarter["train_fraction"] == 0.25 and full["train_fraction"] == 1.0
+    assert quarter["val_ids"] == full["val_ids"]
+    assert set(quarter["train_ids"]) < set(full["train_ids"])
+    assert len(quarter["train_sources"]) == math.ceil(0.25 * len(full["train_sources"]))

@@ -26,6 +26,7 @@ from heritage_seg.data.folds import (
     DEFAULT_SPLIT,
     SPLITS,
     FoldSplit,
+    keep_training_fraction,
     leave_one_group_out,
     make_split,
     splits_payload,
@@ -112,6 +113,7 @@ class ArtefactDataModule(L.LightningDataModule):
         max_side: int = 1024,
         class_aware_crops: float = 0.5,
         crops_per_image: int = 1,
+        train_fraction: float = 1.0,
     ):
         super().__init__()
         if preload_to not in PRELOAD_TARGETS:
@@ -123,6 +125,9 @@ class ArtefactDataModule(L.LightningDataModule):
         # by sliding windows over each whole cached image (the crop protocol, heritage_seg/data/crops.py)
         self.sizing = Protocol.from_data_config({"resize": resize, "image_size": image_size, "max_side": max_side})
         self.class_aware_crops, self.crops_per_image = class_aware_crops, crops_per_image
+        if not 0 < float(train_fraction) <= 1:
+            raise ValueError(f"data.train_fraction={train_fraction}: must be in (0, 1]")
+        self.train_fraction = float(train_fraction)
         self.root = Path(root).expanduser()
         self.labels = labels
         self.fold, self.n_folds, self.seed = fold, n_folds, seed
@@ -179,14 +184,17 @@ class ArtefactDataModule(L.LightningDataModule):
                 len(self.split.groups),
                 ", ".join(self.split.groups),
             )
+        self.split = keep_training_fraction(self.split, sources, self.train_fraction, self.seed)
+        share = f", {self.train_fraction:.0%} of its training sources" if self.train_fraction < 1 else ""
         log.info(
-            "fold %d/%d: %d train / %d val images (%d / %d sources)",
+            "fold %d/%d: %d train / %d val images (%d / %d sources)%s",
             self.fold,
             self.n_folds,
             len(self.split.train_idx),
             len(self.split.val_idx),
             len({sources[i] for i in self.split.train_idx}),
             len({sources[i] for i in self.split.val_idx}),
+            share,
         )
 
     @property

@@ -9,6 +9,8 @@ Written by hand: sklearn's StratifiedGroupKFold would do, but sklearn is not a d
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,7 @@ class FoldSplit:
     split: str = DEFAULT_SPLIT  # one of SPLITS
     held_out: str | None = None  # split=material/content: the group this fold validates on
     groups: tuple[str, ...] = ()  # split=material/content: every group, in fold order
+    train_fraction: float = 1.0  # data.train_fraction: the share of the training sources kept
 
 
 def assign_folds(source_ids: list[str], presence: np.ndarray, n_folds: int, seed: int) -> tuple[np.ndarray, dict]:
@@ -125,6 +128,21 @@ def leave_one_group_out(source_ids: list[str], group_of_sample: list[str], fold:
     )
 
 
+def keep_training_fraction(split: FoldSplit, source_ids: list[str], fraction: float, seed: int) -> FoldSplit:
+    """The fold with only `fraction` of its training source images (with their _augN copies), the validation images
+    unchanged: a learning curve over the number of annotations. The sources kept are the first of one seeded order,
+    so a smaller fraction's are a subset of a larger one's; at least one source is kept."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data.train_fraction={fraction}: must be in (0, 1]")
+    if fraction == 1:
+        return split
+    sources = sorted({source_ids[i] for i in split.train_idx})
+    order = np.random.default_rng(seed).permutation(len(sources))
+    kept = {sources[i] for i in order[: max(1, math.ceil(fraction * len(sources)))]}
+    train_idx = np.asarray([i for i in split.train_idx if source_ids[i] in kept], dtype=split.train_idx.dtype)
+    return dataclasses.replace(split, train_idx=train_idx, train_fraction=fraction)
+
+
 def splits_payload(split: FoldSplit, ids: list[str], source_ids: list[str], extra: dict) -> dict:
     """What `splits.json` in the run folder holds (heritage_seg.runs.records.SplitsRecord writes it): the contract
     later tools read instead of re-deriving folds."""
@@ -135,6 +153,7 @@ def splits_payload(split: FoldSplit, ids: list[str], source_ids: list[str], extr
         "split": split.split,
         "held_out": split.held_out,
         "groups": list(split.groups),
+        "train_fraction": split.train_fraction,
         "train_ids": [ids[i] for i in split.train_idx],
         "val_ids": [ids[i] for i in split.val_idx],
         "train_sources": sorted({source_ids[i] for i in split.train_idx}),

@@ -90,6 +90,7 @@ RUN_IDENTITY = (
     "data.image_size",
     "data.resize",
     "data.max_side",
+    "data.train_fraction",
     "labels",
     "trainer.max_epochs",
 )

@@ -91,6 +91,7 @@ class SplitsRecord(Record):
     split: str = "source"
     held_out: str | None = None
     groups: list[str] = field(default_factory=list)
+    train_fraction: float = 1.0  # data.train_fraction: the share of the fold's training sources used
     train_sources: list[str] = field(default_factory=list)
     val_sources: list[str] = field(default_factory=list)
     stratum_of_source: dict[str, Any] = field(default_factory=dict)
