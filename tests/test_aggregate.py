@@ -130,6 +130,19 @@ def test_the_page_gives_the_evaluate_command_for_each_run_without_panels_ready_t
     ]
 
 
+def test_what_each_group_started_from_is_recorded(sweep):
+    """Issue 26: `init_from=` / `encoder.weights=` runs say what they started from, in the JSON, markdown, page."""
+    for run in sweep.glob("encoder=mit_b3,*"):
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "started_from": "init_from /models/a.ckpt"}))
+    summary = aggregate([sweep])
+    assert summary["groups"]["encoder=mit_b3"]["started_from"] == ["init_from /models/a.ckpt"]
+    assert summary["groups"]["encoder=convnext"]["started_from"] == ["unrecorded"]  # made before it was recorded
+    line = "Started from: encoder=convnext: unrecorded; encoder=mit_b3: init_from /models/a.ckpt"
+    assert line in (sweep / "cv_results.md").read_text()
+    assert line in (sweep / "report.html").read_text()
+
+
 def test_outputs_are_written_and_readable(sweep):
     aggregate([sweep])
     assert json.loads((sweep / "cv_results.json").read_text())["expected_folds"] == [0, 1, 2]

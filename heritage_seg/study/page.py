@@ -215,6 +215,7 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
         resolutions="; ".join(
             f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}" for g in groups
         ),
+        started_from="; ".join(f"{g['label']}: {', '.join(g.get('started_from') or ['?'])}" for g in groups),
         warnings=summary["warnings"],
         results=[_results_table(summary, metric) for metric in PAIRED_METRICS],
         chart=chart,

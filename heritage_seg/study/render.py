@@ -65,6 +65,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
             f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
             for g in summary["groups"].values()
         ),
+        "Started from: "
+        + "; ".join(f"{g['label']}: {', '.join(g.get('started_from') or ['?'])}" for g in summary["groups"].values()),
         "",
     ]
     for metric in PAIRED_METRICS:

@@ -117,6 +117,8 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
             "label": ",".join(sorted(override_sets[name] - common)) or "(defaults)",
             "encoder": members[0].encoder,
             "family": members[0].family,
+            # what the runs' weights started from (metrics.json `started_from`; runs from before it: unrecorded)
+            "started_from": sorted({str(r.metrics.get("started_from") or "unrecorded") for r in members}),
             "folds": folds,
             "expected_folds": expected,
             "validation_sets": {r.fold: r.val_set for r in members},
