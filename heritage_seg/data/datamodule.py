@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
+from heritage_seg.core.geometry import check_image_size
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.cache import (
     PreparedData,
@@ -118,8 +119,7 @@ class ArtefactDataModule(L.LightningDataModule):
         super().__init__()
         if preload_to not in PRELOAD_TARGETS:
             raise ValueError(f"data.preload_to={preload_to}: choose one of {', '.join(PRELOAD_TARGETS)}")
-        if image_size % 32:
-            raise ValueError(f"data.image_size={image_size}: must be a multiple of 32 (the U-Net downsamples 5 times)")
+        check_image_size(image_size)
         # squash: every image image_size x image_size (the seed's protocol). longest_side: cached with the longest
         # side at most max_side (aspect kept, never upscaled); training on random image_size crops, validation
         # by sliding windows over each whole cached image (the crop protocol, heritage_seg/data/crops.py)

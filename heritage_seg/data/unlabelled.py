@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from heritage_seg.core.geometry import check_image_size
 from heritage_seg.data.imageio import open_image, to_rgb
 from heritage_seg.data.readers import (
     DEFAULT_SOURCE_PATTERN,
@@ -33,10 +34,6 @@ from heritage_seg.data.readers import (
 log = logging.getLogger(__name__)
 
 
-def _is_artefact_copy(root: Path) -> bool:
-    return (root / "annotations").is_dir() or any(next(root.glob(p), None) for p in PARQUET_GLOBS)
-
-
 def _image_files(folder: Path) -> list[Path]:
     return sorted(
         p
@@ -47,16 +44,16 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _decoded(root: Path) -> Iterator[tuple[str, str, Image.Image | Exception]]:
     """(id, name for messages, image or the error decoding it) for every image under `root`."""
-    if (root / "annotations").is_dir() or not _is_artefact_copy(root):
-        folder = root / "images" if (root / "annotations").is_dir() else root
-        for path in _image_files(folder):
-            try:
-                yield path.relative_to(folder).with_suffix("").as_posix(), str(path), open_image(path, str(path))
-            except (ValueError, OSError) as err:
-                yield path.stem, str(path), err
+    if not (root / "annotations").is_dir() and any(next(root.glob(p), None) for p in PARQUET_GLOBS):
+        for sample in open_reader(root).samples():  # parquet shards: the masks are decoded too, and dropped
+            yield sample.info.id, sample.name, sample.image
         return
-    for sample in open_reader(root).samples():  # parquet shards: the masks are decoded too, and dropped
-        yield sample.info.id, sample.name, sample.image
+    folder = root / "images" if (root / "annotations").is_dir() else root  # an ARTeFACT folder, or scans
+    for path in _image_files(folder):
+        try:
+            yield path.relative_to(folder).with_suffix("").as_posix(), str(path), open_image(path, str(path))
+        except (ValueError, OSError) as err:
+            yield path.stem, str(path), err
 
 
 def load_unlabelled(
@@ -131,12 +128,10 @@ class UnlabelledDataModule(L.LightningDataModule):
         source_pattern: str = DEFAULT_SOURCE_PATTERN,
     ):
         super().__init__()
-        if image_size % 32:
-            raise ValueError(f"data.image_size={image_size}: must be a multiple of 32 (the U-Net downsamples 5 times)")
+        check_image_size(image_size)
         self.root, self.image_size, self.batch_size = Path(root).expanduser(), image_size, batch_size
         self.val_images, self.num_workers, self.seed = val_images, num_workers, seed
         self.exclude_augmented, self.exclude_ids, self.source_pattern = exclude_augmented, exclude_ids, source_pattern
-        self.ids: list[str] = []
         self.skipped: list[dict[str, str]] = []
         self.left_out: dict[str, int] = {}
         self._train = self._val = None
@@ -144,7 +139,7 @@ class UnlabelledDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._train is not None:
             return
-        images, self.ids, self.skipped, self.left_out = load_unlabelled(
+        images, _, self.skipped, self.left_out = load_unlabelled(
             self.root, self.image_size, self.exclude_augmented, self.exclude_ids, self.source_pattern
         )
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
@@ -161,6 +156,10 @@ class UnlabelledDataModule(L.LightningDataModule):
     @property
     def num_train(self) -> int:
         return 0 if self._train is None else len(self._train)
+
+    @property
+    def num_val(self) -> int:
+        return 0 if self._val is None else len(self._val)
 
     def val_batch(self, count: int) -> torch.Tensor:
         """The first `count` held-out images, the same every epoch: what the pictures show."""

@@ -89,6 +89,13 @@ def normalisation(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return IMAGENET_MEAN, IMAGENET_STD
 
 
+def pixel_statistics(encoder: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's mean and std (`normalisation`) as (1, C, 1, 1) tensors on the 0..255 scale: inputs arrive as
+    uint8 and are normalised on the device, in training, pre-training and inference alike."""
+    mean, std = normalisation(encoder)
+    return tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) * 255.0 for v in (mean, std))
+
+
 def build_unet(
     encoder: str,
     weights: str | None,

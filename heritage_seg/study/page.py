@@ -20,7 +20,7 @@ from heritage_seg.reporting.figures import confusion_figure, figure_uri, plt
 from heritage_seg.reporting.html import thumbnail_uri
 from heritage_seg.reporting.templating import render
 from heritage_seg.runs.folder import BEST, EVALUATION_SUBDIR, PANEL_GLOBS
-from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct
+from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct, started_from_line
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 
 
@@ -215,7 +215,7 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
         resolutions="; ".join(
             f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}" for g in groups
         ),
-        started_from="; ".join(f"{g['label']}: {', '.join(g.get('started_from') or ['?'])}" for g in groups),
+        started_from=started_from_line(groups),
         warnings=summary["warnings"],
         results=[_results_table(summary, metric) for metric in PAIRED_METRICS],
         chart=chart,

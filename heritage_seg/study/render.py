@@ -34,6 +34,11 @@ RESOLUTION_NAMES = {
 }
 
 
+def started_from_line(groups: list[dict[str, Any]]) -> str:
+    """What each group's runs started from (metrics.json `started_from`), for the markdown and the page."""
+    return "; ".join(f"{g['label']}: {', '.join(g.get('started_from') or ['?'])}" for g in groups)
+
+
 def _results_table(summary: dict[str, Any], metric: str) -> list[str]:
     key = suffix(metric)
     lines = [
@@ -65,8 +70,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
             f"{g['label']}: {RESOLUTION_NAMES.get(g.get('resolution'), g.get('resolution'))}"
             for g in summary["groups"].values()
         ),
-        "Started from: "
-        + "; ".join(f"{g['label']}: {', '.join(g.get('started_from') or ['?'])}" for g in summary["groups"].values()),
+        "Started from: " + started_from_line(list(summary["groups"].values())),
         "",
     ]
     for metric in PAIRED_METRICS:

@@ -15,15 +15,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from heritage_seg.core.cli import instantiate_or_user_error, override, shown_path
 from heritage_seg.core.device import respect_cpu_allocation
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN
 from heritage_seg.data.unlabelled import UnlabelledDataModule
 from heritage_seg.models.pretrained import save_pretrained
 from heritage_seg.models.unet import build_unet
-from heritage_seg.runs.folder import CHECKPOINTS, LAST, PRETRAIN_RECORD, PRETRAINED, claim_run_dir
+from heritage_seg.runs.folder import CHECKPOINTS, PRETRAIN_RECORD, PRETRAINED, claim_run_dir
 from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.runs.records import PretrainRecord
 from heritage_seg.training.build import use_channels_last
 from heritage_seg.training.pretext import MaskedImageModule
-from heritage_seg.training.trainer import build_trainer, resume_checkpoint
+from heritage_seg.training.trainer import build_trainer, checkpoint_to_resume, resume_setting
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,11 @@ def _encoder_option(cfg: DictConfig) -> str:
     """How the user chose the encoder: its config (encoder=convnext), or its name where it was set by hand."""
     from hydra.core.hydra_config import HydraConfig
 
-    choice = HydraConfig.get().runtime.choices.get("encoder") if HydraConfig.initialized() else None
-    named = any(o.startswith("encoder.name=") for o in (HydraConfig.get().overrides.task if choice else []))
-    if choice is None:
+    if not HydraConfig.initialized() or HydraConfig.get().runtime.choices.get("encoder") is None:
         return f"encoder.name={cfg.encoder.name}"
-    return f"encoder={choice}" + (f" encoder.name={cfg.encoder.name}" if named else "")
+    hydra = HydraConfig.get()
+    named = any(o.startswith("encoder.name=") for o in hydra.overrides.task)
+    return f"encoder={hydra.runtime.choices.encoder}" + (f" encoder.name={cfg.encoder.name}" if named else "")
 
 
 def validation_fold_ids(cfg: DictConfig) -> list[str]:
@@ -67,14 +68,11 @@ def pretrain(cfg: DictConfig) -> Path | None:
     cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name  # checks the name before any data is read
     writer = rank_zero_only.rank == 0
     respect_cpu_allocation()
-    resume = cfg.get("resume", False)
-    if resume not in (True, False, "auto"):
-        raise ValueError(f"resume={resume}: choose false, true or auto")
+    resume = resume_setting(cfg)
     if resume and (run_dir / PRETRAIN_RECORD).is_file():
         log.info("resume=%s: %s already finished; its %s is left as it is", resume, run_dir, PRETRAINED)
         return run_dir / PRETRAINED
-    continues = resume is True or (resume == "auto" and (run_dir / LAST).is_file())
-    resume_from = resume_checkpoint(run_dir, cfg, PRETRAIN_IDENTITY) if continues else None
+    resume_from = checkpoint_to_resume(run_dir, cfg, PRETRAIN_IDENTITY)
     if writer and resume_from is None:
         claim_run_dir(run_dir, cfg, finished_markers=(f"{CHECKPOINTS}/*.ckpt", PRETRAINED), reclaim=resume == "auto")
     L.seed_everything(cfg.seed, workers=True)
@@ -93,7 +91,7 @@ def pretrain(cfg: DictConfig) -> Path | None:
         seed=int(cfg.seed),
         exclude_augmented=bool(cfg.pretrain.exclude_augmented),
         exclude_ids=exclude,
-        source_pattern=data.get("source_id_pattern") or r"^(?P<source>.+?)(?:_aug\d+|_tile\d+)*$",
+        source_pattern=data.get("source_id_pattern") or DEFAULT_SOURCE_PATTERN,
     )
     datamodule.setup("fit")
     if exclude:
@@ -127,7 +125,7 @@ def pretrain(cfg: DictConfig) -> Path | None:
         data_root=str(Path(data.root).expanduser().resolve()),
         image_size=int(data.image_size),
         num_images=datamodule.num_train,
-        num_val_images=len(datamodule.val_batch(10**9)),
+        num_val_images=datamodule.num_val,
         left_out=datamodule.left_out,
         skipped=datamodule.skipped,
         mask_patch=module.mask_patch,

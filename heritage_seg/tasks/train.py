@@ -19,7 +19,6 @@ from heritage_seg.runs.folder import (
     CHECKPOINTS,
     CLASS_WEIGHTS,
     FINISHED,
-    LAST,
     METRICS,
     RUN_IDENTITY,
     SPLITS,
@@ -27,7 +26,7 @@ from heritage_seg.runs.folder import (
 )
 from heritage_seg.runs.records import ClassWeightsRecord, FinishedRecord, SplitsRecord, read_finished
 from heritage_seg.training.build import build_training
-from heritage_seg.training.trainer import build_trainer, resume_checkpoint
+from heritage_seg.training.trainer import build_trainer, checkpoint_to_resume, resume_setting
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +42,8 @@ def train(cfg: DictConfig) -> float:
     cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
     respect_cpu_allocation()
-    resume = cfg.get("resume", False)
-    if resume not in (True, False, "auto"):
-        raise ValueError(f"resume={resume}: choose false, true or auto")
-    # auto (what a requeued sweep job gets): continue if the folder has a last.ckpt, else start in it afresh
-    has_last = (run_dir / LAST).is_file()
-    resume_from = (
-        resume_checkpoint(run_dir, cfg, RUN_IDENTITY) if resume is True or (resume == "auto" and has_last) else None
-    )
+    resume = resume_setting(cfg)
+    resume_from = checkpoint_to_resume(run_dir, cfg, RUN_IDENTITY)
     if resume and (finished := read_finished(run_dir)) is not None:
         # Lightning restores early-stopping counters but not `should_stop`: fitting again would train on.
         log.info(

@@ -25,7 +25,7 @@ from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.inference.sliding import protocol_probabilities
-from heritage_seg.models.unet import build_unet, normalisation
+from heritage_seg.models.unet import build_unet, pixel_statistics
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
 from heritage_seg.training.optim import configure_optim
 
@@ -83,10 +83,10 @@ class SegmentationModule(L.LightningModule):
         batch = OmegaConf.select(config, "augment.batch")
         self.batch_augment = instantiate(batch) if batch is not None else None
         self.class_names, self.ignore_index = list(labels.names), labels.ignore_index
-        mean, std = normalisation(encoder.name)
         # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
-        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
-        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+        mean, std = pixel_statistics(encoder.name)
+        self.register_buffer("pixel_mean", mean)
+        self.register_buffer("pixel_std", std)
         # torchmetrics' MulticlassJaccardIndex is this confusion matrix underneath; keeping the matrix itself lets
         # absent classes be NaN (left out of mIoU, as mmsegmentation does) instead of torchmetrics' 0 or 1,
         # and gives Dice/precision/recall from the same counts. It syncs across DDP ranks in compute().

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from heritage_seg.core.files import save_image
-from heritage_seg.models.unet import build_unet, normalisation
+from heritage_seg.models.unet import build_unet, pixel_statistics
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT
 from heritage_seg.training.optim import configure_optim
 
@@ -60,9 +60,9 @@ class MaskedImageModule(L.LightningModule):
             raise ValueError(
                 f"pretrain.mask_patch={self.mask_patch}: must divide data.image_size={config.data.image_size}"
             )
-        mean, std = normalisation(encoder.name)
-        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
-        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+        mean, std = pixel_statistics(encoder.name)
+        self.register_buffer("pixel_mean", mean)
+        self.register_buffer("pixel_std", std)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() - self.pixel_mean) / self.pixel_std

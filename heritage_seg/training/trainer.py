@@ -16,6 +16,24 @@ from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO, read_checkpoi
 from heritage_seg.runs.folder import LAST, first_difference
 
 
+def resume_setting(cfg: DictConfig) -> bool | str:
+    """The `resume` option, checked: false, true or auto."""
+    resume = cfg.get("resume", False)
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume={resume}: choose false, true or auto")
+    return resume
+
+
+def checkpoint_to_resume(run_dir: Path, cfg: DictConfig, identity: Sequence[str]) -> Path | None:
+    """The last.ckpt this command continues from, or None for a fresh start: resume=true needs one (checked by
+    `resume_checkpoint`); auto (what a requeued sweep job gets) continues if the folder has one, else starts in it
+    afresh."""
+    resume = resume_setting(cfg)
+    if resume is True or (resume == "auto" and (run_dir / LAST).is_file()):
+        return resume_checkpoint(run_dir, cfg, identity)
+    return None
+
+
 def resume_checkpoint(run_dir: Path, cfg: DictConfig, identity: Sequence[str]) -> Path:
     """`resume=true`: the run folder's last.ckpt, after checking it belongs to the run this command describes
     (the `identity` keys of the config it was made with agree with this command's)."""
