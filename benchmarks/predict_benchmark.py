@@ -39,7 +39,16 @@ def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, d
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     sliding_window_predict(
-        image, lambda x: model((x.float() - mean) / std), 16, window, stride, batch_size, resolve(tta), "gaussian", dev
+        image,
+        lambda x: model((x.float() - mean) / std),
+        16,
+        window,
+        stride,
+        batch_size,
+        resolve(tta),
+        "gaussian",
+        dev,
+        uncertainty=tta,  # as predict maps with tta=true: the views' disagreement too
     )
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -120,13 +129,15 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
             "batch_size": 8,
             "blend": "gaussian",
             "overlay_alpha": 0.5,
+            "uncertainty": "auto",
+            "uncertain_above": 0.2,
         }
     )
     with tempfile.TemporaryDirectory() as tmp:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         with torch.no_grad():
-            report = predict_image(scan_path, stand_in, labels, cfg, Path(tmp), torch.device("cpu"))
+            report = predict_image(scan_path, [stand_in], labels, cfg, Path(tmp), torch.device("cpu"))
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pixels = width * height

@@ -100,7 +100,7 @@ def test_whole_image_sliding_probabilities_match_the_strip_wise_scan_mapping(win
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 5, 3, padding=1)
     image = np.random.default_rng(0).integers(0, 255, (70, 100, 3), dtype=np.uint8)
-    classes, confidence = sliding_window_predict(
+    classes, confidence, _ = sliding_window_predict(
         image, lambda x: conv(x.float() / 255), 5, window, stride, transforms=("identity", "hflip")
     )
     probs = sliding_window_probabilities(
@@ -127,7 +127,7 @@ def test_sliding_probabilities_of_one_pixel_thin_images_finish_and_match_the_sca
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 5, 3, padding=1)
     image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
-    classes, confidence = sliding_window_predict(image, lambda x: conv(x.float() / 255), 5, 32, 20)
+    classes, confidence, _ = sliding_window_predict(image, lambda x: conv(x.float() / 255), 5, 32, 20)
     previous = signal.signal(signal.SIGALRM, hang)
     signal.alarm(20)
     try:

@@ -343,3 +343,27 @@ def test_bf16_autocast_moves_the_metrics_by_less_than_half_a_point(trained, eval
     with pytest.raises(ValueError, match="precision=16: choose one of auto, 32, bf16"):
         _evaluate(trained / "checkpoints" / "best.ckpt", tmp_path / "fp16", "precision=16")
     assert not (tmp_path / "fp16").exists()
+
+
+def test_calibration_and_uncertainty_are_counted_over_the_scored_pixels(evaluated, trained):
+    """ECE and the reliability bins always; with TTA also the uncertainty maps, saved at each mask's size, whose
+    error-rate bins count the same pixels as the confusion matrix."""
+    plain_dir, plain = evaluated[False]
+    out_dir, payload = evaluated[True]
+    cm = np.asarray(payload["confusion_matrix"])
+    for p in (plain, payload):
+        bins = p["reliability"]
+        assert sum(b["pixels"] for b in bins) == np.asarray(p["confusion_matrix"]).sum()
+        gap = sum(b["pixels"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["pixels"])
+        assert p["ece"] == pytest.approx(gap / sum(b["pixels"] for b in bins), abs=1e-9)
+    assert plain["error_by_uncertainty"] is None and not (plain_dir / "predictions" / "uncertainty").exists()
+    by_uncertainty = payload["error_by_uncertainty"]
+    assert payload["uncertainty"]["views"] == 4
+    assert sum(b["pixels"] for b in by_uncertainty) == cm.sum()
+    errors = sum(round(b["pixels"] * b["error_rate"]) for b in by_uncertainty if b["pixels"])
+    assert errors == cm.sum() - np.trace(cm)
+    val_ids = json.loads((trained / "splits.json").read_text())["val_ids"]
+    for sample_id in val_ids:
+        spread = Image.open(out_dir / "predictions" / "uncertainty" / f"{sample_id}.png")
+        assert spread.size == Image.open(out_dir / "predictions" / "masks" / f"{sample_id}.png").size
+    assert (out_dir / "reliability.png").is_file() and (plain_dir / "reliability.png").is_file()

@@ -239,3 +239,50 @@ def test_a_checkpoint_made_before_the_protocol_was_recorded_maps_as_squash_train
     report = json.loads((out / "painting_report.json").read_text())
     size = checkpoint["hyper_parameters"]["run_config"]["data"]["image_size"]
     assert (report["scale"], report["protocol"], report["window"]) == ("squash", "squash", size)
+
+
+def test_tta_writes_an_uncertainty_map_and_reports_it(trained_run, scans, tmp_path):
+    """tta=true: <scan>_uncertainty.png at full size, its figures in report.json, report.csv and report.html."""
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    out = tmp_path / "tta"
+    predict(_cfg(ckpt, scans / "painting.tif", "tta=true", "scale=1.0"), out)
+    spread = np.asarray(Image.open(out / "painting_uncertainty.png"))
+    mask = np.asarray(Image.open(out / "painting_mask.png"))
+    assert spread.shape == mask.shape == (210, 300) and spread.max() > 0  # an untrained net is not flip-invariant
+    report = json.loads((out / "painting_report.json").read_text())["uncertainty"]
+    assert report["views"] == 4 and report["threshold"] == 0.2
+    assert report["mean"] == pytest.approx(spread.mean() / 255, abs=1e-4)
+    damage = mask != 0
+    expected = 100 * (spread[damage] >= 51).mean() if damage.any() else None
+    assert report["damage_uncertain_percent"] == (pytest.approx(expected, abs=1e-4) if damage.any() else None)
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert {float(r["scan_mean_uncertainty"]) for r in rows} == {report["mean"]}
+    clean = next(r for r in rows if r["kind"] == "clean")
+    assert float(clean["mean_uncertainty"]) == pytest.approx(spread[mask == 0].mean() / 255, abs=1e-4)
+    page = check_html_page(out / "report.html")
+    assert "painting_uncertainty.png" in page.links
+    assert page.rows[0][4] == f"{report['mean']:.3f}"  # the column after the damaged share
+
+
+def test_one_view_writes_no_map_and_asking_for_one_is_refused(trained_run, scans, tmp_path):
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    predict(_cfg(ckpt, scans / "painting.tif"), tmp_path / "plain")
+    assert not (tmp_path / "plain" / "painting_uncertainty.png").exists()
+    assert json.loads((tmp_path / "plain" / "painting_report.json").read_text())["uncertainty"] is None
+    assert {r["mean_uncertainty"] for r in csv.DictReader((tmp_path / "plain" / "report.csv").open())} == {""}
+    with pytest.raises(ValueError, match="uncertainty=true needs at least two views.*tta=true"):
+        predict(_cfg(ckpt, scans / "painting.tif", "uncertainty=true"), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # refused before any folder is made
+
+
+def test_an_ensemble_maps_with_every_member_and_equal_members_never_disagree(trained_run, scans, tmp_path):
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    predict(_cfg(ckpt, scans / "painting.tif"), tmp_path / "one")
+    predict(_cfg(f"[{ckpt},{ckpt}]", scans / "painting.tif"), tmp_path / "two")
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "two" / "painting_mask.png")),
+        np.asarray(Image.open(tmp_path / "one" / "painting_mask.png")),
+    )
+    report = json.loads((tmp_path / "two" / "painting_report.json").read_text())
+    assert report["checkpoints"] == [str(ckpt), str(ckpt)] and report["uncertainty"]["views"] == 2
+    assert np.asarray(Image.open(tmp_path / "two" / "painting_uncertainty.png")).max() == 0

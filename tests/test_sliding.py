@@ -59,7 +59,7 @@ def test_sliding_equals_whole_image_for_a_pointwise_model(shape):
     """Every window predicts a pixel the same way, so any bookkeeping error in placement or blending shows."""
     model = _pointwise_model()
     image = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
-    classes, confidence = sliding_window_predict(image, model, 16, window=64, stride=40, batch_size=3)
+    classes, confidence, _ = sliding_window_predict(image, model, 16, window=64, stride=40, batch_size=3)
     with torch.no_grad():
         probs = model(torch.from_numpy(image).permute(2, 0, 1)[None]).softmax(1)[0]
     np.testing.assert_array_equal(classes, probs.argmax(0).numpy())
@@ -74,7 +74,7 @@ def test_sliding_matches_whole_image_for_a_real_unet_up_to_border_effects():
     def logits(x):
         return model(x.float() / 127.5 - 1)
 
-    classes, _ = sliding_window_predict(image, logits, 16, window=128, stride=64, batch_size=4)
+    classes, _, _ = sliding_window_predict(image, logits, 16, window=128, stride=64, batch_size=4)
     with torch.no_grad():
         whole = logits(torch.from_numpy(image).permute(2, 0, 1)[None]).argmax(1)[0].numpy()
     inner = (slice(32, -32), slice(32, -32))
@@ -84,8 +84,8 @@ def test_sliding_matches_whole_image_for_a_real_unet_up_to_border_effects():
 def test_tta_per_window_keeps_a_pointwise_model_unchanged():
     model = _pointwise_model()
     image = np.random.default_rng(3).integers(0, 255, (100, 90, 3), dtype=np.uint8)
-    plain, _ = sliding_window_predict(image, model, 16, 64, 40)
-    tta, _ = sliding_window_predict(image, model, 16, 64, 40, transforms=("identity", "hflip", "vflip", "rot90"))
+    plain, _, _ = sliding_window_predict(image, model, 16, 64, 40)
+    tta, _, _ = sliding_window_predict(image, model, 16, 64, 40, transforms=("identity", "hflip", "vflip", "rot90"))
     np.testing.assert_array_equal(plain, tta)
 
 
@@ -95,7 +95,7 @@ from heritage_seg.inference.sliding import sliding_window_predict
 conv = torch.nn.Conv2d(3, 16, 1)
 image = np.random.default_rng(0).integers(0, 255, (4096, 4096, 3), dtype=np.uint8)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-classes, conf = sliding_window_predict(image, lambda x: conv(x.float() / 255), 16, 256, 192, batch_size=8)
+classes, conf, _ = sliding_window_predict(image, lambda x: conv(x.float() / 255), 16, 256, 192, batch_size=8)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((peak - base) * 1024)
 """

@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from heritage_seg.core.geometry import fit_longest_side
+from heritage_seg.evaluation.calibration import Calibration
 from heritage_seg.evaluation.metrics import count_confusion
+from heritage_seg.inference.uncertainty import to_uint8
 from heritage_seg.inference.upsample import upsampled_strips
 
 
@@ -26,18 +28,29 @@ def native_confusion(
     ignore_index: int,
     rows_per_strip: int = 64,
     prediction: np.ndarray | None = None,
+    calibration: Calibration | None = None,
+    uncertainty: np.ndarray | None = None,
 ) -> torch.Tensor:
     """(C, C) confusion matrix (rows = truth) of argmax(bilinear(probs) at the mask's size) against `mask`
     ((H, W) class ids, `ignore_index` not counted), accumulated strip by strip on `probs`' device. With
-    `prediction` (an (H, W) uint8 array) the class map at the mask's size is also written there."""
+    `prediction` (an (H, W) uint8 array) the class map at the mask's size is also written there. `probs` may
+    carry the views' disagreement as a last channel (num_classes + 1): it is upsampled alike, counted by
+    `calibration` (which counts the confidences too) and, with `uncertainty` ((H, W) uint8), written x 255."""
     height, width = mask.shape
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=probs.device)
     for top, strip in upsampled_strips(probs, height, width, rows_per_strip):
+        rows = slice(top, top + strip.shape[1])
+        spread = strip[num_classes] if strip.shape[0] > num_classes else None
+        strip = strip[:num_classes]
         pred = strip.argmax(dim=0)
-        target = mask[top : top + pred.shape[0]].to(probs.device, non_blocking=True)
+        target = mask[rows].to(probs.device, non_blocking=True)
         total += count_confusion(target, pred, num_classes, ignore_index)
+        if calibration is not None:
+            calibration.add(strip, target, ignore_index, spread)
         if prediction is not None:
-            prediction[top : top + pred.shape[0]] = pred.to(torch.uint8).cpu().numpy()
+            prediction[rows] = pred.to(torch.uint8).cpu().numpy()
+        if uncertainty is not None and spread is not None:
+            uncertainty[rows] = to_uint8(spread).cpu().numpy()
     return total
 
 

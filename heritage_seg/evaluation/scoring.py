@@ -18,9 +18,12 @@ import torch
 
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.folds import DEFAULT_SPLIT
+from heritage_seg.evaluation.calibration import Calibration
 from heritage_seg.evaluation.metrics import count_confusion, segmentation_metrics
 from heritage_seg.evaluation.native import native_confusion
-from heritage_seg.inference.tta import predict_probabilities
+from heritage_seg.inference.sliding import protocol_probabilities
+from heritage_seg.inference.uncertainty import MEASURE as UNCERTAINTY_MEASURE
+from heritage_seg.inference.uncertainty import to_uint8
 from heritage_seg.models.pretrained import started_from
 
 VERSIONED_PACKAGES = ("heritage_seg", "torch", "lightning", "segmentation-models-pytorch", "timm", "torchmetrics")
@@ -33,8 +36,11 @@ class EvalResult:
     per_image_confmat: list[np.ndarray] = field(default_factory=list)
     predictions: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8 class ids
     confidence: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8, max probability * 255
+    uncertainty: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8 disagreement * 255, with views
     # the same predictions scored against the masks at their stored resolution (None: not asked for)
     native_confmat: np.ndarray | None = None
+    calibration: Calibration | None = None  # confidence and uncertainty bins, counted where the metrics are
+    views: int = 1  # members x TTA transforms
 
     def per_image_miou(self) -> np.ndarray:
         return np.array([segmentation_metrics(cm)["miou"] for cm in self.per_image_confmat])
@@ -50,31 +56,35 @@ def run_evaluation(
     device: torch.device | str = "cpu",
     keep_predictions: bool = True,
     native_mask: Callable[[int], np.ndarray] | None = None,
-    native_prediction: Callable[[int, np.ndarray], None] | None = None,
-    probabilities: Callable[..., torch.Tensor] = predict_probabilities,
+    native_prediction: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
+    probabilities: Callable[..., torch.Tensor] | None = None,
 ) -> EvalResult:
     """Every pixel of every batch goes into one confusion matrix; per-image matrices are kept for ranking.
 
-    Several models (an ensemble) average their softmax probabilities, each after its own TTA; `probabilities`
-    (logits_fn, images, transforms) -> (N, C, H, W) is how, per the models' training protocol (sliding windows
-    over whole images for crop-trained models: heritage_seg/sliding.protocol_probabilities). With
-    `native_mask` (data-set index -> class-id mask at its stored resolution) the same probabilities are also
-    upsampled to that mask's size and counted there (heritage_seg/evaluation/native.py): `result.native_confmat`; each
-    image's class map at that size is handed to `native_prediction(index, map)` if given (never all kept)."""
+    Several models (an ensemble) average their softmax probabilities over every member's every view;
+    `probabilities` (logits_fns, images, transforms, spread) -> (N, C[+1], H, W) is how, per the models' training
+    protocol (sliding windows over whole images for crop-trained models: inference/sliding.protocol_probabilities).
+    With two views or more (TTA, an ensemble) the views' disagreement is computed too (inference/uncertainty.py):
+    `result.uncertainty` and the error rate per uncertainty bin in `result.calibration`, which also counts the
+    softmax's calibration. With `native_mask` (data-set index -> class-id mask at its stored resolution) the same
+    probabilities are also upsampled to that mask's size and counted there (evaluation/native.py):
+    `result.native_confmat`, and the calibration is counted there; each image's class map (and uncertainty map,
+    or None) at that size is handed to `native_prediction(index, map, uncertainty)` if given (never all kept)."""
     models = list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
+    probabilities = probabilities or protocol_probabilities(None)
+    views = len(models) * len(transforms)
+    spread = views > 1
     total = np.zeros((num_classes, num_classes), dtype=np.int64)
-    result = EvalResult(confmat=total)
+    result = EvalResult(confmat=total, calibration=Calibration(device), views=views)
     if native_mask is not None:
         result.native_confmat = np.zeros((num_classes, num_classes), dtype=np.int64)
     for batch in batches:
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["mask"].to(device, non_blocking=True)
-        probs = probabilities(models[0], images, transforms)
-        for model in models[1:]:
-            probs += probabilities(model, images, transforms)
-        if len(models) > 1:
-            probs /= len(models)
-        confidence, pred = probs.max(dim=1)
+        probs = probabilities(models, images, transforms, spread=spread)
+        disagreement = probs[:, num_classes] if spread else None
+        class_probs = probs[:, :num_classes]
+        confidence, pred = class_probs.max(dim=1)
         per_image = count_confusion(masks, pred, num_classes, ignore_index, per_image=True).cpu().numpy()  # one copy
         total += per_image.sum(axis=0)
         result.per_image_confmat.extend(per_image)
@@ -82,15 +92,34 @@ def run_evaluation(
         if native_mask is not None:
             for one, index in zip(probs, batch["index"]):
                 mask = torch.from_numpy(native_mask(int(index)))
-                pred_native = None if native_prediction is None else np.zeros(tuple(mask.shape), dtype=np.uint8)
+                keep = native_prediction is not None
+                pred_native = np.zeros(tuple(mask.shape), dtype=np.uint8) if keep else None
+                spread_native = np.zeros(tuple(mask.shape), dtype=np.uint8) if keep and spread else None
                 result.native_confmat += (
-                    native_confusion(one, mask, num_classes, ignore_index, prediction=pred_native).cpu().numpy()
+                    native_confusion(
+                        one,
+                        mask,
+                        num_classes,
+                        ignore_index,
+                        prediction=pred_native,
+                        calibration=result.calibration,
+                        uncertainty=spread_native,
+                    )
+                    .cpu()
+                    .numpy()
                 )
-                if native_prediction is not None:
-                    native_prediction(int(index), pred_native)
+                if keep:
+                    native_prediction(int(index), pred_native, spread_native)
+        else:
+            for k in range(len(images)):
+                result.calibration.add(
+                    class_probs[k], masks[k], ignore_index, None if disagreement is None else disagreement[k]
+                )
         if keep_predictions:
             result.predictions.extend(pred.to(torch.uint8).cpu().numpy())
             result.confidence.extend((confidence * 255).round().to(torch.uint8).cpu().numpy())
+            if disagreement is not None:
+                result.uncertainty.extend(to_uint8(disagreement).cpu().numpy())
     return result
 
 
@@ -190,9 +219,13 @@ def evaluation_payload(
 ) -> dict[str, Any]:
     """metrics.json of one evaluation of a run's checkpoint: what `evaluate` and the end-of-fit report both write
     (`context`: max_side, device, precision, seconds and what else the caller records)."""
+    calibration = result.calibration.payload() if result.calibration is not None else {}
+    if calibration.get("error_by_uncertainty") is not None:
+        calibration["uncertainty"] = {"measure": UNCERTAINTY_MEASURE, "views": result.views}
     return scored_payload(
         result,
         class_names,
+        **calibration,
         tta=len(transforms) > 1,
         tta_transforms=list(transforms),
         num_images=len(result.indices),
@@ -216,6 +249,8 @@ def format_table(payload: dict[str, Any]) -> str:
         f"mDice {pct(payload['mean_dice'])}   pixel accuracy {pct(payload['pixel_accuracy'])}   "
         f"(tta={payload.get('tta')})"
     )
+    if payload.get("ece") is not None:
+        lines.append(f"expected calibration error of the softmax (ECE, 15 bins) {payload['ece']:.4f}")
     if payload.get("resolution") == "native":
         train = payload["train_resolution"]
         cap = f", longest side capped at {payload['max_side']} px" if payload.get("max_side") else ""

@@ -17,7 +17,8 @@ import torch
 
 from heritage_seg.core.geometry import reflect_pad, reflection_steps
 from heritage_seg.core.protocol import Protocol
-from heritage_seg.inference.tta import predict_probabilities
+from heritage_seg.inference.tta import ensemble_probabilities
+from heritage_seg.inference.uncertainty import to_uint8
 
 
 def default_stride(window: int) -> int:
@@ -73,7 +74,7 @@ def _layout(height: int, width: int, window: int, stride: int) -> tuple[tuple[in
 @torch.no_grad()
 def sliding_window_predict(
     image: np.ndarray,
-    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    logits_fn: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]],
     num_classes: int,
     window: int,
     stride: int,
@@ -82,8 +83,12 @@ def sliding_window_predict(
     blend: str = "gaussian",
     device: torch.device | str = "cpu",
     on_windows_done: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) uint8 scan -> (H, W) uint8 class ids and (H, W) uint8 confidence (max probability x 255)."""
+    uncertainty: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(H, W, 3) uint8 scan -> (H, W) uint8 class ids, (H, W) uint8 confidence (max probability x 255) and, with
+    `uncertainty`, (H, W) uint8 disagreement of the views x 255 (inference/uncertainty.py), else None.
+    `logits_fn` may be several models (an ensemble): their probabilities are averaged, each after its own TTA."""
+    fns = list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
     height, width = image.shape[:2]
     (pad_h, pad_w), pads = _layout(height, width, window, stride)
     top, _, left, _ = pads
@@ -93,7 +98,9 @@ def sliding_window_predict(
 
     classes = np.zeros((height, width), dtype=np.uint8)
     confidence = np.zeros((height, width), dtype=np.uint8)
-    strip = torch.zeros((num_classes, window, pad_w), dtype=torch.float32, device=device)
+    spread = np.zeros((height, width), dtype=np.uint8) if uncertainty else None
+    channels = num_classes + (1 if uncertainty else 0)  # + the views' disagreement
+    strip = torch.zeros((channels, window, pad_w), dtype=torch.float32, device=device)
     strip_weight = torch.zeros((window, pad_w), dtype=torch.float32, device=device)
     origin = 0  # padded row of strip[0]
     for row, y in enumerate(ys):
@@ -107,7 +114,7 @@ def sliding_window_predict(
         for batch_xs in _chunks(xs, batch_size):
             crops = np.stack([padded[y : y + window, x : x + window] for x in batch_xs])
             batch = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2)
-            probs = predict_probabilities(logits_fn, batch, transforms)
+            probs = ensemble_probabilities(fns, batch, transforms, spread=uncertainty)
             for probs_one, x in zip(probs, batch_xs):
                 strip[:, :, x : x + window] += probs_one * weights
                 strip_weight[:, x : x + window] += weights
@@ -115,25 +122,39 @@ def sliding_window_predict(
                 on_windows_done(len(batch_xs))
         # rows no later window covers are final
         final_end = (ys[row + 1] if row + 1 < len(ys) else pad_h) - origin
-        _finalise(strip[:, :final_end], strip_weight[:final_end], origin, top, left, height, width, classes, confidence)
-    return classes, confidence
+        _finalise(
+            strip[:, :final_end],
+            strip_weight[:final_end],
+            origin,
+            top,
+            left,
+            height,
+            width,
+            classes,
+            confidence,
+            spread,
+        )
+    return classes, confidence, spread
 
 
 @torch.no_grad()
 def sliding_window_probabilities(
     image: torch.Tensor,
-    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    logits_fn: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]],
     window: int,
     stride: int,
     batch_size: int = 8,
     transforms: Sequence[str] = ("identity",),
     blend: str = "gaussian",
+    spread: bool = False,
 ) -> torch.Tensor:
-    """(3, H, W) image (uint8 or float 0..255, on the model's device) -> (C, H, W) blended softmax probabilities.
+    """(3, H, W) image (uint8 or float 0..255, on the model's device) -> (C, H, W) blended softmax probabilities
+    (with `spread`, + the views' disagreement as a last channel; `logits_fn` may be an ensemble).
 
     The same windows, padding and blending as `sliding_window_predict`, but the whole probability map is kept:
     for validation over images cached at a bounded size (data.max_side), where the map is at most tens of MB and
     native-resolution scoring needs the probabilities, not the class map."""
+    fns = list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
     height, width = image.shape[1:]
     (pad_h, pad_w), margins = _layout(height, width, window, stride)
     padded = image.float()
@@ -146,7 +167,7 @@ def sliding_window_probabilities(
     total = weight = None
     for batch in _chunks(corners, batch_size):
         crops = torch.stack([padded[:, y : y + window, x : x + window] for y, x in batch])
-        probs = predict_probabilities(logits_fn, crops, transforms).float()
+        probs = ensemble_probabilities(fns, crops, transforms, spread).float()
         if total is None:
             total = torch.zeros((probs.shape[1], pad_h, pad_w), dtype=torch.float32, device=image.device)
             weight = torch.zeros((pad_h, pad_w), dtype=torch.float32, device=image.device)
@@ -156,21 +177,34 @@ def sliding_window_probabilities(
     return (total / weight)[:, margins[0] : margins[0] + height, margins[2] : margins[2] + width]
 
 
-def protocol_probabilities(
-    protocol: Protocol | None, window_batch_size: int = 8
-) -> Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, Sequence[str]], torch.Tensor]:
-    """How a batch of validation images becomes (N, C, H, W) probabilities under a model's training protocol:
-    squash = the model on the batch as it is; crops = each whole cached image by sliding windows of the crop size,
-    as predict maps a scan."""
+def protocol_probabilities(protocol: Protocol | None, window_batch_size: int = 8) -> Callable[..., torch.Tensor]:
+    """How a batch of validation images becomes (N, C, H, W) probabilities under a model's training protocol,
+    as `(logits_fn or an ensemble's list, images, transforms=("identity",), spread=False)`: squash = the model
+    on the batch as it is; crops = each whole cached image by sliding windows of the crop size, as predict maps
+    a scan. With `spread`, one more channel: the views' disagreement (inference/uncertainty.py)."""
+
+    def members(logits_fn) -> list:
+        return list(logits_fn) if isinstance(logits_fn, (list, tuple)) else [logits_fn]
+
     if protocol is None or not protocol.crops:
-        return predict_probabilities
+
+        def whole(logits_fn, images: torch.Tensor, transforms: Sequence[str] = ("identity",), spread=False):
+            return ensemble_probabilities(members(logits_fn), images, transforms, spread)
+
+        return whole
     window = protocol.image_size
 
-    def probabilities(logits_fn, images: torch.Tensor, transforms: Sequence[str] = ("identity",)) -> torch.Tensor:
+    def probabilities(logits_fn, images: torch.Tensor, transforms: Sequence[str] = ("identity",), spread=False):
         return torch.stack(
             [
                 sliding_window_probabilities(
-                    image, logits_fn, window, default_stride(window), window_batch_size, transforms
+                    image,
+                    members(logits_fn),
+                    window,
+                    default_stride(window),
+                    window_batch_size,
+                    transforms,
+                    spread=spread,
                 )
                 for image in images
             ]
@@ -179,7 +213,7 @@ def protocol_probabilities(
     return probabilities
 
 
-def _finalise(probs, weight, origin, top, left, height, width, classes, confidence) -> None:
+def _finalise(probs, weight, origin, top, left, height, width, classes, confidence, spread) -> None:
     """Write padded rows [origin, origin + len) of the blended probabilities into the image-sized outputs."""
     rows = np.arange(origin, origin + probs.shape[1]) - top
     keep = (rows >= 0) & (rows < height)
@@ -187,10 +221,13 @@ def _finalise(probs, weight, origin, top, left, height, width, classes, confiden
         return
     blended = probs[:, torch.from_numpy(keep).to(probs.device)] / weight[torch.from_numpy(keep).to(probs.device)]
     blended = blended[:, :, left : left + width]
+    out_rows = slice(rows[keep][0], rows[keep][-1] + 1)
+    if spread is not None:
+        spread[out_rows] = to_uint8(blended[-1]).cpu().numpy()
+        blended = blended[:-1]
     best, ids = blended.max(dim=0)
-    out_rows = rows[keep]
-    classes[out_rows[0] : out_rows[-1] + 1] = ids.to(torch.uint8).cpu().numpy()
-    confidence[out_rows[0] : out_rows[-1] + 1] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    classes[out_rows] = ids.to(torch.uint8).cpu().numpy()
+    confidence[out_rows] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:

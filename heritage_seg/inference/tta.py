@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from heritage_seg.inference.uncertainty import disagreement, entropy
+
 # name -> (forward, inverse) on (..., H, W) tensors
 TRANSFORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
     "identity": (lambda x: x, lambda x: x),
@@ -34,12 +36,38 @@ def resolve(names: Sequence[str] | bool) -> tuple[str, ...]:
 
 @torch.no_grad()
 def predict_probabilities(
-    logits_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, transforms: Sequence[str] = ("identity",)
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    transforms: Sequence[str] = ("identity",),
+    spread: bool = False,
 ) -> torch.Tensor:
-    """Mean over transforms of softmax(logits_fn(t(x))) mapped back by t's inverse: (N, C, H, W) float32."""
-    total = None
-    for name in transforms:
-        forward, inverse = TRANSFORMS[name]
-        probs = inverse(logits_fn(forward(images)).float().softmax(dim=1))
-        total = probs if total is None else total.add_(probs)
-    return total.div_(len(transforms))
+    """Mean over transforms of softmax(logits_fn(t(x))) mapped back by t's inverse: (N, C, H, W) float32.
+
+    `spread=True` appends one channel: how much the views disagree, 0..1, per pixel (inference/uncertainty.py).
+    Both are per-pixel values that blending windows and bilinear upsampling may average."""
+    return ensemble_probabilities([logits_fn], images, transforms, spread)
+
+
+@torch.no_grad()
+def ensemble_probabilities(
+    logits_fns: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+    images: torch.Tensor,
+    transforms: Sequence[str] = ("identity",),
+    spread: bool = False,
+) -> torch.Tensor:
+    """`predict_probabilities` over several models (an ensemble): the mean over every member's every view, and
+    with `spread` the disagreement of all of those views."""
+    total = entropies = None
+    for logits_fn in logits_fns:
+        for name in transforms:
+            forward, inverse = TRANSFORMS[name]
+            probs = inverse(logits_fn(forward(images)).float().softmax(dim=1))
+            if spread:
+                own = entropy(probs)
+                entropies = own if entropies is None else entropies.add_(own)
+            total = probs if total is None else total.add_(probs)
+    views = len(logits_fns) * len(transforms)
+    mean = total.div_(views)
+    if not spread:
+        return mean
+    return torch.cat([mean, disagreement(mean, entropies.div_(views), views)[:, None]], dim=1)

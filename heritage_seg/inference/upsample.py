@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from heritage_seg.inference.uncertainty import to_uint8
+
 
 def _axis(out_len: int, in_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices and weights of bilinear resizing along one axis, as `F.interpolate(align_corners=False)`."""
@@ -40,14 +42,22 @@ def upsampled_strips(probs: torch.Tensor, height: int, width: int, rows_per_stri
         yield top, wide[:, row_lo[top:end] - first] * (1 - w) + wide[:, row_hi[top:end] - first] * w
 
 
-def native_class_map(probs: torch.Tensor, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(C, h, w) probabilities -> (height, width) uint8 class ids and confidence (max probability x 255), upsampled
-    bilinearly strip by strip: predict's whole-scan path for squash-trained models, the same upsampling that
-    native-resolution evaluation scores."""
+def native_class_map(
+    probs: torch.Tensor, height: int, width: int, uncertainty: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(C, h, w) probabilities -> (height, width) uint8 class ids, confidence (max probability x 255) and, with
+    `uncertainty` (`probs` has the views' disagreement as a last channel), that disagreement x 255 (else None);
+    upsampled bilinearly strip by strip: predict's whole-scan path for squash-trained models, the same
+    upsampling that native-resolution evaluation scores."""
     classes = np.empty((height, width), dtype=np.uint8)
     confidence = np.empty((height, width), dtype=np.uint8)
+    spread = np.empty((height, width), dtype=np.uint8) if uncertainty else None
     for top, strip in upsampled_strips(probs, height, width):
+        rows = slice(top, top + strip.shape[1])
+        if spread is not None:
+            spread[rows] = to_uint8(strip[-1]).cpu().numpy()
+            strip = strip[:-1]
         best, ids = strip.max(dim=0)
-        classes[top : top + ids.shape[0]] = ids.to(torch.uint8).cpu().numpy()
-        confidence[top : top + ids.shape[0]] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    return classes, confidence
+        classes[rows] = ids.to(torch.uint8).cpu().numpy()
+        confidence[rows] = (best.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return classes, confidence, spread

@@ -9,7 +9,9 @@ import numpy as np
 from scipy import ndimage
 
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.inference.uncertainty import MEASURE as UNCERTAINTY_MEASURE
 
+BBOX_FIELDS = ["largest_region_bbox_x0", "largest_region_bbox_y0", "largest_region_bbox_x1", "largest_region_bbox_y1"]
 CSV_FIELDS = [
     "image",
     "class",
@@ -18,10 +20,13 @@ CSV_FIELDS = [
     "percent_of_object",
     "regions",
     "largest_region_pixels",
-    "largest_region_bbox_x0",
-    "largest_region_bbox_y0",
-    "largest_region_bbox_x1",
-    "largest_region_bbox_y1",
+    *BBOX_FIELDS,
+    # with an uncertainty map (tta=true or an ensemble), else empty: the class's pixels' mean uncertainty and
+    # share above the threshold; the scan's mean over its object and share of its damage pixels above it
+    "mean_uncertainty",
+    "uncertain_percent",
+    "scan_mean_uncertainty",
+    "scan_uncertain_damage_percent",
 ]
 
 
@@ -57,6 +62,41 @@ def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
     }
 
 
+def uncertainty_report(
+    mask: np.ndarray, uncertainty: np.ndarray, labels: LabelMap, threshold: float, views: int, rows: int = 512
+) -> dict[str, Any]:
+    """The scan's mean uncertainty (0..1, over its object pixels), the share of its damage pixels whose
+    uncertainty is at least `threshold`, and both per class; `uncertainty` is the uint8 map (x 255). Counted
+    in strips of rows: a 12,000 x 9,000 scan never gets a float copy of its map."""
+    cut = int(np.ceil(threshold * 255))
+    pixels = np.zeros(256, dtype=np.int64)
+    total = np.zeros(256, dtype=np.float64)
+    uncertain = np.zeros(256, dtype=np.int64)
+    for top in range(0, mask.shape[0], rows):
+        m, u = mask[top : top + rows].reshape(-1), uncertainty[top : top + rows].reshape(-1)
+        pixels += np.bincount(m, minlength=256)
+        total += np.bincount(m, weights=u, minlength=256)
+        uncertain += np.bincount(m[u >= cut], minlength=256)
+    n = labels.num_classes
+    damage = [c for c in range(n) if c != labels.clean_index]
+    per_class = {
+        name: {
+            "mean": round(float(total[c] / pixels[c] / 255), 4) if pixels[c] else None,
+            "uncertain_percent": round(100.0 * uncertain[c] / pixels[c], 4) if pixels[c] else None,
+        }
+        for c, name in enumerate(labels.names)
+    }
+    damaged = int(pixels[damage].sum())
+    return {
+        "measure": UNCERTAINTY_MEASURE,
+        "views": views,
+        "threshold": threshold,
+        "mean": round(float(total[:n].sum() / max(int(pixels[:n].sum()), 1) / 255), 4),
+        "damage_uncertain_percent": round(100.0 * int(uncertain[damage].sum()) / damaged, 4) if damaged else None,
+        "per_class": per_class,
+    }
+
+
 def _regions(binary: np.ndarray) -> dict[str, Any]:
     """Connected regions (8-connected) of one class, counted inside the class's bounding box only and with
     per-region sizes taken over the class's own pixels: damage is usually a small part of a scan, and whole-scan
@@ -78,7 +118,24 @@ def _regions(binary: np.ndarray) -> dict[str, Any]:
 
 
 def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"image": report["image"], "class": report["clean_class"], "kind": "clean", **report["clean"]}]
+    spread = report.get("uncertainty")
+    scan = (
+        {
+            "scan_mean_uncertainty": spread["mean"],
+            "scan_uncertain_damage_percent": spread["damage_uncertain_percent"],
+        }
+        if spread
+        else {}
+    )
+
+    def uncertainty(name: str) -> dict[str, Any]:
+        if not spread:
+            return {}
+        entry = spread["per_class"][name]
+        return {"mean_uncertainty": entry["mean"], "uncertain_percent": entry["uncertain_percent"], **scan}
+
+    clean = report["clean_class"]
+    rows = [{"image": report["image"], "class": clean, "kind": "clean", **report["clean"], **uncertainty(clean)}]
     for name, entry in report["damage"].items():
         bbox = entry.get("largest_region_bbox") or [None] * 4
         rows.append(
@@ -90,7 +147,8 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "percent_of_object": entry["percent_of_object"],
                 "regions": entry["regions"],
                 "largest_region_pixels": entry["largest_region_pixels"],
-                **dict(zip(CSV_FIELDS[-4:], bbox)),
+                **dict(zip(BBOX_FIELDS, bbox)),
+                **uncertainty(name),
             }
         )
     return rows

@@ -103,6 +103,40 @@ def plot_iou_per_class(payload: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
+def plot_reliability(payload: dict[str, Any], path: Path) -> None:
+    """Left: accuracy against mean confidence per confidence bin (the diagonal is a calibrated model), with ECE.
+    Right, where an uncertainty map was made: the error rate per uncertainty bin (it should rise)."""
+    by_uncertainty = payload.get("error_by_uncertainty")
+    fig, axes = plt.subplots(1, 2 if by_uncertainty else 1, figsize=(10 if by_uncertainty else 5, 4.2), squeeze=False)
+    ax = axes[0][0]
+    bins = [b for b in payload["reliability"] if b["pixels"]]
+    width = 1 / len(payload["reliability"])
+    ax.bar([b["lower"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge", color="tab:blue",
+           edgecolor="white", label="accuracy of the pixels in the bin")  # fmt: skip
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="tab:orange", markersize=3)
+    ece = payload.get("ece")
+    ax.set_title(f"Reliability of the softmax (ECE {ece:.3f})" if ece is not None else "Reliability of the softmax")
+    ax.set_xlabel("confidence (max class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    if by_uncertainty:
+        ax = axes[0][1]
+        filled = [b for b in by_uncertainty if b["pixels"]]
+        ax.bar([b["lower"] for b in filled], [b["error_rate"] for b in filled], width=1 / len(by_uncertainty),
+               align="edge", color="tab:red", edgecolor="white")  # fmt: skip
+        for b in filled:
+            ax.text(b["lower"] + 0.05, b["error_rate"] + 0.01, f"{b['pixels']:,}", ha="center", fontsize=6)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("uncertainty (views' disagreement), pixels per bin above the bars")
+        ax.set_ylabel("error rate")
+        ax.set_title("Error rate per uncertainty bin")
+    save_figure(fig, path)
+
+
 def colorize(mask: np.ndarray, labels: LabelMap) -> np.ndarray:
     return labels.palette()[mask]
 

@@ -1,7 +1,8 @@
 """predict's report.html: every scan of a batch on one page, to browse instead of opening four files per scan.
 
 Per scan: a thumbnail of the overlay (embedded), the damaged share of the object, the share of each damage class
-found, its largest regions, and links to the full-size files beside the page. The table is sorted by damaged
+found, its largest regions, how uncertain the map is (with TTA or an ensemble), and links to the full-size files
+beside the page. The table is sorted by damaged
 share (largest first) and can be re-sorted by any column in the browser.
 """
 
@@ -46,6 +47,7 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
                 "width": report["width"],
                 "height": report["height"],
                 "damaged": report["damage_total"]["percent_of_object"],
+                "uncertainty": report.get("uncertainty"),
                 "overlay": overlay.name,
                 "thumbnail": Markup(_thumbnail(overlay)) if overlay.exists() else None,
                 "classes": [
@@ -75,11 +77,13 @@ def scan_report_html(
     reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap, failed: dict[str, str] | None = None
 ) -> str:
     """The whole page; `reports` are the scans' report.json payloads, their files in `out_dir`."""
+    rows = scan_rows(reports, out_dir, labels)
     return render(
         "scan_report.html.j2",
         title="heritage_seg — damage maps",
         sortable=True,
-        scans=scan_rows(reports, out_dir, labels),
+        scans=rows,
+        uncertainty=next((r["uncertainty"] for r in rows if r["uncertainty"]), None),
         top=5,
         failed=sorted((failed or {}).items()),
     )

@@ -42,6 +42,8 @@ CLASS_DISTRIBUTION_PNG = "class_distribution.png"
 IOU_PER_CLASS_PNG = "iou_per_class.png"
 PREDICTIONS = "predictions"  # best01_<id>_{input,gt,pred,overlay}.png ... worst01_<id>_...
 PREDICTED_MASKS = f"{PREDICTIONS}/masks"  # <id>.png: the class ids that were scored
+PREDICTED_UNCERTAINTY = f"{PREDICTIONS}/uncertainty"  # <id>.png: the views' disagreement x 255 (TTA / ensemble)
+RELIABILITY_PNG = "reliability.png"  # the softmax's reliability diagram, and error rate per uncertainty bin
 EVALUATION_SUBDIR = "evaluate"  # where the study page suggests `evaluate` writes inside a run (hydra.run.dir=)
 PANEL_GLOBS = (  # the best and worst overlay panels, in a run folder or an evaluation folder inside it
     f"{PREDICTIONS}/best01_*_overlay.png",
@@ -55,6 +57,7 @@ SCAN_OUTPUTS = {
     "overlay": "_overlay.jpg",
     "mask": "_mask.png",
     "confidence": "_confidence.png",
+    "uncertainty": "_uncertainty.png",  # with tta=true or an ensemble: how much the views disagree
     "report": "_report.json",
 }
 SCAN_REPORT_CSV = "report.csv"
@@ -96,6 +99,9 @@ RUN_IDENTITY = (
 )
 # What must agree between ensemble members: they are evaluated on one validation set with one label map.
 SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "data.resize", "data.max_side", "labels")
+# What must agree between the members of an ensemble that maps scans: one label map, one way of sizing a scan
+# (models of different folds are the usual deployment ensemble).
+SAME_MAPPING = ("data.image_size", "data.resize", "data.max_side", "labels")
 
 
 MAX_DIRNAME = 200  # a sweep job's folder is named by its overrides; one path component may hold 255 bytes

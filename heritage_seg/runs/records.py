@@ -189,6 +189,12 @@ class MetricsRecord(Record):
     precision: str | None = None
     seconds: float | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    # is the softmax calibrated (evaluation/calibration.py): expected calibration error, per-bin counts
+    ece: float | None = None
+    reliability: list[dict[str, Any]] | None = None
+    # with TTA or an ensemble: error rate per bin of the views' disagreement, and what was measured
+    error_by_uncertainty: list[dict[str, Any]] | None = None
+    uncertainty: dict[str, Any] | None = None
 
     @classmethod
     def upgrade(cls, payload: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +234,8 @@ class ScanReport(Record):
     seconds: dict[str, float] = field(default_factory=dict)
     transparent_pixels: int = 0
     background: str | None = None
+    checkpoints: list[str] = field(default_factory=list)  # more than one: an ensemble
+    uncertainty: dict[str, Any] | None = None  # with an uncertainty map (reporting/damage.uncertainty_report)
 
 
 def read_finished(run_dir: Path) -> FinishedRecord | None:

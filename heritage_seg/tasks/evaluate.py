@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from heritage_seg.core.device import (
     describe_device,
@@ -35,6 +35,7 @@ from heritage_seg.reporting.figures import (
     plot_class_distribution,
     plot_confusion_matrix,
     plot_iou_per_class,
+    plot_reliability,
 )
 from heritage_seg.runs.folder import (
     CLASS_DISTRIBUTION_PNG,
@@ -42,36 +43,23 @@ from heritage_seg.runs.folder import (
     IOU_PER_CLASS_PNG,
     METRICS,
     PREDICTED_MASKS,
+    PREDICTED_UNCERTAINTY,
     PREDICTIONS,
+    RELIABILITY_PNG,
     SAME_VALIDATION_SET,
     claim_run_dir,
-    first_difference,
 )
 from heritage_seg.runs.rebuild import check_against_splits, rebuild_validation_data
 from heritage_seg.runs.records import MetricsRecord
-from heritage_seg.training.module import load_trained_module
+from heritage_seg.training.module import checkpoint_paths, load_members
 
 log = logging.getLogger(__name__)
 
 
-def load_members(ckpts: list[Path]):
-    """One or more checkpoints; several form an ensemble and must share fold, image size and label map."""
-    members = [load_trained_module(c) for c in ckpts]
-    for ckpt, member in zip(ckpts[1:], members[1:]):
-        difference = first_difference(members[0].run_config, member.run_config, SAME_VALIDATION_SET)
-        if difference:
-            key, a, b = difference
-            raise ValueError(
-                f"ckpt: an ensemble needs checkpoints of the same validation set, but {ckpts[0]} has "
-                f"{key}={a} and {ckpt} has {key}={b}"
-            )
-    return members
-
-
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    raw = cfg.ckpt if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
-    ckpts = [Path(str(c)).expanduser().resolve() for c in raw]
-    members = load_members(ckpts)  # bad checkpoints fail before any folder is touched
+    ckpts = checkpoint_paths(cfg.ckpt)
+    # bad checkpoints fail before any folder is touched
+    members = load_members(ckpts, SAME_VALIDATION_SET, "an ensemble needs checkpoints of the same validation set")
     module = members[0]
     run_cfg, labels = module.run_config, module.labels
     device = pick_device(cfg.device)
@@ -88,8 +76,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 
     ids = datamodule.data.ids
 
-    def save_native(index: int, prediction: np.ndarray) -> None:  # the masks metrics.json was counted from
-        save_image(out_dir / PREDICTED_MASKS / f"{ids[index]}.png", prediction)
+    def save_native(index: int, prediction: np.ndarray, uncertainty: np.ndarray | None) -> None:
+        save_image(out_dir / PREDICTED_MASKS / f"{ids[index]}.png", prediction)  # what metrics.json counted
+        if uncertainty is not None:
+            save_image(out_dir / PREDICTED_UNCERTAINTY / f"{ids[index]}.png", uncertainty)
 
     start = time.perf_counter()
     models = [with_autocast(m, device, precision) for m in members]
@@ -128,6 +118,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     plot_confusion_matrix(payload, out_dir / CONFUSION_MATRIX_PNG)
     plot_class_distribution(payload, out_dir / CLASS_DISTRIBUTION_PNG)
     plot_iou_per_class(payload, out_dir / IOU_PER_CLASS_PNG)
+    plot_reliability(payload, out_dir / RELIABILITY_PNG)
     MetricsRecord.from_dict(payload, strict=True).write(out_dir / METRICS)  # last: its presence = finished
     print(format_table(payload))
     log.info("%d images in %.1f s (tta=%s); results in %s", len(result.indices), seconds, cfg.tta, out_dir)
@@ -142,6 +133,8 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
     if save_masks:
         for index, pred in zip(result.indices, result.predictions):
             save_image(out_dir / PREDICTED_MASKS / f"{ids[index]}.png", pred)
+        for index, spread in zip(result.indices, result.uncertainty):
+            save_image(out_dir / PREDICTED_UNCERTAINTY / f"{ids[index]}.png", spread)
     scores = result.per_image_miou()
     # only images with scored pixels are ranked: one whose pixels are all unannotated has no score (NaN)
     scored = np.flatnonzero(np.isfinite(scores))

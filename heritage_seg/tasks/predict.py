@@ -40,14 +40,22 @@ from heritage_seg.inference.sliding import (
     default_stride,
     sliding_window_predict,
 )
-from heritage_seg.inference.tta import predict_probabilities, resolve
+from heritage_seg.inference.tta import ensemble_probabilities, resolve
+from heritage_seg.inference.uncertainty import check_views
 from heritage_seg.inference.upsample import native_class_map
-from heritage_seg.reporting.damage import CSV_FIELDS, class_report, csv_rows
+from heritage_seg.reporting.damage import CSV_FIELDS, class_report, csv_rows, uncertainty_report
 from heritage_seg.reporting.figures import palette_mask, scan_overlay
 from heritage_seg.reporting.scan_page import scan_report_html
-from heritage_seg.runs.folder import FAILED_SCANS, SCAN_OUTPUTS, SCAN_REPORT_CSV, SCAN_REPORT_HTML, claim_run_dir
+from heritage_seg.runs.folder import (
+    FAILED_SCANS,
+    SAME_MAPPING,
+    SCAN_OUTPUTS,
+    SCAN_REPORT_CSV,
+    SCAN_REPORT_HTML,
+    claim_run_dir,
+)
 from heritage_seg.runs.records import ScanReport
-from heritage_seg.training.module import load_trained_module
+from heritage_seg.training.module import checkpoint_paths, load_members
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +97,30 @@ def scan_scale(setting, protocol: Protocol, width: int, height: int) -> float | 
     return scale
 
 
+def uncertainty_views(setting, members: int, transforms: int) -> int:
+    """How many views an uncertainty map compares (0: no map). `auto`: one where it costs nothing extra (TTA or
+    an ensemble); `true`: asked for (refused with one view); `false`: none."""
+    views = members * transforms
+    if str(setting) == "auto":
+        return views if views > 1 else 0
+    if setting is True:
+        check_views(views)
+        return views
+    if setting is False:
+        return 0
+    raise ValueError(f"uncertainty={setting}: auto (with tta=true or an ensemble), true or false")
+
+
 def predict_image(
     path: Path,
-    module,
+    members: list,
     labels: LabelMap,
     cfg: DictConfig,
     out_dir: Path,
     device,
     stem_name: str | None = None,
     precision: str = "32",
+    checkpoints: list[str] | None = None,
 ) -> dict[str, Any]:
     clock = time.perf_counter()
     seconds: dict[str, float] = {}  # where a scan's time goes (report.json): decode, mapping, statistics, files
@@ -113,17 +136,18 @@ def predict_image(
     image = np.asarray(to_rgb(decoded, str(path)))
     del decoded
     height, width = image.shape[:2]
-    protocol = module.protocol
+    protocol = members[0].protocol
     scale = scan_scale(cfg.scale, protocol, width, height)
     transforms = resolve(bool(cfg.tta))
-    logits = with_autocast(module, device, precision)
+    views = uncertainty_views(cfg.uncertainty, len(members), len(transforms))
+    logits = [with_autocast(member, device, precision) for member in members]
     if scale == "squash":  # what a squash-trained model saw: the whole scan at image_size x image_size
         size = protocol.image_size
         small = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
         lap("decode")
         batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
-        probs = predict_probabilities(logits, batch, transforms)[0]
-        mask, confidence = native_class_map(probs, height, width)
+        probs = ensemble_probabilities(logits, batch, transforms, spread=bool(views))[0]
+        mask, confidence, spread = native_class_map(probs, height, width, uncertainty=bool(views))
         window, stride, total = size, None, 1
     else:
         work = image
@@ -135,7 +159,7 @@ def predict_image(
         stride = int(cfg.stride or default_stride(window))
         total = count_windows(work.shape[0], work.shape[1], window, stride)
         with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
-            mask, confidence = sliding_window_predict(
+            mask, confidence, spread = sliding_window_predict(
                 work,
                 logits,
                 labels.num_classes,
@@ -146,13 +170,18 @@ def predict_image(
                 str(cfg.blend),
                 device,
                 bar.update,
+                uncertainty=bool(views),
             )
         if work is not image:  # back to the scan's own pixels
             mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
             confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
+            if spread is not None:
+                spread = np.asarray(Image.fromarray(spread).resize((width, height), Image.Resampling.BILINEAR))
     if inside is not None:
         mask = np.where(inside, mask, np.uint8(labels.ignore_index))
         confidence = np.where(inside, confidence, np.uint8(0))
+        if spread is not None:
+            spread = np.where(inside, spread, np.uint8(0))
     lap("mapping")
 
     stem = out_dir / (stem_name or path.stem)
@@ -163,7 +192,12 @@ def predict_image(
             pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['mask']}"), palette_mask(mask, labels)),
             pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['confidence']}"), Image.fromarray(confidence, mode="L")),
         ]
+        if spread is not None:
+            uncertainty_png = Image.fromarray(spread, mode="L")
+            written.append(pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['uncertainty']}"), uncertainty_png))
         classes = class_report(mask, labels)
+        if spread is not None:
+            classes["uncertainty"] = uncertainty_report(mask, spread, labels, float(cfg.uncertain_above), views)
         lap("statistics")
         present = [labels.names.index(name) for name, entry in classes["damage"].items() if entry["pixels"]]
         overlay = scan_overlay(image, mask, confidence, labels, float(cfg.overlay_alpha), present)
@@ -183,6 +217,7 @@ def predict_image(
         "stride": stride,
         "windows": total,
         "tta": bool(cfg.tta),
+        "checkpoints": checkpoints or [],
         "precision": recorded_precision(precision),
         "seconds": seconds,
         **classes,
@@ -193,8 +228,11 @@ def predict_image(
 
 def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inputs = list_inputs(Path(str(cfg.input)).expanduser())
-    module = load_trained_module(cfg.ckpt)
+    ckpts = checkpoint_paths(cfg.ckpt)
+    members = load_members(ckpts, SAME_MAPPING, "an ensemble maps with one label map and one way of sizing scans")
+    module = members[0]
     labels = module.labels
+    uncertainty_views(cfg.uncertainty, len(members), len(resolve(bool(cfg.tta))))  # a bad option fails here
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
     squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale
@@ -211,7 +249,8 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             option="output" if cfg.output else "hydra.run.dir",
             remedy="pass overwrite=true to replace them, or choose another output=<folder>",
         )
-    module.to(device)
+    for member in members:
+        member.to(device)
     if squash:
         size = module.protocol.image_size
         log.warning(
@@ -226,7 +265,9 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     stems = output_stems(inputs)
     for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
         try:
-            report = predict_image(path, module, labels, cfg, out_dir, device, stems[path], precision)
+            report = predict_image(
+                path, members, labels, cfg, out_dir, device, stems[path], precision, [str(c) for c in ckpts]
+            )
         except (ValueError, FileNotFoundError, OSError) as err:  # one bad scan must not stop the others
             failed[str(path)] = str(err)
             log.error("skipped %s: %s", path, err)

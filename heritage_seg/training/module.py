@@ -7,7 +7,7 @@ Lightning's own `SegmentationModule.load_from_checkpoint("best.ckpt")` gives the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -27,6 +27,7 @@ from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.models.unet import build_unet, pixel_statistics
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
+from heritage_seg.runs.folder import first_difference
 from heritage_seg.training.optim import configure_optim
 
 # `_target_`s that run configs inside checkpoints made before the package's subpackages still name
@@ -217,3 +218,22 @@ def load_trained_module(path: str | Path) -> SegmentationModule:
             f"names ({str(err).strip().splitlines()[-1].strip()[:300]})"
         ) from err
     return module.eval()
+
+
+def checkpoint_paths(option) -> list[Path]:
+    """`ckpt=<file>` or `ckpt=[a,b,...]` (an ensemble) as absolute paths."""
+    raw = list(option) if isinstance(option, (list, tuple, ListConfig)) else [option]
+    if not raw:
+        raise ValueError("ckpt=[]: name at least one checkpoint")
+    return [Path(str(c)).expanduser().resolve() for c in raw]
+
+
+def load_members(ckpts: Sequence[Path], same: Sequence[str], why: str) -> list[SegmentationModule]:
+    """One or more checkpoints; several form an ensemble and must agree on `same` (config keys) because `why`."""
+    members = [load_trained_module(c) for c in ckpts]
+    for ckpt, member in zip(ckpts[1:], members[1:]):
+        difference = first_difference(members[0].run_config, member.run_config, same)
+        if difference:
+            key, a, b = difference
+            raise ValueError(f"ckpt: {why}, but {ckpts[0]} has {key}={a} and {ckpt} has {key}={b}")
+    return members
