@@ -50,3 +50,22 @@ def test_error_rate_per_uncertainty_bin_counts_the_wrong_pixels():
     assert (bins[-1]["pixels"], bins[-1]["error_rate"]) == (50, 1.0)
     assert all(b["pixels"] == 0 and b["error_rate"] is None for b in bins[1:-1])
     assert Calibration().payload()["error_by_uncertainty"] is None and Calibration().ece() is None
+
+
+def test_the_fitted_temperature_undoes_a_known_over_confidence():
+    from heritage_seg.evaluation.calibration import fit_temperature
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(20000, 6, generator=generator) * 2
+    target = torch.multinomial(logits.softmax(1), 1, generator=generator).squeeze(1)  # calibrated by construction
+    assert fit_temperature(logits * 3, target) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(logits, target) == pytest.approx(1.0, rel=0.05)
+
+
+def test_a_model_worse_than_guessing_gets_a_clear_error_not_an_endless_temperature():
+    from heritage_seg.evaluation.calibration import fit_temperature
+
+    logits = torch.randn(5000, 4, generator=torch.Generator().manual_seed(1)) * 10
+    wrong = (logits.argmax(1) + 1) % 4  # confidently wrong everywhere
+    with pytest.raises(ValueError, match="calibrate=true: the fitted temperature runs off"):
+        fit_temperature(logits, wrong)

@@ -367,3 +367,47 @@ def test_calibration_and_uncertainty_are_counted_over_the_scored_pixels(evaluate
         spread = Image.open(out_dir / "predictions" / "uncertainty" / f"{sample_id}.png")
         assert spread.size == Image.open(out_dir / "predictions" / "masks" / f"{sample_id}.png").size
     assert (out_dir / "reliability.png").is_file() and (plain_dir / "reliability.png").is_file()
+
+
+def test_calibration_lowers_the_error_of_an_over_confident_model_and_predict_uses_it(trained, scans_folder, tmp_path):
+    """A head that says Clean (most pixels) with logits x 20 makes an over-confident model that is often right:
+    calibrate=true fits a temperature > 1 that lowers its ECE,
+    writes calibrated.ckpt, and predict with it gives calibrated confidences; on a scan of the model's own input
+    size (nothing interpolated between its pixels) exactly the same mask."""
+    import torch
+
+    from heritage_seg.tasks.predict import predict
+
+    checkpoint = torch.load(trained / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    state = checkpoint["state_dict"]
+    state["model.segmentation_head.0.bias"][0] += 2.0  # Clean
+    for key in [k for k in state if k.startswith("model.segmentation_head.")]:
+        state[key] = state[key] * 20
+    over = tmp_path / "over.ckpt"
+    torch.save(checkpoint, over)
+    payload = _evaluate(over, tmp_path / "eval", "calibrate=true", "num_examples=0")
+    fitted = payload["calibration"]
+    assert fitted["temperature"] > 2 and fitted["ece_after"] < 0.9 * fitted["ece_before"]
+    assert fitted["ece_before"] == payload["ece"]
+    calibrated = tmp_path / "eval" / "calibrated.ckpt"
+    assert fitted["checkpoints"] == [str(calibrated)]
+    outputs = {}
+    for name, ckpt in (("over", over), ("calibrated", calibrated)):
+        cfg = compose_config([f"ckpt={ckpt}", f"input={scans_folder}"], config_name="predict")
+        predict(cfg, tmp_path / name)
+        outputs[name] = {
+            suffix: np.asarray(Image.open(tmp_path / name / f"scan{suffix}"))
+            for suffix in ("_mask.png", "_confidence.png")
+        }
+    np.testing.assert_array_equal(outputs["over"]["_mask.png"], outputs["calibrated"]["_mask.png"])
+    assert outputs["calibrated"]["_confidence.png"].mean() < outputs["over"]["_confidence.png"].mean()
+    report = json.loads((tmp_path / "calibrated" / "scan_report.json").read_text())
+    assert report["temperature"] == pytest.approx(fitted["temperature"], rel=1e-5)
+
+
+@pytest.fixture
+def scans_folder(tmp_path, sample_root):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.open(sample_root / "images" / "sample_003.png").convert("RGB").resize((64, 64)).save(folder / "scan.png")
+    return folder

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 CONFIDENCE_BINS = 15
+MAX_TEMPERATURE = 100.0  # above it the tempered softmax is practically uniform: the fit has run away
 UNCERTAINTY_BINS = 10
 
 
@@ -79,3 +80,45 @@ class Calibration:
                 for b, (n, e) in enumerate(zip(self.uncertain_pixels.tolist(), self.uncertain_errors.tolist()))
             ]
         return {"ece": self.ece(), "reliability": reliability, "error_by_uncertainty": by_uncertainty}
+
+
+def fit_temperature(log_probs: torch.Tensor, target: torch.Tensor, iterations: int = 100) -> float:
+    """Temperature scaling (Guo et al. 2017): the one T > 0 that minimises the cross-entropy of softmax(z / T)
+    on held-out pixels, `log_probs` (N, C) (logits or log-probabilities: softmax is the same for both, and so is
+    its tempered form) against `target` (N,). Fitted over log T by L-BFGS, as the reference implementation does
+    over T; one number, so it changes confidences, never which class wins."""
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    z, y = log_probs.double(), target.long()
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.exp())
+    if not 1e-2 < temperature < MAX_TEMPERATURE:
+        raise ValueError(
+            f"calibrate=true: the fitted temperature runs off to {temperature:.3g}: on this validation fold the "
+            "model's probabilities are no better than guessing every class alike, so no temperature calibrates "
+            "them; check that the checkpoint was trained, and on data like this fold's"
+        )
+    return temperature
+
+
+def sample_pixels(
+    probs: torch.Tensor, target: torch.Tensor, ignore_index: int, per_image: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to `per_image` seeded random scored pixels of each image of a batch: (log-probabilities (n, C), targets)
+    on the CPU, so that fitting a temperature on a whole validation fold holds a few MB, not every pixel."""
+    logs, targets = [], []
+    for p, t in zip(probs, target):
+        flat_t = t.reshape(-1)
+        valid = torch.nonzero(flat_t != ignore_index).squeeze(1).cpu()
+        chosen = valid[torch.randperm(len(valid), generator=generator)[:per_image]]
+        flat_p = p.reshape(p.shape[0], -1)
+        logs.append(flat_p[:, chosen.to(p.device)].T.clamp_min(1e-12).log().float().cpu())
+        targets.append(flat_t[chosen.to(t.device)].cpu())
+    return torch.cat(logs), torch.cat(targets)

@@ -111,10 +111,16 @@ def plot_reliability(payload: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     bins = [b for b in payload["reliability"] if b["pixels"]]
     width = 1 / len(payload["reliability"])
-    ax.bar([b["lower"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge", color="tab:blue",
-           edgecolor="white", label="accuracy of the pixels in the bin")  # fmt: skip
+    lowers, accuracy = [b["lower"] for b in bins], [b["accuracy"] for b in bins]
+    ax.bar(lowers, accuracy, width=width, align="edge", color="tab:blue", edgecolor="white", label="accuracy")
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
     ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="tab:orange", markersize=3)
+    calibrated = payload.get("calibration")
+    if calibrated:  # evaluate calibrate=true: the same bins with the fitted temperature
+        after = [b for b in calibrated["reliability_after"] if b["pixels"]]
+        label = f"with temperature {calibrated['temperature']:.2f} (ECE {calibrated['ece_after']:.3f})"
+        xs, ys = [b["confidence"] for b in after], [b["accuracy"] for b in after]
+        ax.plot(xs, ys, "s-", color="tab:green", markersize=3, label=label)
     ece = payload.get("ece")
     ax.set_title(f"Reliability of the softmax (ECE {ece:.3f})" if ece is not None else "Reliability of the softmax")
     ax.set_xlabel("confidence (max class probability)")
@@ -125,8 +131,8 @@ def plot_reliability(payload: dict[str, Any], path: Path) -> None:
     if by_uncertainty:
         ax = axes[0][1]
         filled = [b for b in by_uncertainty if b["pixels"]]
-        ax.bar([b["lower"] for b in filled], [b["error_rate"] for b in filled], width=1 / len(by_uncertainty),
-               align="edge", color="tab:red", edgecolor="white")  # fmt: skip
+        lowers, errors = [b["lower"] for b in filled], [b["error_rate"] for b in filled]
+        ax.bar(lowers, errors, width=1 / len(by_uncertainty), align="edge", color="tab:red", edgecolor="white")
         for b in filled:
             ax.text(b["lower"] + 0.05, b["error_rate"] + 0.01, f"{b['pixels']:,}", ha="center", fontsize=6)
         ax.set_xlim(0, 1)

@@ -49,3 +49,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{CHECKPOINT_FORMAT}); evaluate it with the heritage_seg version that trained it"
         )
     return checkpoint
+
+
+def write_with_temperature(source: Path, target: Path, temperature: float) -> None:
+    """A copy of checkpoint `source` at `target` whose model divides its logits by `temperature` (the module's
+    `temperature` hyper-parameter): what `evaluate calibrate=true` hands to predict. Written atomically."""
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["temperature"] = float(temperature)
+    write_file_atomic(target, lambda tmp: torch.save(checkpoint, tmp))

@@ -43,6 +43,7 @@ IOU_PER_CLASS_PNG = "iou_per_class.png"
 PREDICTIONS = "predictions"  # best01_<id>_{input,gt,pred,overlay}.png ... worst01_<id>_...
 PREDICTED_MASKS = f"{PREDICTIONS}/masks"  # <id>.png: the class ids that were scored
 PREDICTED_UNCERTAINTY = f"{PREDICTIONS}/uncertainty"  # <id>.png: the views' disagreement x 255 (TTA / ensemble)
+CALIBRATED_CKPT = "calibrated.ckpt"  # evaluate calibrate=true: the checkpoint with its fitted temperature
 RELIABILITY_PNG = "reliability.png"  # the softmax's reliability diagram, and error rate per uncertainty bin
 EVALUATION_SUBDIR = "evaluate"  # where the study page suggests `evaluate` writes inside a run (hydra.run.dir=)
 PANEL_GLOBS = (  # the best and worst overlay panels, in a run folder or an evaluation folder inside it

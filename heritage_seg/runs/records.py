@@ -195,6 +195,8 @@ class MetricsRecord(Record):
     # with TTA or an ensemble: error rate per bin of the views' disagreement, and what was measured
     error_by_uncertainty: list[dict[str, Any]] | None = None
     uncertainty: dict[str, Any] | None = None
+    # evaluate calibrate=true: the fitted temperature, ECE before and after, the checkpoints written with it
+    calibration: dict[str, Any] | None = None
 
     @classmethod
     def upgrade(cls, payload: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +237,7 @@ class ScanReport(Record):
     transparent_pixels: int = 0
     background: str | None = None
     checkpoints: list[str] = field(default_factory=list)  # more than one: an ensemble
+    temperature: float | None = None  # the logits divided by it (a checkpoint from evaluate calibrate=true)
     uncertainty: dict[str, Any] | None = None  # with an uncertainty map (reporting/damage.uncertainty_report)
 
 

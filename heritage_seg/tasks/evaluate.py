@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from heritage_seg.core.device import (
@@ -21,6 +22,7 @@ from heritage_seg.core.device import (
     with_autocast,
 )
 from heritage_seg.core.files import save_image
+from heritage_seg.evaluation.calibration import fit_temperature, sample_pixels
 from heritage_seg.evaluation.native import check_resolution, validation_masks
 from heritage_seg.evaluation.scoring import (
     evaluation_payload,
@@ -37,7 +39,9 @@ from heritage_seg.reporting.figures import (
     plot_iou_per_class,
     plot_reliability,
 )
+from heritage_seg.runs.checkpoints import write_with_temperature
 from heritage_seg.runs.folder import (
+    CALIBRATED_CKPT,
     CLASS_DISTRIBUTION_PNG,
     CONFUSION_MATRIX_PNG,
     IOU_PER_CLASS_PNG,
@@ -54,6 +58,7 @@ from heritage_seg.runs.records import MetricsRecord
 from heritage_seg.training.module import checkpoint_paths, load_members
 
 log = logging.getLogger(__name__)
+CALIBRATION_PIXELS = 5000  # per validation image, for fitting the temperature (a few MB for a whole fold)
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
@@ -95,6 +100,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         probabilities=protocol_probabilities(module.protocol),
     )
     seconds = time.perf_counter() - start
+    calibration = calibrate(cfg, members, ckpts, datamodule, models, transforms, device, native, out_dir)
     payload = evaluation_payload(
         result,
         labels.names,
@@ -109,6 +115,17 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         device=describe_device(device),
         precision=recorded_precision(precision),
     )
+    if calibration is not None:
+        calibration["ece_before"] = payload["ece"]
+        payload["calibration"] = calibration
+        log.info(
+            "temperature %.3f fitted on %d pixels of the validation fold: ECE %.4f -> %.4f; predict with %s",
+            calibration["temperature"],
+            calibration["pixels"],
+            calibration["ece_before"],
+            calibration["ece_after"],
+            ", ".join(calibration["checkpoints"]),
+        )
     if len(members) > 1:
         payload["encoder"] = "+".join(m.run_config.encoder.name for m in members)
         payload["family"] = "ensemble"
@@ -123,6 +140,58 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     print(format_table(payload))
     log.info("%d images in %.1f s (tta=%s); results in %s", len(result.indices), seconds, cfg.tta, out_dir)
     return payload
+
+
+def calibrate(cfg, members, ckpts, datamodule, models, transforms, device, native, out_dir) -> dict | None:
+    """`calibrate=true`: fit one temperature on seeded pixels of the validation fold (the identity view, at the
+    model's input size), count the calibration error again with it (where the metrics were counted, with the
+    same views), and write each member's checkpoint with it (calibrated.ckpt; calibrated_<k>.ckpt for an
+    ensemble). The figures after are on the pixels the temperature was fitted on: optimistic, as every figure
+    tuned on a validation fold is; judge it on another fold or new scans."""
+    if not cfg.calibrate:
+        return None
+    labels = members[0].labels
+    generator = torch.Generator().manual_seed(int(members[0].run_config.seed))
+    probabilities = protocol_probabilities(members[0].protocol)
+    logs, targets = [], []
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():
+            images, masks = batch["image"].to(device), batch["mask"].to(device)
+            probs = probabilities(models, images, ("identity",))
+            log_probs, target = sample_pixels(probs, masks, labels.ignore_index, CALIBRATION_PIXELS, generator)
+            logs.append(log_probs)
+            targets.append(target)
+    log_probs, target = torch.cat(logs), torch.cat(targets)
+    if not len(target):
+        raise ValueError("calibrate=true: the validation fold has no annotated pixels to fit a temperature on")
+    temperature = fit_temperature(log_probs, target)
+    previous = [member.temperature for member in members]
+    for member in members:
+        member.temperature = member.temperature * temperature
+    after = run_evaluation(
+        models,
+        datamodule.val_dataloader(),
+        labels.num_classes,
+        labels.ignore_index,
+        transforms,
+        device,
+        keep_predictions=False,
+        native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
+        probabilities=protocol_probabilities(members[0].protocol),
+    )
+    names = [CALIBRATED_CKPT] if len(ckpts) == 1 else [f"calibrated_{k}.ckpt" for k in range(len(ckpts))]
+    for ckpt, member, name in zip(ckpts, members, names):
+        write_with_temperature(ckpt, out_dir / name, member.temperature)
+    for member, value in zip(members, previous):
+        member.temperature = value
+    return {
+        "temperature": round(temperature, 6),
+        "pixels": int(len(target)),
+        "fitted_on": f"validation fold {members[0].run_config.fold}, up to {CALIBRATION_PIXELS} pixels per image",
+        "ece_after": after.calibration.ece(),
+        "reliability_after": after.calibration.payload()["reliability"],
+        "checkpoints": [str(out_dir / name) for name in names],
+    }
 
 
 def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_masks: bool) -> None:

@@ -218,6 +218,7 @@ def predict_image(
         "windows": total,
         "tta": bool(cfg.tta),
         "checkpoints": checkpoints or [],
+        "temperature": members[0].temperature,
         "precision": recorded_precision(precision),
         "seconds": seconds,
         **classes,

@@ -51,13 +51,16 @@ class SegmentationModule(L.LightningModule):
         channels_last: bool = False,
         model: nn.Module | None = None,
         loss: nn.Module | None = None,
+        temperature: float = 1.0,
     ):
         """`run_config`: the resolved training config (encoder, labels, loss, optim, augment, data); `protocol`:
         how the training images were sized (ArtefactDataModule.protocol().to_dict()), for predict to match a scan;
         `class_weights`: the training fold's loss weights and Dice classes (class_weights.json's record).
         Not recorded in checkpoints: `pretrained` (load the encoder weights `run_config` names; a checkpoint brings
         its own), `channels_last` (the training device's memory layout), and `model` / `loss`, which replace the
-        ones `run_config` names (tests and benchmarks)."""
+        ones `run_config` names (tests and benchmarks). `temperature`: the logits are divided by it (1 when trained;
+        a copy of the checkpoint written by `evaluate calibrate=true` holds the one fitted on its validation fold),
+        which changes the probabilities and confidences, never the predicted class."""
         super().__init__()
         self.save_hyperparameters(ignore=["pretrained", "channels_last", "model", "loss"])
         config = OmegaConf.create(dict(run_config))
@@ -84,6 +87,9 @@ class SegmentationModule(L.LightningModule):
         batch = OmegaConf.select(config, "augment.batch")
         self.batch_augment = instantiate(batch) if batch is not None else None
         self.class_names, self.ignore_index = list(labels.names), labels.ignore_index
+        if not temperature > 0:
+            raise ValueError(f"temperature={temperature}: must be > 0")
+        self.temperature = float(temperature)
         # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
         mean, std = pixel_statistics(encoder.name)
         self.register_buffer("pixel_mean", mean)
@@ -110,7 +116,8 @@ class SegmentationModule(L.LightningModule):
         x = (image.float() - self.pixel_mean) / self.pixel_std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        logits = self.model(x)
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         if self.batch_augment is not None and self._trainer is not None and self.trainer.training:
