@@ -11,13 +11,16 @@ left out. torchmetrics' CalibrationError takes (N, C) probabilities in memory; t
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
 CONFIDENCE_BINS = 15
 MAX_TEMPERATURE = 100.0  # above it the tempered softmax is practically uniform: the fit has run away
+MIN_TEMPERATURE = 0.01
 UNCERTAINTY_BINS = 10
+log = logging.getLogger(__name__)
 
 
 class Calibration:
@@ -82,11 +85,14 @@ class Calibration:
         return {"ece": self.ece(), "reliability": reliability, "error_by_uncertainty": by_uncertainty}
 
 
-def fit_temperature(log_probs: torch.Tensor, target: torch.Tensor, iterations: int = 100) -> float:
+def fit_temperature(log_probs: torch.Tensor, target: torch.Tensor, iterations: int = 100) -> tuple[float, bool]:
     """Temperature scaling (Guo et al. 2017): the one T > 0 that minimises the cross-entropy of softmax(z / T)
     on held-out pixels, `log_probs` (N, C) (logits or log-probabilities: softmax is the same for both, and so is
     its tempered form) against `target` (N,). Fitted over log T by L-BFGS, as the reference implementation does
-    over T; one number, so it changes confidences, never which class wins."""
+    over T; one number, so it changes confidences, never which class wins at a pixel. Returns (T, bounded):
+    a model whose probabilities are no better than guessing every class alike (untrained, or other data) has
+    its optimum at T -> infinity; T is then held at MAX_TEMPERATURE (near-uniform probabilities) and `bounded`
+    is true, with a warning, instead of a number that means nothing."""
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     z, y = log_probs.double(), target.long()
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=iterations, line_search_fn="strong_wolfe")
@@ -98,14 +104,18 @@ def fit_temperature(log_probs: torch.Tensor, target: torch.Tensor, iterations: i
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_t.exp())
-    if not 1e-2 < temperature < MAX_TEMPERATURE:
-        raise ValueError(
-            f"calibrate=true: the fitted temperature runs off to {temperature:.3g}: on this validation fold the "
-            "model's probabilities are no better than guessing every class alike, so no temperature calibrates "
-            "them; check that the checkpoint was trained, and on data like this fold's"
+    temperature = float(log_t.detach().exp())
+    bounded = not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
+    if bounded:
+        log.warning(
+            "calibrate=true: the fitted temperature runs off to %.3g: on this validation fold the model's "
+            "probabilities are no better than guessing every class alike; it is held at %g. Check that the "
+            "checkpoint was trained, and on data like this fold's.",
+            temperature,
+            MAX_TEMPERATURE if temperature > MAX_TEMPERATURE else MIN_TEMPERATURE,
         )
-    return temperature
+        temperature = min(max(temperature, MIN_TEMPERATURE), MAX_TEMPERATURE)
+    return temperature, bounded
 
 
 def sample_pixels(

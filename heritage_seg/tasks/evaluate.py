@@ -164,7 +164,7 @@ def calibrate(cfg, members, ckpts, datamodule, models, transforms, device, nativ
     log_probs, target = torch.cat(logs), torch.cat(targets)
     if not len(target):
         raise ValueError("calibrate=true: the validation fold has no annotated pixels to fit a temperature on")
-    temperature = fit_temperature(log_probs, target)
+    temperature, bounded = fit_temperature(log_probs, target)
     previous = [member.temperature for member in members]
     for member in members:
         member.temperature = member.temperature * temperature
@@ -186,6 +186,7 @@ def calibrate(cfg, members, ckpts, datamodule, models, transforms, device, nativ
         member.temperature = value
     return {
         "temperature": round(temperature, 6),
+        "bounded": bounded,  # the fit ran off (a model no better than guessing): held at the bound
         "pixels": int(len(target)),
         "fitted_on": f"validation fold {members[0].run_config.fold}, up to {CALIBRATION_PIXELS} pixels per image",
         "ece_after": after.calibration.ece(),
