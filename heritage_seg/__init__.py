@@ -4,7 +4,7 @@ The package in layers, highest first. A module imports only from its own layer o
 (pyproject.toml's import-linter contract, checked in CI), so data flows one way: configs -> entry point -> task ->
 library -> run folder.
 
-    train.py pretrain.py evaluate.py predict.py aggregate.py lr_find.py export.py
+    train.py pretrain.py evaluate.py predict.py select.py aggregate.py lr_find.py export.py
                   entry points (python -m heritage_seg.<name>): @hydra.main around one task; nothing else
     tasks/        what each command does, as a function of its composed config (tests and benchmarks call these)
     deploy/       onnx (graph + onnxruntime check), model_card (model_card.md)
@@ -12,7 +12,7 @@ library -> run folder.
                   chart), page (aggregate's report.html)
     reporting/    figures (plots, panels, overlays, palette masks), damage (a scan's statistics), html (embedded
                   pictures), templating + templates/ (Jinja2: the report pages and the model card), scan_page
-                  (predict's report.html)
+                  (predict's report.html), select_page (select's selection.html)
     training/     module (the LightningModule), losses (Dice + Focal, class weights), callbacks, build (datamodule
                   + module from a config), loggers (MLflow, W&B), optim (optimiser + schedule), trainer (resume,
                   checkpoint IO), pretext (masked-image modelling for pretrain)
@@ -20,9 +20,11 @@ library -> run folder.
                   records, written and read through them), checkpoints (written atomically, read back), rebuild
                   (a run's validation data from its record)
     evaluation/   metrics (one confusion matrix -> every figure), scoring (the evaluation loop, metrics.json),
-                  native (scoring at each annotation's own resolution)
-    inference/    tta (transforms and exact inverses), sliding (windows, blending, per protocol), upsample
-                  (probabilities to a scan's size in bounded strips)
+                  native (scoring at each annotation's own resolution), calibration (ECE, reliability,
+                  error per uncertainty bin, temperature scaling)
+    inference/    tta (transforms and exact inverses, ensembles), sliding (windows, blending, per protocol), upsample
+                  (probabilities to a scan's size in bounded strips), uncertainty (the views' disagreement),
+                  mapping (one scan -> its maps, as predict and select size it), acquisition (which scans next)
     models/       unet (smp U-Net per encoder, the weights policy, normalisation), pretrained (pretrain's
                   pretrained.pt: written, checked, loaded)
     data/         labels, readers (parquet / folder), imageio, cache (both protocols), crops, augment, folds,

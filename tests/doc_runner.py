@@ -11,7 +11,7 @@ first); a command that comes out the same as one already run (the same text on t
 What "tiny size on generated data" means, and nothing else is changed:
 - the work folder holds generated ARTeFACT-format data, used for every `data.root=` (a label map of the user's
   own gets data generated in its raw values) and as the default (`ARTEFACT_ROOT`), and the scans the pages
-  name: `scans/`, `scan.tif`;
+  name: `scans/`, `scan.tif` (from another generated collection: scans nobody annotated);
 - `train`, `pretrain` and `lr_find` get `debug=tiny` (64 px, 2 training steps, 1 validation batch, random init) and
   `lr_find` 5 learning rates instead of 100;
 - a sweep (`-m`) keeps the first value of each swept option: one job, through the sweep's own launcher (the
@@ -83,9 +83,12 @@ class Runner:
         self.labels = LabelMap.from_config(OmegaConf.load(repo / "conf" / "labels" / "artefact.yaml"))
         self.data = generate_sample(work / "generated" / "artefact", self.labels)
         os.environ["ARTEFACT_ROOT"] = str(self.data)
+        # scans nobody annotated: another generated collection, not copies of the training data (select skips
+        # those as annotated already)
+        unannotated = generate_sample(work / "generated" / "unannotated", self.labels, 3, 0, seed=99)
         (work / "scans").mkdir(exist_ok=True)
-        for image in sorted((self.data / "images").iterdir())[:2]:
-            shutil.copy(image, work / "scans" / image.name)
+        for k, image in enumerate(sorted((unannotated / "images").iterdir())):
+            shutil.copy(image, work / "scans" / f"scan_{k}.png")
             if not (work / "scan.tif").exists():
                 with Image.open(image) as img:
                     img.save(work / "scan.tif")

@@ -36,12 +36,14 @@ def test_runs_started_at_once_into_one_folder_cannot_both_claim_it(tmp_path):
     claim_run_dir(tmp_path / "run", cfg, finished_markers=("checkpoints/*.ckpt",), reclaim=True)
 
 
-@pytest.mark.parametrize("config", ["train", "evaluate", "predict", "lr_find"])
+@pytest.mark.parametrize("config", ["train", "evaluate", "predict", "select", "lr_find"])
 def test_default_run_folder_names_differ_below_the_second(config):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        overrides = {"train": [], "evaluate": ["ckpt=x"], "predict": ["ckpt=x", "input=y"], "lr_find": []}[config]
+        overrides = {"evaluate": ["ckpt=x"], "predict": ["ckpt=x", "input=y"], "select": ["ckpt=x", "input=y"]}.get(
+            config, []
+        )
         dirs = [compose(config, overrides=overrides, return_hydra_config=True).hydra.run.dir for _ in range(2)]
     assert all(re.search(r"/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}$", d) for d in dirs), dirs
     assert dirs[0] != dirs[1]

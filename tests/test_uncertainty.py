@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.inference.mapping import uncertainty_views
 from heritage_seg.inference.sliding import sliding_window_predict
 from heritage_seg.inference.tta import DEFAULT_TTA, TRANSFORMS, ensemble_probabilities, predict_probabilities
 from heritage_seg.inference.upsample import native_class_map
 from heritage_seg.reporting.damage import uncertainty_report
-from heritage_seg.tasks.predict import uncertainty_views
 
 CLASSES = 4
 

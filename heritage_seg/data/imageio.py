@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
 # ARTeFACT scans reach ~12,300 px a side (151 Mpx), above PIL's decompression-bomb guard.
 # These are the user's own trusted files, so the guard is lifted.
 Image.MAX_IMAGE_PIXELS = None
@@ -71,3 +73,15 @@ def raw_mask_array(img: Image.Image, name: str) -> np.ndarray:
         f"{name}: mask has mode '{img.mode}' ({len(img.getbands())} channels); heritage_seg reads single-channel "
         "class-value masks (ARTeFACT's `annotation`, not the colour `annotation_rgb`)"
     )
+
+
+def list_inputs(path: Path, option: str = "input") -> list[Path]:
+    """One image, or the images of a folder (not its subfolders), sorted: what predict and select read."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise FileNotFoundError(f"{option}={path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        return files
+    raise FileNotFoundError(f"{option}={path}: no such file or folder")

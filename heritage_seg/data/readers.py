@@ -20,9 +20,8 @@ from typing import Protocol
 
 from PIL import Image
 
-from heritage_seg.data.imageio import open_image
+from heritage_seg.data.imageio import IMAGE_EXTENSIONS, open_image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 PARQUET_GLOBS = ("data/train-*.parquet", "train-*.parquet", "data/*.parquet", "*.parquet")
 DEFAULT_SOURCE_PATTERN = r"^(?P<source>.+?)(?:_aug\d+|_tile\d+)*$"
 

@@ -61,6 +61,11 @@ SCAN_OUTPUTS = {
     "uncertainty": "_uncertainty.png",  # with tta=true or an ensemble: how much the views disagree
     "report": "_report.json",
 }
+# What `select` writes: the ranked choice, its page, the chosen scans' uncertainty maps, the scans left out
+SELECTION_CSV = "selection.csv"
+SELECTION_HTML = "selection.html"
+SELECTION_UNCERTAINTY = "uncertainty"
+SELECTION_SKIPPED = "skipped.csv"
 SCAN_REPORT_CSV = "report.csv"
 SCAN_REPORT_HTML = "report.html"
 FAILED_SCANS = "failed.json"

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
@@ -30,19 +29,10 @@ from heritage_seg.core.device import (
     with_autocast,
 )
 from heritage_seg.core.files import save_image, write_json_atomic, write_text_atomic
-from heritage_seg.core.geometry import scaled_size
-from heritage_seg.core.protocol import Protocol
-from heritage_seg.data.imageio import object_mask, open_image, to_rgb
+from heritage_seg.data.imageio import list_inputs, object_mask, open_image, to_rgb
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.data.readers import IMAGE_EXTENSIONS
-from heritage_seg.inference.sliding import (
-    count_windows,
-    default_stride,
-    sliding_window_predict,
-)
-from heritage_seg.inference.tta import ensemble_probabilities, resolve
-from heritage_seg.inference.uncertainty import check_views
-from heritage_seg.inference.upsample import native_class_map
+from heritage_seg.inference.mapping import map_scan, scan_scale, uncertainty_views
+from heritage_seg.inference.tta import resolve
 from heritage_seg.reporting.damage import CSV_FIELDS, class_report, csv_rows, uncertainty_report
 from heritage_seg.reporting.figures import palette_mask, scan_overlay
 from heritage_seg.reporting.scan_page import scan_report_html
@@ -60,55 +50,10 @@ from heritage_seg.training.module import checkpoint_paths, load_members
 log = logging.getLogger(__name__)
 
 
-def list_inputs(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not files:
-            raise FileNotFoundError(f"input={path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-        return files
-    raise FileNotFoundError(f"input={path}: no such file or folder")
-
-
 def output_stems(paths: list[Path]) -> dict[Path, str]:
     """`scan.tif` -> `scan`; when two inputs share a stem (scan.tif, scan.jpg) both keep their type: scan_tif."""
     stems = [p.stem for p in paths]
     return {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths}
-
-
-def scan_scale(setting, protocol: Protocol, width: int, height: int) -> float | str:
-    """The factor a scan is resized by before sliding windows, or "squash" (whole scan in one pass).
-
-    `auto`: for a crop-trained model (data.resize=longest_side), the factor that gives the scan the training
-    images' pixel density: its longest side at most max_side, as the cache made them (never upscaled). A
-    squash-trained model saw every image squashed to image_size x image_size, so no single factor matches a scan
-    (each training image was shrunk by its own); it gets the scan squashed the same way, one pass, probabilities
-    upsampled to the scan's size: the path native-resolution evaluation scores. A number: that factor, windows."""
-    if str(setting) == "auto":
-        scale = protocol.scan_scale(height, width)
-        return "squash" if scale is None else scale
-    try:
-        scale = float(setting)
-    except ValueError:
-        raise ValueError(f"scale={setting}: auto, or a resize factor > 0 (e.g. 0.25)") from None
-    if not scale > 0:
-        raise ValueError(f"scale={setting}: must be > 0")
-    return scale
-
-
-def uncertainty_views(setting, members: int, transforms: int) -> int:
-    """How many views an uncertainty map compares (0: no map). `auto`: one where it costs nothing extra (TTA or
-    an ensemble); `true`: asked for (refused with one view); `false`: none."""
-    views = members * transforms
-    if str(setting) == "auto":
-        return views if views > 1 else 0
-    if setting is True:
-        check_views(views)
-        return views
-    if setting is False:
-        return 0
-    raise ValueError(f"uncertainty={setting}: auto (with tta=true or an ensemble), true or false")
 
 
 def predict_image(
@@ -141,42 +86,26 @@ def predict_image(
     transforms = resolve(bool(cfg.tta))
     views = uncertainty_views(cfg.uncertainty, len(members), len(transforms))
     logits = [with_autocast(member, device, precision) for member in members]
-    if scale == "squash":  # what a squash-trained model saw: the whole scan at image_size x image_size
-        size = protocol.image_size
-        small = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
-        lap("decode")
-        batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
-        probs = ensemble_probabilities(logits, batch, transforms, spread=bool(views))[0]
-        mask, confidence, spread = native_class_map(probs, height, width, uncertainty=bool(views))
-        window, stride, total = size, None, 1
-    else:
-        work = image
-        if scale != 1.0:
-            size = scaled_size(height, width, scale)[::-1]  # PIL's (width, height)
-            work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
-        lap("decode")
-        window = int(cfg.window or protocol.image_size)
-        stride = int(cfg.stride or default_stride(window))
-        total = count_windows(work.shape[0], work.shape[1], window, stride)
-        with tqdm(total=total, desc=path.name, unit="win", leave=False) as bar:
-            mask, confidence, spread = sliding_window_predict(
-                work,
-                logits,
-                labels.num_classes,
-                window,
-                stride,
-                int(cfg.batch_size),
-                transforms,
-                str(cfg.blend),
-                device,
-                bar.update,
-                uncertainty=bool(views),
-            )
-        if work is not image:  # back to the scan's own pixels
-            mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
-            confidence = np.asarray(Image.fromarray(confidence).resize((width, height), Image.Resampling.BILINEAR))
-            if spread is not None:
-                spread = np.asarray(Image.fromarray(spread).resize((width, height), Image.Resampling.BILINEAR))
+    lap("decode")
+    with tqdm(desc=path.name, unit="win", leave=False, disable=scale == "squash") as bar:
+        maps = map_scan(
+            image,
+            logits,
+            protocol,
+            labels.num_classes,
+            scale,
+            transforms,
+            bool(views),
+            device,
+            window=cfg.window,
+            stride=cfg.stride,
+            batch_size=int(cfg.batch_size),
+            blend=str(cfg.blend),
+            on_windows_done=bar.update,
+            on_windows_total=lambda total: setattr(bar, "total", total),
+        )
+    mask, confidence, spread = maps.mask, maps.confidence, maps.uncertainty
+    window, stride, total = maps.window, maps.stride, maps.windows
     if inside is not None:
         mask = np.where(inside, mask, np.uint8(labels.ignore_index))
         confidence = np.where(inside, confidence, np.uint8(0))

@@ -119,6 +119,15 @@ class SegmentationModule(L.LightningModule):
         logits = self.model(x)
         return logits if self.temperature == 1.0 else logits / self.temperature
 
+    @torch.no_grad()
+    def pooled_features(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float 0..255) NCHW images -> (N, D) the encoder's deepest features averaged over the image:
+        what `select` compares scans by (two scans the model sees alike are close)."""
+        x = (image.float() - self.pixel_mean) / self.pixel_std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model.encoder(x)[-1].float().mean(dim=(2, 3))
+
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         if self.batch_augment is not None and self._trainer is not None and self.trainer.training:
             batch["image"], batch["mask"] = self.batch_augment(batch["image"], batch["mask"])
