@@ -25,6 +25,7 @@ from heritage_seg.core.files import save_image
 from heritage_seg.evaluation.calibration import fit_temperature, sample_pixels
 from heritage_seg.evaluation.native import check_resolution, validation_masks
 from heritage_seg.evaluation.scoring import (
+    EvalResult,
     evaluation_payload,
     format_table,
     run_evaluation,
@@ -86,21 +87,27 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         if uncertainty is not None:
             save_image(out_dir / PREDICTED_UNCERTAINTY / f"{ids[index]}.png", uncertainty)
 
-    start = time.perf_counter()
     models = [with_autocast(m, device, precision) for m in members]
-    result = run_evaluation(
-        models,
-        datamodule.val_dataloader(),
-        labels.num_classes,
-        labels.ignore_index,
-        transforms,
-        device,
-        native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
-        native_prediction=save_native if native and cfg.save_masks else None,
-        probabilities=protocol_probabilities(module.protocol),
-    )
+
+    def score(**extra) -> EvalResult:  # the validation fold through the members, as their protocol maps it
+        return run_evaluation(
+            models,
+            datamodule.val_dataloader(),
+            labels.num_classes,
+            labels.ignore_index,
+            transforms,
+            device,
+            native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
+            probabilities=protocol_probabilities(module.protocol),
+            **extra,
+        )
+
+    start = time.perf_counter()
+    result = score(native_prediction=save_native if native and cfg.save_masks else None)
     seconds = time.perf_counter() - start
-    calibration = calibrate(cfg, members, ckpts, datamodule, models, transforms, device, native, out_dir)
+    calibration = calibrate(
+        cfg, members, ckpts, datamodule, models, device, out_dir, lambda: score(keep_predictions=False)
+    )
     payload = evaluation_payload(
         result,
         labels.names,
@@ -142,10 +149,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return payload
 
 
-def calibrate(cfg, members, ckpts, datamodule, models, transforms, device, native, out_dir) -> dict | None:
+def calibrate(cfg, members, ckpts, datamodule, models, device, out_dir, rescore) -> dict | None:
     """`calibrate=true`: fit one temperature on seeded pixels of the validation fold (the identity view, at the
-    model's input size), count the calibration error again with it (where the metrics were counted, with the
-    same views), and write each member's checkpoint with it (calibrated.ckpt; calibrated_<k>.ckpt for an
+    model's input size), count the calibration error again with it (`rescore`: where and as the metrics were
+    counted), and write each member's checkpoint with it (calibrated.ckpt; calibrated_<k>.ckpt for an
     ensemble). The figures after are on the pixels the temperature was fitted on: optimistic, as every figure
     tuned on a validation fold is; judge it on another fold or new scans."""
     if not cfg.calibrate:
@@ -168,17 +175,7 @@ def calibrate(cfg, members, ckpts, datamodule, models, transforms, device, nativ
     previous = [member.temperature for member in members]
     for member in members:
         member.temperature = member.temperature * temperature
-    after = run_evaluation(
-        models,
-        datamodule.val_dataloader(),
-        labels.num_classes,
-        labels.ignore_index,
-        transforms,
-        device,
-        keep_predictions=False,
-        native_mask=validation_masks(datamodule, cfg.max_side) if native else None,
-        probabilities=protocol_probabilities(members[0].protocol),
-    )
+    after = rescore()
     names = [CALIBRATED_CKPT] if len(ckpts) == 1 else [f"calibrated_{k}.ckpt" for k in range(len(ckpts))]
     for ckpt, member, name in zip(ckpts, members, names):
         write_with_temperature(ckpt, out_dir / name, member.temperature)
