@@ -18,7 +18,8 @@ What "tiny size on generated data" means, and nothing else is changed:
   machinery of many jobs has tests of its own: tests/test_sweeps.py, tests/test_slurm.py);
 - placeholders become what the earlier commands made: `outputs/<date>/<time>` (or a dated example such as
   `outputs/2026-11-24/10-00-00`, or `outputs/…`) the latest training run, `outputs/pretrain/<date>/<time>` the
-  latest pre-training run (for `train`, e.g. a resume, the latest
+  latest pre-training run, `outputs/select/<date>/<time>` and `outputs/preannotate/<date>/<time>` the latest
+  output of those commands (for `train`, e.g. a resume, the latest
   one trained with that command's options), `multirun/<date>/<time>` (or a dated example) the latest sweep (one
   is made first if no page's sweep has run yet). Any other `<…>` left in a command fails it.
 """
@@ -47,7 +48,9 @@ from tests.doc_commands import DocCommand, extract, pages
 from tests.helpers import cluster_up
 
 TRAINING = {"heritage_seg.train", "heritage_seg.lr_find", "heritage_seg.pretrain"}
-_PRETRAINED = r"outputs/pretrain/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+|…)"
+# outputs/<command>/<date>/<time> of a command that writes one: the file that marks it finished
+_COMMAND_OUTPUTS = {"pretrain": "pretrained.pt", "select": "selection.csv", "preannotate": "annotations.json"}
+_COMMAND_OUTPUT = rf"outputs/({'|'.join(_COMMAND_OUTPUTS)})/(?:<date>/<time>|\d{{4}}-\d\d-\d\d/[\d-]+|…)"
 _RUN = r"outputs/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+|…)"
 _SWEEP = r"multirun/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+)"
 
@@ -137,11 +140,15 @@ class Runner:
             args = shrink_sweep(args)
         out = []
         for arg in args:
-            if re.search(_PRETRAINED, arg):
-                runs = sorted(self.work.glob("outputs/pretrain/*/*/pretrained.pt"), key=lambda p: p.stat().st_mtime)
-                if not runs:
-                    raise ValueError("names a pre-training run, but no pretrain command has run before it")
-                arg = re.sub(_PRETRAINED, str(runs[-1].parent), arg)
+            match = re.search(_COMMAND_OUTPUT, arg)
+            if match:
+                kind = match.group(1)
+                made = sorted(
+                    self.work.glob(f"outputs/{kind}/*/*/{_COMMAND_OUTPUTS[kind]}"), key=lambda p: p.stat().st_mtime
+                )
+                if not made:
+                    raise ValueError(f"names an output of {kind}, but no {kind} command has run before it")
+                arg = re.sub(_COMMAND_OUTPUT, str(made[-1].parent), arg)
             if re.search(_RUN, arg):
                 arg = re.sub(_RUN, str(self._run_for(module, args)), arg)
             if re.search(_SWEEP, arg):

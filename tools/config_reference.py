@@ -19,7 +19,19 @@ from omegaconf import OmegaConf, open_dict
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 PAGE = REPO / "docs" / "reference" / "options.md"
-COMMANDS = ("train", "pretrain", "evaluate", "predict", "select", "export", "aggregate", "lr_find", "download")
+COMMANDS = (
+    "train",
+    "pretrain",
+    "evaluate",
+    "predict",
+    "select",
+    "preannotate",
+    "import_annotations",
+    "export",
+    "aggregate",
+    "lr_find",
+    "download",
+)
 GROUPS = ("labels", "encoder", "augment", "loss", "optim", "trainer", "callbacks", "logger", "data")
 
 
