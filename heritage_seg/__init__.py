@@ -4,7 +4,8 @@ The package in layers, highest first. A module imports only from its own layer o
 (pyproject.toml's import-linter contract, checked in CI), so data flows one way: configs -> entry point -> task ->
 library -> run folder.
 
-    train.py pretrain.py evaluate.py predict.py select.py aggregate.py lr_find.py export.py
+    train.py pretrain.py evaluate.py predict.py select.py preannotate.py import_annotations.py aggregate.py
+    lr_find.py export.py
                   entry points (python -m heritage_seg.<name>): @hydra.main around one task; nothing else
     tasks/        what each command does, as a function of its composed config (tests and benchmarks call these)
     deploy/       onnx (graph + onnxruntime check), model_card (model_card.md)
@@ -28,7 +29,8 @@ library -> run folder.
     models/       unet (smp U-Net per encoder, the weights policy, normalisation), pretrained (pretrain's
                   pretrained.pt: written, checked, loaded)
     data/         labels, readers (parquet / folder), imageio, cache (both protocols), crops, augment, folds,
-                  sample data, datamodule, unlabelled (images alone, for pretrain), download
+                  sample data, datamodule, unlabelled (images alone, for pretrain), coco (pre-annotations out,
+                  corrections in: COCO RLE masks), download
                   (python -m heritage_seg.data.download)
     core/         protocol (how training images were sized: the one type every layer reads), errors (user errors
                   -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),
