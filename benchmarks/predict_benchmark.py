@@ -111,8 +111,10 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
     torch.manual_seed(0)
     model = torch.nn.Conv2d(3, labels.num_classes, 1).eval()
 
-    class StandIn:  # what predict_image reads of a trained module: logits, and the protocol it was trained with
+    class StandIn:  # what predict_image reads of a trained module: logits, the protocol it was trained with, and
+        # the temperature its logits are divided by (reported)
         protocol = Protocol("longest_side", window, 10**6)
+        temperature = 1.0
 
         def __call__(self, x):
             return model(x.float() / 255.0)
@@ -200,11 +202,11 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
     with tempfile.TemporaryDirectory() as tmp:
         for tta in (False, True):
             cfg.tta = tta
-            predict_image(scan_path, module, labels, cfg, Path(tmp), dev, "warm", precision)
+            predict_image(scan_path, [module], labels, cfg, Path(tmp), dev, "warm", precision)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            report = predict_image(scan_path, module, labels, cfg, Path(tmp), dev, "timed", precision)
+            report = predict_image(scan_path, [module], labels, cfg, Path(tmp), dev, "timed", precision)
             seconds = time.perf_counter() - start
             stages = report["seconds"]
             cases.append(
