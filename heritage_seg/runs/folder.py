@@ -256,6 +256,21 @@ def _take_claim(run_dir: Path, option: str, reclaim: bool) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def claim_output_dir(out_dir: Path, cfg: DictConfig, finished_markers: Sequence[str]) -> None:
+    """The folder of a command with `output=` and `overwrite=` (predict, select, preannotate): with
+    `overwrite=true` used as it is, else claimed like a run folder, the message naming the option that chose it."""
+    if cfg.overwrite:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return
+    claim_run_dir(
+        out_dir,
+        cfg,
+        finished_markers=finished_markers,
+        option="output" if cfg.output else "hydra.run.dir",
+        remedy="pass overwrite=true to replace them, or choose another output=<folder>",
+    )
+
+
 def claim_run_dir(
     run_dir: Path,
     cfg: DictConfig,

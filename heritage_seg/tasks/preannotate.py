@@ -23,7 +23,7 @@ from heritage_seg.data.coco import categories, mask_annotations
 from heritage_seg.data.imageio import list_inputs, object_mask, open_image, to_rgb
 from heritage_seg.inference.mapping import map_scan, scan_scale
 from heritage_seg.inference.tta import resolve
-from heritage_seg.runs.folder import PREANNOTATION_IMAGES, PREANNOTATIONS, SAME_MAPPING, SELECTION_CSV, claim_run_dir
+from heritage_seg.runs.folder import PREANNOTATION_IMAGES, PREANNOTATIONS, SAME_MAPPING, SELECTION_CSV, claim_output_dir
 from heritage_seg.training.module import checkpoint_paths, load_members
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,7 @@ def preannotate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)
     scan_scale(cfg.scale, protocol, 1, 1)  # a bad scale fails before any folder is touched
-    if cfg.overwrite:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        claim_run_dir(
-            out_dir,
-            cfg,
-            finished_markers=(PREANNOTATIONS,),
-            option="output" if cfg.output else "hydra.run.dir",
-            remedy="pass overwrite=true to replace them, or choose another output=<folder>",
-        )
+    claim_output_dir(out_dir, cfg, (PREANNOTATIONS,))
     for member in members:
         member.to(device)
     logits = [with_autocast(m, device, precision) for m in members]

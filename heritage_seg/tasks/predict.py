@@ -42,7 +42,7 @@ from heritage_seg.runs.folder import (
     SCAN_OUTPUTS,
     SCAN_REPORT_CSV,
     SCAN_REPORT_HTML,
-    claim_run_dir,
+    claim_output_dir,
 )
 from heritage_seg.runs.records import ScanReport
 from heritage_seg.training.module import checkpoint_paths, load_members
@@ -171,14 +171,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "window=/stride= size sliding windows, but this squash-trained model maps each scan in one "
             "squashed pass (scale=auto); pass scale=<factor> (e.g. scale=1.0) to map by sliding windows"
         )
-    if not cfg.overwrite:
-        claim_run_dir(
-            out_dir,
-            cfg,
-            finished_markers=(SCAN_REPORT_CSV, f"*{SCAN_OUTPUTS['report']}", f"*{SCAN_OUTPUTS['mask']}"),
-            option="output" if cfg.output else "hydra.run.dir",
-            remedy="pass overwrite=true to replace them, or choose another output=<folder>",
-        )
+    claim_output_dir(out_dir, cfg, (SCAN_REPORT_CSV, f"*{SCAN_OUTPUTS['report']}", f"*{SCAN_OUTPUTS['mask']}"))
     for member in members:
         member.to(device)
     if squash:

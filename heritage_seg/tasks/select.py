@@ -36,7 +36,7 @@ from heritage_seg.runs.folder import (
     SELECTION_HTML,
     SELECTION_SKIPPED,
     SELECTION_UNCERTAINTY,
-    claim_run_dir,
+    claim_output_dir,
 )
 from heritage_seg.training.module import checkpoint_paths, load_members
 
@@ -102,16 +102,7 @@ def select(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     protocol, labels = members[0].protocol, members[0].labels
     scan_scale(cfg.scale, protocol, 1, 1)  # a bad scale fails before any folder is touched
     root = annotated_root(cfg.annotated, members[0].run_config.data.get("root"))
-    if cfg.overwrite:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        claim_run_dir(
-            out_dir,
-            cfg,
-            finished_markers=(SELECTION_CSV,),
-            option="output" if cfg.output else "hydra.run.dir",
-            remedy="pass overwrite=true to replace it, or choose another output=<folder>",
-        )
+    claim_output_dir(out_dir, cfg, (SELECTION_CSV,))
     for member in members:
         member.to(device)
 
