@@ -113,6 +113,25 @@ def train_round(args, folder: Path, run_dir: Path, images: int, seed: int) -> fl
     return final_miou(run_dir)
 
 
+DONE = "round.json"  # a finished round's record: `--work` again resumes after the last one
+
+
+def trained(
+    args, place: Path, collection: Path, annotated: list[str], validation: list[str], seed: int, chosen=None
+) -> dict:
+    """Train one round in `place` (its data folder and run), or read the record of a finished one."""
+    if (place / DONE).exists():
+        return json.loads((place / DONE).read_text())
+    shutil.rmtree(place, ignore_errors=True)  # an interrupted round starts again
+    make_round_folder(place / "data", collection, annotated, validation)
+    record = {
+        "chosen": chosen,
+        "miou_gt": train_round(args, place / "data", place / "run", len(annotated), seed),
+    }
+    (place / DONE).write_text(json.dumps(record))
+    return record
+
+
 def choose(
     strategy: str, args, work: Path, model: Path, folder: Path, pool: list[str], collection: Path, rng
 ) -> list[str]:
@@ -152,10 +171,8 @@ def run_seed(args, work: Path, seed: int) -> dict:
     validation = sorted(order[: args.validation])
     initial = sorted(order[args.validation : args.validation + args.initial])
     out: dict = {"validation": len(validation), "strategies": {}}
-    first_folder = work / f"s{seed}_initial" / "data"
-    make_round_folder(first_folder, collection, initial, validation)
-    first_run = work / f"s{seed}_initial" / "run"
-    first = train_round(args, first_folder, first_run, len(initial), seed)
+    first_folder, first_run = work / f"s{seed}_initial" / "data", work / f"s{seed}_initial" / "run"
+    first = trained(args, work / f"s{seed}_initial", collection, initial, validation, seed)["miou_gt"]
     print(f"seed {seed}: {len(initial)} annotated -> mIoU {first}", flush=True)
     for strategy in args.strategies:
         annotated, model, folder = list(initial), first_run / "checkpoints" / "best.ckpt", first_folder
@@ -163,13 +180,17 @@ def run_seed(args, work: Path, seed: int) -> dict:
         strategy_rng = np.random.default_rng([seed, 1])
         for round_ in range(1, args.rounds + 1):
             pool = sorted(set(ids) - set(validation) - set(annotated))
-            chosen = choose(strategy, args, work, model, folder, pool, collection, strategy_rng)
+            place = work / f"s{seed}_{strategy}_{round_}"
+            earlier = json.loads((place / DONE).read_text()) if (place / DONE).exists() else None
+            if earlier is None or strategy == "random":  # random is cheap and must advance its generator
+                chosen = choose(strategy, args, work, model, folder, pool, collection, strategy_rng)
+                if earlier is not None and chosen != earlier["chosen"]:
+                    raise RuntimeError(f"{place}: a resumed random round chose other scans than before")
+            else:
+                chosen = earlier["chosen"]
             annotated = sorted(annotated + chosen)
-            folder = work / f"s{seed}_{strategy}_{round_}" / "data"
-            make_round_folder(folder, collection, annotated, validation)
-            run_dir = work / f"s{seed}_{strategy}_{round_}" / "run"
-            miou = train_round(args, folder, run_dir, len(annotated), seed)
-            model = run_dir / "checkpoints" / "best.ckpt"
+            miou = trained(args, place, collection, annotated, validation, seed, chosen)["miou_gt"]
+            folder, model = place / "data", place / "run" / "checkpoints" / "best.ckpt"
             curve.append({"annotated": len(annotated), "miou_gt": miou, "chosen": chosen})
             print(f"seed {seed} {strategy:11s} round {round_}: {len(annotated)} annotated -> mIoU {miou}", flush=True)
         out["strategies"][strategy] = curve
@@ -266,7 +287,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="optimisation steps of every training")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
-    parser.add_argument("--work", type=Path, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument(
+        "--work", type=Path, help="keep the runs here (default: a temporary folder); again: resume after the last round"
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--table", type=Path, help="only print the table (and --plot) of an earlier --out JSON")
