@@ -8,9 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
+from heritage_seg.data.labels import LabelMap
 from heritage_seg.evaluation.metrics import segmentation_metrics
+from heritage_seg.evaluation.scoring import metrics_payload
 from heritage_seg.tasks.aggregate import aggregate
 from tests.conftest import REPO
 from tests.helpers import check_html_page
@@ -336,3 +339,41 @@ def test_native_and_input_size_figures_are_both_reported_and_mixing_them_is_flag
     fake_run(sweep, "a2", ["encoder=convnext"], 2, 0.5)  # an older run: scored at the input size only
     summary = aggregate([sweep])
     assert any("mixes runs scored at the masks' own resolution and at the input size" in w for w in summary["warnings"])
+
+
+def test_damage_vs_clean_and_coarse_groups_are_summarised_over_folds_and_paired_against_the_baseline(tmp_path):
+    """Issue 28: metrics.json's `binary` and `coarse` blocks, as evaluate writes them, reach every output."""
+    labels = LabelMap.from_config(yaml.safe_load((REPO / "conf" / "labels" / "artefact.yaml").read_text()))
+    rng = np.random.default_rng(0)
+    expected: dict[str, list[float]] = {}
+    for loss in ("dice_focal", "dice"):
+        for fold in range(3):
+            cm = rng.integers(0, 50, (16, 16))
+            cm[0, 0] = 5000
+            run = fake_run(tmp_path, f"loss={loss},fold={fold}", ["encoder=convnext", f"loss={loss}"], fold, 0.5)
+            payload = {**json.loads((run / "metrics.json").read_text()), **metrics_payload(cm, labels, fold=fold)}
+            payload.update(n_folds=3, encoder="convnext", family="CNN")
+            (run / "metrics.json").write_text(json.dumps(payload))
+            damage = cm[1:, 1:].sum()  # any damage called any damage
+            expected.setdefault(loss, []).append(damage / (cm.sum() - cm[0, 0]))
+    summary = aggregate([tmp_path])
+    base, dice = summary["groups"]["encoder=convnext,loss=dice_focal"], summary["groups"]["encoder=convnext,loss=dice"]
+    assert base["no_tta"]["binary"]["iou"]["per_fold"] == pytest.approx(dict(enumerate(expected["dice_focal"])))
+    assert base["no_tta"]["binary"]["iou"]["std"] == pytest.approx(np.std(expected["dice_focal"], ddof=1))
+    assert dice["vs_baseline_binary_iou"]["per_fold"] == pytest.approx(
+        np.subtract(expected["dice"], expected["dice_focal"])
+    )
+    assert list(base["no_tta"]["coarse"]["groups"]) == [name for name, _ in labels.groups]
+    assert dice["vs_baseline_coarse_miou_gt"]["n"] == 3
+
+    mean, std = 100 * np.mean(expected["dice"]), 100 * np.std(expected["dice"], ddof=1)
+    markdown = (tmp_path / "cv_results.md").read_text()
+    assert "## Any damage vs clean" in markdown and "## Coarse groups of damage" in markdown
+    assert f"| loss=dice | convnext | {mean:.2f} ± {std:.2f} |" in markdown
+    assert "| Loss of material | Cracks and deformation |" in markdown
+    latex = (tmp_path / "cv_results.tex").read_text()
+    assert "\\label{tab:cv-damage}" in latex and f"{mean:.2f} $\\pm$ {std:.2f}" in latex
+    assert latex.count("\\begin{table}") == 2 and "Coarse mIoU" in latex
+    page = (tmp_path / "report.html").read_text()
+    assert "Any damage vs clean" in page and f"{mean:.2f} ± {std:.2f}" in page and "Imaging artefacts" in page
+    check_html_page(tmp_path / "report.html")

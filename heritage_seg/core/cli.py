@@ -47,6 +47,19 @@ def exit_on_user_error(task):
     return wrapper
 
 
+def config_file(group: str) -> str:
+    """The file a config group's choice was read from, for error messages (`--config-dir my_conf labels=my_labels`
+    -> my_conf/labels/my_labels.yaml): the first of Hydra's config sources holding it, searched as Hydra does."""
+    if not HydraConfig.initialized():  # composed by a test or a benchmark: no run, no record of sources
+        return f"the `{group}` config"
+    runtime = HydraConfig.get().runtime
+    choice = runtime.choices.get(group)
+    for source in runtime.config_sources:
+        if source.schema == "file" and (Path(source.path) / group / f"{choice}.yaml").is_file():
+            return str(Path(source.path) / group / f"{choice}.yaml")
+    return f"{group}={choice} ({group}/{choice}.yaml)"
+
+
 # What Hydra's override grammar and a shell both take as one plain word (tests/test_cli.py checks the grammar)
 _PLAIN = re.compile(r"^[A-Za-z0-9_.\-/+%@:]+$")
 _KEY_VALUE = re.compile(r"^([+~]{0,2}[A-Za-z0-9_.\-/@]+)=(.+)$", flags=re.S)

@@ -1,11 +1,12 @@
-"""The label map, read from `conf/labels/*.yaml`: class names, colours, raw mask value -> class id, and which
-class means "no damage" (`clean`), so predict's damage statistics and overlays need no class hard-coded."""
+"""The label map, read from `conf/labels/*.yaml`: class names, colours, raw mask value -> class id, which
+class means "no damage" (`clean`), so predict's damage statistics and overlays need no class hard-coded, and the
+optional coarse `groups:` of damage classes (the coarse metrics and the multi-task heads read them)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,9 +27,18 @@ class LabelMap:
     ignore_raw: tuple[int, ...]
     ignore_color: tuple[int, int, int]
     clean_index: int
+    groups: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (group name, its class ids), in the file's order
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> LabelMap:
+    def from_config(cls, cfg: Mapping[str, Any], source: str = "label map") -> LabelMap:
+        """`source` names where `cfg` came from (a file, a checkpoint) in every error."""
+        try:
+            return cls._from_config(cfg)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+    @classmethod
+    def _from_config(cls, cfg: Mapping[str, Any]) -> LabelMap:
         classes: Sequence[Mapping[str, Any]] = cfg["classes"]
         names = tuple(str(c["name"]) for c in classes)
         raw = tuple(int(c["raw"]) for c in classes)
@@ -59,7 +69,10 @@ class LabelMap:
             ignore_raw=ignore_raw,
             ignore_color=_hex_to_rgb(str(cfg.get("ignore_color", "#000000"))),
             clean_index=names.index(clean),
+            groups=_groups(cfg.get("groups") or {}, names, clean),
         )
+
+    OTHER_DAMAGE: ClassVar[str] = "Other damage"  # the coarse class of damage classes no group names
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +84,30 @@ class LabelMap:
 
     def damage_ids(self) -> list[int]:
         return [c for c in range(self.num_classes) if c != self.clean_index]
+
+    def binary_lookup(self) -> np.ndarray:
+        """Class id -> 0 (the clean class) or 1 (any damage): the damage-vs-clean task."""
+        return (np.arange(self.num_classes) != self.clean_index).astype(np.int64)
+
+    @property
+    def coarse_names(self) -> tuple[str, ...]:
+        """The coarse classes: the clean class, each group, and "Other damage" when a damage class is in no group.
+        Empty when the map has no groups."""
+        if not self.groups:
+            return ()
+        grouped = {c for _, ids in self.groups for c in ids}
+        other = (self.OTHER_DAMAGE,) if set(self.damage_ids()) - grouped else ()
+        return (self.clean_name, *(name for name, _ in self.groups), *other)
+
+    def coarse_lookup(self) -> np.ndarray:
+        """Class id -> coarse class id (the index in `coarse_names`); only for a map with groups."""
+        if not self.groups:
+            raise ValueError("label map: no `groups:`, so there are no coarse classes")
+        table = np.full(self.num_classes, len(self.groups) + 1, dtype=np.int64)  # "Other damage"
+        table[self.clean_index] = 0
+        for g, (_, ids) in enumerate(self.groups, start=1):
+            table[list(ids)] = g
+        return table
 
     def lookup_table(self) -> np.ndarray:
         """256-entry table raw value -> class id; unknown raw values map to -1 so they can be reported."""
@@ -100,9 +137,40 @@ class LabelMap:
         pal[self.ignore_index] = self.ignore_color
         return pal
 
+    def groups_by_name(self) -> dict[str, list[str]]:
+        return {name: [self.names[c] for c in ids] for name, ids in self.groups}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "names": list(self.names),
             "raw_values": list(self.raw_values),
             "ignore_index": self.ignore_index,
         }
+
+
+def _groups(raw: Any, names: tuple[str, ...], clean: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """`groups: {group name: [class names]}`: each damage class in at most one group, the clean class in none (it
+    is the coarse task's own class)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"`groups:` must map each group name to a list of class names, got {raw!r}")
+    out, seen = [], {}
+    for group, members in raw.items():
+        if isinstance(members, str) or not isinstance(members, Sequence) or not members:
+            raise ValueError(f"group '{group}' must list one or more class names, got {members!r}")
+        if str(group) in (clean, LabelMap.OTHER_DAMAGE):
+            raise ValueError(f"group '{group}': the name is taken (the clean class / the ungrouped damage)")
+        ids = []
+        for member in map(str, members):
+            if member not in names:
+                raise ValueError(f"group '{group}' names '{member}', which is not a class of the map ({list(names)})")
+            if member == clean:
+                raise ValueError(
+                    f"group '{group}' names the clean class '{clean}': it is a coarse class of its own; group "
+                    "damage classes only"
+                )
+            if member in seen:
+                raise ValueError(f"class '{member}' is in two groups ('{seen[member]}' and '{group}'); pick one")
+            seen[member] = str(group)
+            ids.append(names.index(member))
+        out.append((str(group), tuple(ids)))
+    return tuple(out)

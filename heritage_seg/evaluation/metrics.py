@@ -1,5 +1,9 @@
 """Every reported segmentation metric from ONE dataset-level confusion matrix (rows = truth, cols = prediction).
 
+The damage-vs-clean and coarse-group figures come from the same matrix, collapsed (`collapse`): a pixel of one
+damage class predicted as another is right in the binary task, and right in the coarse task when both classes
+are in the same group. No extra head is needed for them.
+
 As mmsegmentation does: counts are accumulated over every pixel of the set first, then turned into metrics.
 A class absent from both ground truth and prediction has undefined IoU/Dice (NaN) and is left out of the
 means; it is never counted as 0 or 1.
@@ -32,6 +36,10 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den > 0 else float("nan")
+
+
 def _nanmean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
@@ -60,6 +68,43 @@ def segmentation_metrics(confmat) -> dict[str, np.ndarray | float]:
         "mean_dice": _nanmean(dice),
         "pixel_accuracy": float(tp.sum() / total) if total > 0 else float("nan"),
     }
+
+
+def collapse(confmat, lookup, size: int) -> np.ndarray:
+    """The (size, size) matrix of a coarser task: rows and columns of the fine classes summed by `lookup[class]`."""
+    cm = _as_numpy(confmat)
+    member = np.zeros((cm.shape[0], size))
+    member[np.arange(cm.shape[0]), np.asarray(lookup)] = 1.0
+    return member.T @ cm @ member
+
+
+def binary_metrics(confmat, clean_index: int) -> dict[str, float]:
+    """ "Any damage" against the clean class: IoU, Dice (= F1), precision, recall of the damage pixels, the binary
+    pixel accuracy, and the pixel counts; NaN where undefined (no damage in truth and prediction)."""
+    cm = _as_numpy(confmat)
+    lookup = (np.arange(cm.shape[0]) != clean_index).astype(np.int64)
+    two = collapse(cm, lookup, 2)
+    tp, fp, fn, tn = two[1, 1], two[0, 1], two[1, 0], two[0, 0]
+    return {
+        "iou": _ratio(tp, tp + fp + fn),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": _ratio(tp + tn, two.sum()),
+        "damage_pixels": int(tp + fn),
+        "predicted_damage_pixels": int(tp + fp),
+        "pixels": int(two.sum()),
+    }
+
+
+def coarse_metrics(confmat, lookup, names) -> dict[str, np.ndarray | float]:
+    """The segmentation metrics of the coarse task (`names[lookup[class]]`): per coarse class and the means over
+    the damage groups, i.e. without the clean class (index 0), which the binary block reports."""
+    coarse = segmentation_metrics(collapse(confmat, lookup, len(names)))
+    groups = np.arange(1, len(names))
+    iou, gt = coarse["iou"][groups], coarse["gt_pixels"][groups]
+    return {**coarse, "miou": _nanmean(iou), "miou_gt": _nanmean(iou[gt > 0])}
 
 
 def count_confusion(

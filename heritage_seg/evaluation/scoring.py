@@ -18,8 +18,9 @@ import torch
 
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.folds import DEFAULT_SPLIT
+from heritage_seg.data.labels import LabelMap
 from heritage_seg.evaluation.calibration import Calibration
-from heritage_seg.evaluation.metrics import count_confusion, segmentation_metrics
+from heritage_seg.evaluation.metrics import binary_metrics, coarse_metrics, count_confusion, segmentation_metrics
 from heritage_seg.evaluation.native import native_confusion
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.inference.uncertainty import MEASURE as UNCERTAINTY_MEASURE
@@ -161,27 +162,50 @@ def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) 
     return context
 
 
-def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: Any) -> dict[str, Any]:
-    """The metrics.json schema. Undefined values (absent classes) are null, never 0."""
-    m = segmentation_metrics(confmat)
-    per_class = {
-        name: {
-            "iou": _json_number(m["iou"][c]),
-            "dice": _json_number(m["dice"][c]),
-            "precision": _json_number(m["precision"][c]),
-            "recall": _json_number(m["recall"][c]),
-            "f1": _json_number(m["f1"][c]),
-            "gt_pixels": int(m["gt_pixels"][c]),
-            "pred_pixels": int(m["pred_pixels"][c]),
-        }
-        for c, name in enumerate(class_names)
+def _block(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: int(v) if k.endswith("pixels") else _json_number(v) for k, v in values.items()}
+
+
+def binary_block(confmat, clean_index: int, clean_name: str) -> dict[str, Any]:
+    """metrics.json `binary`: any damage against the label map's clean class, from the fine prediction collapsed."""
+    return {"clean_class": clean_name, **_block(binary_metrics(confmat, clean_index))}
+
+
+def coarse_block(confmat: np.ndarray, labels: LabelMap) -> dict[str, Any] | None:
+    """metrics.json `coarse` (a label map with `groups:`): IoU etc. per group, the means over the groups present
+    (`miou`: in truth or prediction; `miou_gt`: in the truth), and which classes each group holds."""
+    if not labels.groups:
+        return None
+    m = coarse_metrics(confmat, labels.coarse_lookup(), labels.coarse_names)
+    members = labels.groups_by_name()
+    grouped = {c for names in members.values() for c in names}
+    members.setdefault(
+        labels.OTHER_DAMAGE, [labels.names[c] for c in labels.damage_ids() if labels.names[c] not in grouped]
+    )
+    per_group = {
+        name: {**_block({k: m[k][g] for k in PER_CLASS_KEYS}), "classes": members[name]}
+        for g, name in enumerate(labels.coarse_names)
+        if g > 0
     }
+    return {"miou": _json_number(m["miou"]), "miou_gt": _json_number(m["miou_gt"]), "groups": per_group}
+
+
+PER_CLASS_KEYS = ("iou", "dice", "precision", "recall", "f1", "gt_pixels", "pred_pixels")
+
+
+def metrics_payload(confmat: np.ndarray, labels: LabelMap, **context: Any) -> dict[str, Any]:
+    """The metrics.json schema. Undefined values (absent classes) are null, never 0."""
+    class_names = labels.names
+    m = segmentation_metrics(confmat)
+    per_class = {name: _block({k: m[k][c] for k in PER_CLASS_KEYS}) for c, name in enumerate(class_names)}
     return {
         "miou": _json_number(m["miou"]),  # strict: classes in truth or prediction (mmsegmentation's)
         "miou_gt": _json_number(m["miou_gt"]),  # classes present in the ground truth: the selection criterion
         "pixel_accuracy": _json_number(m["pixel_accuracy"]),
         "mean_dice": _json_number(m["mean_dice"]),
         "per_class": per_class,
+        "binary": binary_block(confmat, labels.clean_index, labels.clean_name),  # where is there damage at all
+        "coarse": coarse_block(confmat, labels),
         "classes": list(class_names),
         "confusion_matrix": np.asarray(confmat, dtype=np.int64).tolist(),
         **context,
@@ -189,19 +213,26 @@ def metrics_payload(confmat: np.ndarray, class_names: Sequence[str], **context: 
     }
 
 
-TRAIN_RESOLUTION_KEYS = ("miou", "miou_gt", "pixel_accuracy", "mean_dice", "per_class", "confusion_matrix")
+TRAIN_RESOLUTION_KEYS = (
+    "miou",
+    "miou_gt",
+    "pixel_accuracy",
+    "mean_dice",
+    "per_class",
+    "binary",
+    "coarse",
+    "confusion_matrix",
+)
 
 
-def scored_payload(
-    result: EvalResult, class_names: Sequence[str], max_side: int | None = None, **context: Any
-) -> dict[str, Any]:
+def scored_payload(result: EvalResult, labels: LabelMap, max_side: int | None = None, **context: Any) -> dict[str, Any]:
     """metrics.json for an evaluation: at the masks' own resolution when `result` was scored there
     (`resolution: native`, the cap `max_side` if one applied), with the figures at the model's input size in a
     `train_resolution` block (what the seed's table compares with); else at the input size (`resolution: train`)."""
-    train = metrics_payload(result.confmat, class_names, **context)
+    train = metrics_payload(result.confmat, labels, **context)
     if result.native_confmat is None:
         return {**train, "resolution": "train"}
-    payload = metrics_payload(result.native_confmat, class_names, **context)
+    payload = metrics_payload(result.native_confmat, labels, **context)
     payload.update(
         resolution="native", max_side=max_side, train_resolution={key: train[key] for key in TRAIN_RESOLUTION_KEYS}
     )
@@ -210,7 +241,7 @@ def scored_payload(
 
 def evaluation_payload(
     result: EvalResult,
-    class_names: Sequence[str],
+    labels: LabelMap,
     transforms: Sequence[str],
     run_config: Mapping[str, Any],
     checkpoint: str | Path,
@@ -224,7 +255,7 @@ def evaluation_payload(
         calibration["uncertainty"] = {"measure": UNCERTAINTY_MEASURE, "views": result.views}
     return scored_payload(
         result,
-        class_names,
+        labels,
         **calibration,
         tta=len(transforms) > 1,
         tta_transforms=list(transforms),
@@ -249,6 +280,18 @@ def format_table(payload: dict[str, Any]) -> str:
         f"mDice {pct(payload['mean_dice'])}   pixel accuracy {pct(payload['pixel_accuracy'])}   "
         f"(tta={payload.get('tta')})"
     )
+    binary = payload.get("binary") or {}
+    if binary:
+        lines.append(
+            f"any damage vs {binary['clean_class']}: IoU {pct(binary['iou'])}   precision {pct(binary['precision'])}   "
+            f"recall {pct(binary['recall'])}   F1 {pct(binary['f1'])}"
+        )
+    if payload.get("coarse"):
+        groups = payload["coarse"]["groups"]
+        lines.append(
+            f"coarse groups: mIoU (groups in truth) {pct(payload['coarse']['miou_gt'])}   "
+            + "   ".join(f"{name} {pct(row['iou'])}" for name, row in groups.items())
+        )
     if payload.get("ece") is not None:
         lines.append(f"expected calibration error of the softmax (ECE, 15 bins) {payload['ece']:.4f}")
     if payload.get("resolution") == "native":

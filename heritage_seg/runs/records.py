@@ -21,6 +21,7 @@ import numpy as np
 
 from heritage_seg.core.files import write_json_atomic
 from heritage_seg.evaluation.metrics import segmentation_metrics
+from heritage_seg.evaluation.scoring import binary_block
 from heritage_seg.runs.folder import CLASS_WEIGHTS, FINISHED, METRICS, PRETRAIN_RECORD, SPLITS
 
 R = TypeVar("R", bound="Record")
@@ -162,6 +163,8 @@ class MetricsRecord(Record):
     per_class: dict[str, dict[str, Any]]
     fold: int
     miou_gt: float | None = None
+    binary: dict[str, Any] | None = None  # any damage vs the clean class (evaluation/metrics.binary_metrics)
+    coarse: dict[str, Any] | None = None  # per group of the label map's `groups:`, and their means
     pixel_accuracy: float | None = None
     mean_dice: float | None = None
     classes: list[str] = field(default_factory=list)
@@ -200,14 +203,19 @@ class MetricsRecord(Record):
 
     @classmethod
     def upgrade(cls, payload: dict[str, Any]) -> dict[str, Any]:
-        """metrics.json written before miou_gt existed: recomputed from the confusion matrix it holds (also in
-        its train_resolution block); classes from per_class where they were not listed."""
+        """metrics.json written before miou_gt or the binary block existed: recomputed from the confusion matrix it
+        holds (also in its train_resolution block), the clean class being "Clean" as in LabelMap for checkpoints of
+        that time; classes from per_class where they were not listed."""
         payload = dict(payload)
+        payload.setdefault("classes", list(payload.get("per_class", {})))
         for block in (payload, payload.get("train_resolution")):
-            if block and "miou_gt" not in block and block.get("confusion_matrix") is not None:
+            if not block or block.get("confusion_matrix") is None:
+                continue
+            if "miou_gt" not in block:
                 value = segmentation_metrics(block["confusion_matrix"])["miou_gt"]
                 block["miou_gt"] = None if np.isnan(value) else float(value)
-        payload.setdefault("classes", list(payload.get("per_class", {})))
+            if "binary" not in block and "Clean" in payload["classes"]:
+                block["binary"] = binary_block(block["confusion_matrix"], payload["classes"].index("Clean"), "Clean")
         return payload
 
 

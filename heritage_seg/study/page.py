@@ -20,7 +20,18 @@ from heritage_seg.reporting.figures import confusion_figure, figure_uri, plt
 from heritage_seg.reporting.html import thumbnail_uri
 from heritage_seg.reporting.templating import render
 from heritage_seg.runs.folder import BEST, EVALUATION_SUBDIR, PANEL_GLOBS
-from heritage_seg.study.render import METRIC_TITLES, RESOLUTION_NAMES, _fmt, _pct, started_from_line
+from heritage_seg.study.render import (
+    BINARY_TITLE,
+    COARSE_TITLE,
+    METRIC_TITLES,
+    RESOLUTION_NAMES,
+    Cell,
+    _fmt,
+    _pct,
+    binary_table,
+    coarse_table,
+    started_from_line,
+)
 from heritage_seg.study.stats import PAIRED_METRICS, suffix
 
 
@@ -69,6 +80,17 @@ def _results_table(summary: dict[str, Any], metric: str) -> dict[str, Any]:
         "mDice",
     ]
     return {"title": METRIC_TITLES[metric], "headers": headers, "rows": rows}
+
+
+def _block_table(title: str, table: tuple[list[str], list[list[Cell]]] | None) -> dict[str, Any] | None:
+    if table is None:
+        return None
+    headers, rows = table
+    return {
+        "title": title,
+        "headers": headers,
+        "rows": [[cell(text, sort=sort, numeric=i > 1) for i, (text, sort) in enumerate(row)] for row in rows],
+    }
 
 
 def _paired_tables(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,7 +239,15 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
         ),
         started_from=started_from_line(groups),
         warnings=summary["warnings"],
-        results=[_results_table(summary, metric) for metric in PAIRED_METRICS],
+        results=[_results_table(summary, metric) for metric in PAIRED_METRICS]
+        + [
+            t
+            for t in (
+                _block_table(BINARY_TITLE, binary_table(summary)),
+                _block_table(COARSE_TITLE, coarse_table(summary)),
+            )
+            if t
+        ],
         chart=chart,
         train_resolution=train_resolution,
         paired=_paired_tables(summary),

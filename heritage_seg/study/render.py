@@ -39,6 +39,66 @@ def started_from_line(groups: list[dict[str, Any]]) -> str:
     return "; ".join(f"{g['label']}: {', '.join(g.get('started_from') or ['?'])}" for g in groups)
 
 
+BINARY_TITLE = "Any damage vs clean: IoU etc. of the damage pixels, the fine prediction collapsed (`binary`)"
+COARSE_TITLE = "Coarse groups of damage (the label map's `groups:`): IoU per group, mean over the groups in the truth"
+Cell = tuple[str, "float | None"]  # text, and the value a sortable table compares
+
+
+def _cell(stats: dict[str, Any] | None) -> Cell:
+    return _fmt(stats), None if not stats else stats.get("mean")
+
+
+def _folds(stats: dict[str, Any] | None) -> Cell:
+    return (" / ".join(_pct(v) for v in stats["per_fold"].values()) if stats else "-"), None
+
+
+def _vs(summary: dict[str, Any], name: str, group: dict[str, Any], key: str) -> Cell:
+    return ("baseline", None) if name == summary.get("baseline") else _cell(group.get(key))
+
+
+def binary_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Cell]]] | None:
+    """Headers and rows of the damage-vs-clean table (markdown and the page), None when no run has the block."""
+    groups = summary["groups"]
+    if not any(g["no_tta"].get("binary") for g in groups.values()):
+        return None
+    headers = ["group", "encoder", "IoU", "per fold", "Dice", "precision", "recall", "F1", "IoU vs baseline (paired)"]
+    rows = []
+    for name, g in groups.items():
+        b = g["no_tta"].get("binary") or {}
+        rows.append(
+            [(g["label"], None), (g["encoder"], None), _cell(b.get("iou")), _folds(b.get("iou"))]
+            + [_cell(b.get(k)) for k in ("dice", "precision", "recall", "f1")]
+            + [_vs(summary, name, g, "vs_baseline_binary_iou")]
+        )
+    return headers, rows
+
+
+def coarse_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Cell]]] | None:
+    """Headers and rows of the coarse-group table, None when no run's label map has groups."""
+    groups = summary["groups"]
+    names = next((list(g["no_tta"]["coarse"]["groups"]) for g in groups.values() if g["no_tta"].get("coarse")), None)
+    if names is None:
+        return None
+    headers = ["group", "encoder", "mIoU", "per fold", "vs baseline (paired)", *names]
+    rows = []
+    for name, g in groups.items():
+        c = g["no_tta"].get("coarse") or {}
+        rows.append(
+            [(g["label"], None), (g["encoder"], None), _cell(c.get("miou_gt")), _folds(c.get("miou_gt"))]
+            + [_vs(summary, name, g, "vs_baseline_coarse_miou_gt")]
+            + [_cell((c.get("groups") or {}).get(n)) for n in names]
+        )
+    return headers, rows
+
+
+def _markdown_table(title: str, table: tuple[list[str], list[list[Cell]]] | None) -> list[str]:
+    if table is None:
+        return []
+    headers, rows = table
+    lines = [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(text for text, _ in row) + " |" for row in rows] + [""]
+
+
 def _results_table(summary: dict[str, Any], metric: str) -> list[str]:
     key = suffix(metric)
     lines = [
@@ -75,6 +135,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
     ]
     for metric in PAIRED_METRICS:
         lines += _results_table(summary, metric) + [""]
+    lines += _markdown_table(BINARY_TITLE, binary_table(summary))
+    lines += _markdown_table(COARSE_TITLE, coarse_table(summary))
     if any(g.get("resolution") == "native" and g.get("train_resolution") for g in summary["groups"].values()):
         lines += [
             "## The same runs scored at the model's input size (masks squashed as in training; the seed's table)",
@@ -225,4 +287,35 @@ def to_latex(summary: dict[str, Any]) -> str:
         ]
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _latex_damage_table(summary, where)) + "\n"
+
+
+def _latex_damage_table(summary: dict[str, Any], where: str) -> list[str]:
+    """Damage vs clean (and the coarse groups' mean where the label map has groups), as a second table."""
+    groups = summary["groups"].values()
+    if not any(g["no_tta"].get("binary") for g in groups):
+        return []
+    coarse = any(g["no_tta"].get("coarse") for g in groups)
+    lines = [
+        "",
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{Any damage vs clean (the fine prediction collapsed to two classes) over folds "
+        f"{_tex(summary['expected_folds'])}: mean $\\pm$ sample std in \\%, {where}."
+        + (" Coarse mIoU: over the label map's groups of damage present in the truth." if coarse else "")
+        + "}",
+        "\\label{tab:cv-damage}",
+        "\\begin{tabular}{ll" + "c" * (5 + coarse) + "}",
+        "\\toprule",
+        "Group & Family & Damage IoU & Dice & Precision & Recall & F1" + (" & Coarse mIoU" if coarse else "") + " \\\\",
+        "\\midrule",
+    ]
+    for g in groups:
+        b = g["no_tta"].get("binary") or {}
+        cells = [_tex(g["label"]), _tex(g["family"])] + [
+            _tex_stats(b.get(k)) for k in ("iou", "dice", "precision", "recall", "f1")
+        ]
+        if coarse:
+            cells.append(_tex_stats((g["no_tta"].get("coarse") or {}).get("miou_gt")))
+        lines.append(" & ".join(cells) + " \\\\")
+    return lines + ["\\bottomrule", "\\end{tabular}", "\\end{table}"]

@@ -23,6 +23,8 @@ SUMMARY_METRICS = ("miou_gt", "miou", "pixel_accuracy", "mean_dice")
 # Both means are reported (see heritage_seg/evaluation/metrics.py): over the classes in the validation truth (what
 # selected the checkpoint) and strict (truth or prediction, mmsegmentation's figure, comparable with the seed's table).
 PAIRED_METRICS = ("miou_gt", "miou")
+BINARY_METRICS = ("iou", "dice", "precision", "recall", "f1")  # metrics.json `binary`: any damage vs clean
+BLOCK_PAIRED_METRICS = ("binary.iou", "coarse.miou_gt")  # also paired against the baseline group
 
 
 def suffix(metric: str) -> str:
@@ -51,6 +53,18 @@ def _summarise_group(runs: list[FinishedRun], key: str) -> dict[str, Any] | None
     matrices = [p.get("confusion_matrix") for p in payloads]
     if all(m is not None for m in matrices):  # summed over folds: every validation pixel of the study once
         out["confusion_matrix"] = np.sum([np.asarray(m, dtype=np.int64) for m in matrices], axis=0).tolist()
+    out["binary"] = _blocks_over_folds(runs, [p.get("binary") for p in payloads], BINARY_METRICS)
+    coarse = [p.get("coarse") for p in payloads]
+    if all(c is not None for c in coarse) and len({tuple(c["groups"]) for c in coarse}) == 1:
+        out["coarse"] = {
+            **_blocks_over_folds(runs, coarse, ("miou_gt", "miou")),
+            "groups": {
+                name: _blocks_over_folds(runs, [c["groups"][name] for c in coarse], ("iou",))["iou"]
+                for name in coarse[0]["groups"]
+            },
+        }
+    else:  # no groups, or runs of label maps with other groups: nothing comparable
+        out["coarse"] = None
     classes = payloads[0].get("classes") or list(payloads[0].get("per_class", {}))
     out["classes"] = list(classes)
     out["per_class_iou"] = {
@@ -61,6 +75,14 @@ def _summarise_group(runs: list[FinishedRun], key: str) -> dict[str, Any] | None
         for name in classes
     }
     return out
+
+
+def _blocks_over_folds(runs: list[FinishedRun], blocks: list[dict[str, Any] | None], keys) -> dict[str, Any] | None:
+    """Mean ± std over folds and the per-fold values of `keys` of one block of every run (None: a run lacks it)."""
+    if any(b is None for b in blocks):
+        return None
+    folds = [r.fold for r in runs]
+    return {k: {**_stats(v := [b.get(k) for b in blocks]), "per_fold": dict(zip(folds, v))} for k in keys}
 
 
 def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str, Any]:
@@ -136,6 +158,12 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
             base = summary["groups"][summary["baseline"]]
             for name, group in summary["groups"].items():
                 group[f"vs_baseline{key}"] = None if name == summary["baseline"] else _paired(group, base, metric)
+    if summary["baseline"] is not None:  # the damage-vs-clean and coarse figures against the baseline too
+        base = summary["groups"][summary["baseline"]]
+        for name, group in summary["groups"].items():
+            for metric in BLOCK_PAIRED_METRICS:
+                key = f"vs_baseline_{metric.replace('.', '_')}"
+                group[key] = None if name == summary["baseline"] else _paired(group, base, metric)
     for d in summary["paired_differences"]:
         if d["unpaired_folds"]:
             message = (
@@ -170,9 +198,19 @@ def pick_baseline(groups: dict[str, Any], differing: dict[str, set[str]], baseli
     return found[0] if found else None
 
 
+def _per_fold(group: dict[str, Any], variant: str, metric: str) -> dict[int, float | None] | None:
+    """A metric's per-fold values; `binary.iou`, `coarse.miou_gt`: inside a block (None: a run lacks it)."""
+    found: Any = group[variant]
+    for part in metric.split("."):
+        found = None if found is None else found.get(part)
+    return None if found is None else found["per_fold"]
+
+
 def _paired(group_a: dict[str, Any], group_b: dict[str, Any], metric: str, variant: str = "no_tta") -> dict[str, Any]:
     """Per-fold differences over the folds on which both groups were validated on the same images."""
-    a, b = group_a[variant][metric]["per_fold"], group_b[variant][metric]["per_fold"]
+    a, b = _per_fold(group_a, variant, metric), _per_fold(group_b, variant, metric)
+    if a is None or b is None:
+        return {"folds": [], "unpaired_folds": [], "per_fold": [], **_stats([])}
     sets_a, sets_b = group_a["validation_sets"], group_b["validation_sets"]
     common = sorted(set(a) & set(b))
     folds = [f for f in common if sets_a.get(f) == sets_b.get(f)]  # unrecorded (None) on both: by fold index

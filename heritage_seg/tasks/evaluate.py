@@ -110,7 +110,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     )
     payload = evaluation_payload(
         result,
-        labels.names,
+        labels,
         transforms,
         run_cfg,
         ckpt,

@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from heritage_seg.core.cli import config_file
 from heritage_seg.core.files import save_image, write_file_atomic, write_text_atomic
 from heritage_seg.data.coco import IGNORE_CATEGORY, decode, read_coco
 from heritage_seg.data.labels import LabelMap
@@ -47,7 +48,7 @@ def _raw_mask(image: dict, annotations: list[dict], names: dict[int, str], label
 
 
 def import_annotations(cfg: DictConfig) -> dict[str, Any]:
-    labels = LabelMap.from_config(cfg.labels)
+    labels = LabelMap.from_config(cfg.labels, config_file("labels"))
     source = Path(str(cfg.annotations)).expanduser()
     document = read_coco(source)
     images_dir = Path(str(cfg.images)).expanduser() if cfg.images else source.parent / "images"

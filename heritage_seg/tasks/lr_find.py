@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig
 
-from heritage_seg.core.cli import instantiate_or_user_error
+from heritage_seg.core.cli import config_file, instantiate_or_user_error
 from heritage_seg.core.device import resolve_precision
 from heritage_seg.core.files import write_json_atomic
 from heritage_seg.data.labels import LabelMap
@@ -33,7 +33,7 @@ def lr_find(cfg: DictConfig) -> float | None:
     cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
     claim_run_dir(run_dir, cfg, finished_markers=(LR_FIND_JSON,))
     L.seed_everything(cfg.seed, workers=True)
-    datamodule, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels))
+    datamodule, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels, config_file("labels")))
     # enough epochs for num_training steps even on a tiny fold (each epoch has at least one step)
     epochs = max(int(cfg.trainer.max_epochs), int(cfg.lr_find.num_training))
     trainer = instantiate(

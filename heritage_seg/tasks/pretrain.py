@@ -12,7 +12,7 @@ import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from heritage_seg.core.cli import instantiate_or_user_error, override, shown_path
+from heritage_seg.core.cli import config_file, instantiate_or_user_error, override, shown_path
 from heritage_seg.core.device import respect_cpu_allocation
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN
@@ -55,7 +55,7 @@ def validation_fold_ids(cfg: DictConfig) -> list[str]:
     """The image ids (with their _augN copies) that training's fold `pretrain.exclude_fold` validates on."""
     with open_dict(cfg):
         fold_cfg = OmegaConf.merge(cfg, {"fold": int(cfg.pretrain.exclude_fold)})
-    datamodule = build_datamodule(fold_cfg, LabelMap.from_config(cfg.labels))
+    datamodule = build_datamodule(fold_cfg, LabelMap.from_config(cfg.labels, config_file("labels")))
     datamodule.setup("fit")
     record = datamodule.splits_record()
     return list(record["val_ids"])

@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from heritage_seg.core.cli import instantiate_or_user_error, override, shown_path
+from heritage_seg.core.cli import config_file, instantiate_or_user_error, override, shown_path
 from heritage_seg.core.device import respect_cpu_allocation
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> float:
     run_dir = Path(cfg.run_dir).resolve()
-    labels = LabelMap.from_config(cfg.labels)
+    labels = LabelMap.from_config(cfg.labels, config_file("labels"))
     # Cheap checks first: a typo must not wait for the data cache to be built.
     if cfg.get("split", DEFAULT_SPLIT) == "source":  # leave-one-group-out folds are checked against the groups
         check_fold(cfg.fold, cfg.n_folds)

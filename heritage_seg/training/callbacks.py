@@ -126,7 +126,7 @@ class FinalValidationReport(L.Callback):
                 "precision": str(trainer.precision),
             }  # the training precision's autocast, as used here
             payload = evaluation_payload(
-                result, model.class_names, transforms, model.hparams["run_config"], best, datamodule.split, **context
+                result, model.labels, transforms, model.hparams["run_config"], best, datamodule.split, **context
             )
             MetricsRecord.from_dict(payload, strict=True).write(self.output_dir / filename)
             log.info(

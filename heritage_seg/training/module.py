@@ -64,7 +64,7 @@ class SegmentationModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["pretrained", "channels_last", "model", "loss"])
         config = OmegaConf.create(dict(run_config))
-        labels = LabelMap.from_config(config.labels)
+        labels = LabelMap.from_config(config.labels, "the run config's labels")
         encoder = config.encoder
         # checkpoints made before the protocol was recorded were squash-trained at their run's image size
         self.protocol = Protocol.from_record(protocol, config.data.image_size)
