@@ -80,4 +80,6 @@ def test_best_checkpoint_and_early_stopping_follow_the_thin_class_not_the_strict
     assert best["epoch"] == 1, "best.ckpt must be the model that finds the cracks, not the one predicting only Clean"
     assert float(checkpoint.best_model_score) == pytest.approx(float(metrics["val/mIoU_gt"]))
     assert float(metrics["val/IoU/Cracks"]) == pytest.approx(22 / 28)  # columns 2..23 of the 2..29 crack found
+    # any damage vs clean: 44 crack pixels found, 12 missed, 32 stray pixels of absent classes per image
+    assert float(metrics["val/damage_IoU"]) == pytest.approx(44 / (44 + 12 + 32))
     assert stopping.wait_count == 0, "early stopping must count the epoch that found the cracks as an improvement"

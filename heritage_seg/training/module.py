@@ -23,7 +23,7 @@ from heritage_seg.core.cli import instantiate_or_user_error
 from heritage_seg.core.errors import ScheduleMismatch, TrainingDiverged
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.evaluation.metrics import segmentation_metrics
+from heritage_seg.evaluation.metrics import binary_metrics, segmentation_metrics
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.models.unet import build_unet, pixel_statistics
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
@@ -87,6 +87,7 @@ class SegmentationModule(L.LightningModule):
         batch = OmegaConf.select(config, "augment.batch")
         self.batch_augment = instantiate(batch) if batch is not None else None
         self.class_names, self.ignore_index = list(labels.names), labels.ignore_index
+        self.clean_index = labels.clean_index
         if not temperature > 0:
             raise ValueError(f"temperature={temperature}: must be > 0")
         self.temperature = float(temperature)
@@ -190,7 +191,8 @@ class SegmentationModule(L.LightningModule):
         self.val_confmat.update(logits.argmax(dim=1), batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
-        metrics = segmentation_metrics(self.val_confmat.compute())
+        confmat = self.val_confmat.compute()
+        metrics = segmentation_metrics(confmat)
         self.val_confmat.reset()
         # val/mIoU_gt (classes present in the validation truth) is what selects best.ckpt and drives early
         # stopping (conf/train.yaml `monitor`); val/mIoU is the strict mean (truth or prediction), see metrics.py
@@ -202,6 +204,9 @@ class SegmentationModule(L.LightningModule):
             value = metrics[key]
             self.log(name, 0.0 if np.isnan(value) else value, prog_bar=bar)
         self.log("val/pixel_accuracy", metrics["pixel_accuracy"])
+        damage = binary_metrics(confmat, self.clean_index)["iou"]  # any damage vs clean, as metrics.json `binary`
+        if not np.isnan(damage):
+            self.log("val/damage_IoU", damage)
         for name, iou in zip(self.class_names, metrics["iou"]):
             if not np.isnan(iou):  # absent from truth and prediction: undefined, not logged
                 self.log(f"val/IoU/{name}", float(iou))
