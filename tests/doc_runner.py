@@ -14,7 +14,8 @@ What "tiny size on generated data" means, and nothing else is changed:
   name: `scans/`, `scan.tif` (from another generated collection: scans nobody annotated);
 - `train`, `pretrain` and `lr_find` get `debug=tiny` (64 px, 2 training steps, 1 validation batch, random init) and
   `lr_find` 5 learning rates instead of 100;
-- a sweep (`-m`) keeps the first value of each swept option: one job, through the sweep's own launcher (the
+- a sweep (`-m`) keeps the first value of each swept option: one job (an `ablation=` preset: its rows on fold 0),
+  through the sweep's own launcher (the
   machinery of many jobs has tests of its own: tests/test_sweeps.py, tests/test_slurm.py);
 - placeholders become what the earlier commands made: `outputs/<date>/<time>` (or a dated example such as
   `outputs/2026-11-24/10-00-00`, or `outputs/…`) the latest training run, `outputs/pretrain/<date>/<time>` the
@@ -67,13 +68,14 @@ def missing_needs(needs: frozenset[str]) -> list[str]:
 
 
 def shrink_sweep(args: list[str]) -> list[str]:
+    """The first value of each swept option; an `ablation=` preset (its sweep in conf/ablation/) on fold 0 only."""
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and "," in value and not value.startswith(("[", "'", '"')) and not key.startswith("hydra"):
             value = value.split(",")[0]
         out.append(f"{key}{sep}{value}")
-    return out
+    return out + (["hydra.sweeper.params.fold=0"] if any(a.startswith("ablation=") for a in args) else [])
 
 
 class Runner:

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.models.heads import head_weights
 from heritage_seg.models.pretrained import started_from
 from heritage_seg.reporting.templating import render
 from heritage_seg.runs.folder import FINISHED, METRICS, METRICS_TTA, SPLITS
@@ -61,6 +62,7 @@ def model_card(
         seed=run_cfg.seed,
         loss={k: run_cfg.loss.get(k) for k in ("dice_weight", "focal_weight", "gamma", "ce_weight", "class_weighting")},
         optimiser=str(OmegaConf.select(run_cfg, "optim.optimizer._target_")).rsplit(".", 1)[-1],
+        extra_heads=head_weights(run_cfg.get("heads")),
         finished=finished,
         classes=[
             {"name": name, "color": "#{:02X}{:02X}{:02X}".format(*color), "raw": raw}

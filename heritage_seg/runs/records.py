@@ -150,6 +150,7 @@ class ClassWeightsRecord(Record):
     absent_class_weight: str = "max"
     dice_classes: list[int] | None = None
     train_pixel_counts: list[int] = field(default_factory=list)
+    heads: dict[str, dict[str, Any]] | None = None  # heads=multitask: the same, per extra head, on its task's classes
 
 
 @dataclass

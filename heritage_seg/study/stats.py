@@ -32,6 +32,15 @@ def suffix(metric: str) -> str:
     return "" if metric == "miou" else f"_{metric}"
 
 
+# What the plan's tables call a row that one override makes (conf/ablation/ presets)
+ROW_NAMES = {"heads=multitask": "+Multi-Task"}
+
+
+def row_label(overrides: set[str]) -> str:
+    """A group's label: the overrides that set it apart from the other groups, as the plan's tables name them."""
+    return ",".join(ROW_NAMES.get(o, o) for o in sorted(overrides)) or "(defaults)"
+
+
 def _stats(values: Sequence[float | None]) -> dict[str, Any]:
     """Mean and sample std (ddof=1) over folds; folds where the value is undefined (null) are left out."""
     defined = np.array([v for v in values if v is not None], dtype=np.float64)
@@ -136,7 +145,7 @@ def summarise(runs: list[FinishedRun], baseline: str | None = None) -> dict[str,
             "held_out": {r.fold: r.metrics.get("held_out") for r in members}
             if members[0].metrics.get("held_out")
             else None,
-            "label": ",".join(sorted(override_sets[name] - common)) or "(defaults)",
+            "label": row_label(override_sets[name] - common),
             "encoder": members[0].encoder,
             "family": members[0].family,
             # what the runs' weights started from (metrics.json `started_from`; runs from before it: unrecorded)

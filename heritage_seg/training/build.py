@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.models.heads import head_weights, task_classes, task_to_fine
 from heritage_seg.models.unet import build_unet
 from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.training.losses import build_loss
@@ -23,6 +25,10 @@ def use_channels_last(cfg: DictConfig) -> bool:
     return torch.cuda.is_available() if setting == "auto" else bool(setting)
 
 
+def _collapse_counts(counts, lookup) -> list[int]:
+    return np.bincount(np.asarray(lookup), weights=np.asarray(counts, dtype=np.float64)).astype(np.int64).tolist()
+
+
 def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     """Datamodule (prepared, fold chosen), LightningModule and the class-weight record (class_weights.json) for
     `cfg`. The module builds its optimiser and batch augmentation itself from the resolved config, and would its
@@ -32,6 +38,9 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     (conf/augment: `sample`) goes to the datamodule."""
     # the network first: a bad encoder name or unavailable weights fail before the data cache is built
     # (on resume the weights come from last.ckpt, so no pretrained download is needed)
+    heads = head_weights(cfg.get("heads"))
+    for task in heads:  # heads=multitask on a label map without groups fails here, before any data is read
+        task_classes(labels, task)
     start = cfg.get("init_from")
     weights = None if resume or start else cfg.encoder.weights  # init_from brings its own encoder weights
     model = build_unet(cfg.encoder.name, weights, labels.num_classes, cfg.encoder.kwargs)
@@ -41,7 +50,18 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     datamodule = build_datamodule(cfg, labels, augment=instantiate(sample_augment) if sample_augment else None)
     datamodule.setup("fit")
     run_config = OmegaConf.to_container(cfg, resolve=True)
-    loss, record = build_loss(run_config["loss"], datamodule.train_class_pixel_counts())
+    counts = datamodule.train_class_pixel_counts()
+    loss, record = build_loss(run_config["loss"], counts)
+    if heads:  # each extra head's loss weights, fitted to the same pixels collapsed to its task
+        record["heads"] = {
+            task: {
+                "classes": list(task_classes(labels, task)),
+                **build_loss(run_config["heads"][task]["loss"], _collapse_counts(counts, task_to_fine(labels, task)))[
+                    1
+                ],
+            }
+            for task in heads
+        }
     log.info(
         "class weights (%s, absent classes: %s): %s",
         record["strategy"],

@@ -25,6 +25,7 @@ from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.evaluation.metrics import binary_metrics, segmentation_metrics
 from heritage_seg.inference.sliding import protocol_probabilities
+from heritage_seg.models.heads import AuxiliaryHeads, decode, head_weights, task_classes, task_lookup, task_to_fine
 from heritage_seg.models.unet import build_unet, pixel_statistics
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
 from heritage_seg.runs.folder import first_difference
@@ -39,6 +40,14 @@ def _node(config: Any) -> Any:
     if isinstance(config, Mapping) and config.get("_target_") in MOVED_TARGETS:
         config = {**config, "_target_": MOVED_TARGETS[config["_target_"]]}
     return config
+
+
+def _fitted(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A loss's class weights and Dice classes from its class_weights.json record (checkpoints from before the
+    record: none, the loss is not needed to use them)."""
+    if "weights" not in record:
+        return {}
+    return {"class_weights": record["weights"], "dice_classes": record.get("dice_classes")}
 
 
 class SegmentationModule(L.LightningModule):
@@ -76,18 +85,38 @@ class SegmentationModule(L.LightningModule):
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         record = class_weights or {}
         if loss is None:
-            fitted = (
-                {"class_weights": record["weights"], "dice_classes": record.get("dice_classes")}
-                if "weights" in record
-                else {}
-            )  # checkpoints from before the record: weights not needed
-            loss = instantiate_or_user_error({**_node(OmegaConf.to_container(config.loss, resolve=True)), **fitted})
+            loss = instantiate_or_user_error(
+                {**_node(OmegaConf.to_container(config.loss, resolve=True)), **_fitted(record)}
+            )
         self.loss = loss
         # applied on the device to training batches only (conf/augment: `batch`); per-sample ones are the data's
         batch = OmegaConf.select(config, "augment.batch")
         self.batch_augment = instantiate(batch) if batch is not None else None
         self.class_names, self.ignore_index = list(labels.names), labels.ignore_index
         self.clean_index = labels.clean_index
+        # heads=multitask: damage/clean and coarse heads beside the fine one (models/heads.py), each with its loss,
+        # fitted to the training fold like the fine loss (class_weights.json `heads`)
+        self.aux_weights = head_weights(config.get("heads"))
+        fitted_heads = record.get("heads") or {}
+        self.aux_heads = (
+            AuxiliaryHeads({task: len(task_classes(labels, task)) for task in self.aux_weights})
+            if self.aux_weights
+            else None
+        )
+        self.aux_losses = nn.ModuleDict(
+            {
+                task: instantiate_or_user_error(
+                    {
+                        **_node(OmegaConf.to_container(config.heads[task].loss, resolve=True)),
+                        **_fitted(fitted_heads.get(task) or {}),
+                    }
+                )
+                for task in self.aux_weights
+            }
+        )
+        for task in self.aux_weights:  # mask value -> the task's class, on the device with the batch
+            lookup = task_lookup(task_to_fine(labels, task), labels.ignore_index)
+            self.register_buffer(f"{task}_lookup", lookup, persistent=False)
         if not temperature > 0:
             raise ValueError(f"temperature={temperature}: must be > 0")
         self.temperature = float(temperature)
@@ -112,22 +141,29 @@ class SegmentationModule(L.LightningModule):
     def labels(self) -> LabelMap:
         return LabelMap.from_config(self.hparams["run_config"]["labels"])
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float 0..255) NCHW images -> logits (N, C, H, W)."""
+    def _normalised(self, image: torch.Tensor) -> torch.Tensor:
         x = (image.float() - self.pixel_mean) / self.pixel_std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.model(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float 0..255) NCHW images -> logits (N, C, H, W) of the fine classes (with heads=multitask too:
+        the extra heads are read by `task_logits`)."""
+        logits = self.model(self._normalised(image))
         return logits if self.temperature == 1.0 else logits / self.temperature
+
+    def task_logits(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every head's logits in one pass: `fine` (as `forward`) and, with heads=multitask, `binary` (clean,
+        damage) and `coarse` (the label map's coarse classes)."""
+        if self.aux_heads is None:
+            return {"fine": self(image)}
+        fine, decoded = decode(self.model, self._normalised(image))
+        return {"fine": fine if self.temperature == 1.0 else fine / self.temperature, **self.aux_heads(decoded)}
 
     @torch.no_grad()
     def pooled_features(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (or float 0..255) NCHW images -> (N, D) the encoder's deepest features averaged over the image:
         what `select` compares scans by (two scans the model sees alike are close)."""
-        x = (image.float() - self.pixel_mean) / self.pixel_std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model.encoder(x)[-1].float().mean(dim=(2, 3))
+        return self.model.encoder(self._normalised(image))[-1].float().mean(dim=(2, 3))
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         if self.batch_augment is not None and self._trainer is not None and self.trainer.training:
@@ -135,12 +171,26 @@ class SegmentationModule(L.LightningModule):
         return batch
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["image"]), batch["mask"])
+        if self.aux_heads is None:
+            loss = self.loss(self(batch["image"]), batch["mask"])
+        else:
+            loss = self._multitask_loss(batch)
         # Not on the progress bar: Lightning converts progress-bar values to Python numbers after every batch, a
         # host-device synchronisation per step on a GPU. The logger gets the step value every log_every_n_steps.
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch["image"].shape[0])
         bad = ~torch.isfinite(loss.detach()) & (self.first_nonfinite_step < 0)
         self.first_nonfinite_step = torch.where(bad, self.global_step, self.first_nonfinite_step)
+        return loss
+
+    def _multitask_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """fine loss + weight x each extra head's loss on the mask collapsed to its task; each part is logged."""
+        logits, mask, n = self.task_logits(batch["image"]), batch["mask"], batch["image"].shape[0]
+        loss = self.loss(logits["fine"], mask)
+        self.log("train/loss_fine", loss, on_step=True, on_epoch=True, batch_size=n)
+        for task, weight in self.aux_weights.items():
+            part = self.aux_losses[task](logits[task], getattr(self, f"{task}_lookup")[mask.long()])
+            self.log(f"train/loss_{task}", part, on_step=True, on_epoch=True, batch_size=n)
+            loss = loss + weight * part
         return loss
 
     def check_finite(self) -> None:
@@ -217,7 +267,9 @@ class SegmentationModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Called by `load_from_checkpoint` before the weights are loaded. The loss holds no learned weights:
         checkpoints made before its class weights became non-persistent buffers carry `loss.ce.weight`."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(("loss.", "aux_losses."))
+        }
 
     def configure_optimizers(self):
         return configure_optim(self.run_config.optim, self.parameters(), self.trainer.estimated_stepping_batches)
