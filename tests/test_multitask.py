@@ -112,3 +112,27 @@ def test_the_ablation_preset_sweeps_both_heads_over_every_fold_and_aggregate_nam
     assert summary["groups"][summary["baseline"]]["label"] == "heads=single"
     assert rows["+Multi-Task"]["vs_baseline"]["per_fold"] == pytest.approx([0.02, -0.01, 0.05])
     assert "| +Multi-Task |" in (tmp_path / "cv_results.md").read_text()
+
+
+def test_predict_maps_the_damage_head_on_request_and_refuses_a_model_without_one(multitask_run, trained_run, tmp_path):
+    from PIL import Image
+
+    from heritage_seg.tasks.predict import predict
+
+    scan = tmp_path / "scan.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 150, 3), dtype=np.uint8)).save(scan)
+    ckpt = multitask_run / "checkpoints" / "best.ckpt"
+    out = tmp_path / "out"
+    predict(compose_config([f"ckpt={ckpt}", f"input={scan}", "binary_map=true"], config_name="predict"), out)
+    binary = np.asarray(Image.open(out / "scan_binary.png"))
+    assert binary.shape == (90, 150) and set(np.unique(binary)) <= {0, 255}
+    report = json.loads((out / "scan_report.json").read_text())["binary_head"]
+    assert report["head_damage_pixels"] == int((binary == 255).sum())
+    fine = np.asarray(Image.open(out / "scan_mask.png"))  # palette indices = class ids
+    assert report["fine_damage_percent"] == pytest.approx(100 * (fine != 0).mean(), abs=1e-3)
+
+    single = trained_run / "checkpoints" / "best.ckpt"
+    cfg = compose_config([f"ckpt={single}", f"input={scan}", "binary_map=true"], config_name="predict")
+    with pytest.raises(ValueError, match=r"binary_map=true maps the damage/clean head.*has none"):
+        predict(cfg, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()

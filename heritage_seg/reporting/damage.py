@@ -97,6 +97,28 @@ def uncertainty_report(
     }
 
 
+def binary_head_report(head_damage: np.ndarray, mask: np.ndarray, labels: LabelMap, rows: int = 512) -> dict[str, Any]:
+    """How the damage/clean head's map compares with the fine classes' damage: each one's share of the object
+    pixels, and their agreement (IoU of the two damage areas). Counted in strips of rows, without whole-scan copies."""
+    counts = np.zeros(4, dtype=np.int64)  # (fine damage, head damage) as 2 * fine + head
+    damage = np.ones(256, dtype=bool)
+    damage[[labels.clean_index, labels.ignore_index]] = False
+    inside = np.zeros(256, dtype=bool)
+    inside[: labels.num_classes] = True
+    for top in range(0, mask.shape[0], rows):
+        m, h = mask[top : top + rows], head_damage[top : top + rows]
+        keep = inside[m]
+        counts += np.bincount((2 * damage[m][keep] + h[keep]).astype(np.int64), minlength=4)
+    pixels = int(counts.sum())
+    union = int(counts[1:].sum())
+    return {
+        "head_damage_pixels": int(counts[1] + counts[3]),
+        "head_damage_percent": round(100.0 * (counts[1] + counts[3]) / pixels, 4) if pixels else None,
+        "fine_damage_percent": round(100.0 * (counts[2] + counts[3]) / pixels, 4) if pixels else None,
+        "agreement_iou": round(float(counts[3]) / union, 4) if union else None,
+    }
+
+
 def _regions(binary: np.ndarray) -> dict[str, Any]:
     """Connected regions (8-connected) of one class, counted inside the class's bounding box only and with
     per-region sizes taken over the class's own pixels: damage is usually a small part of a scan, and whole-scan

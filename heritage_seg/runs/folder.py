@@ -59,6 +59,7 @@ SCAN_OUTPUTS = {
     "mask": "_mask.png",
     "confidence": "_confidence.png",
     "uncertainty": "_uncertainty.png",  # with tta=true or an ensemble: how much the views disagree
+    "binary": "_binary.png",  # binary_map=true: the damage/clean head of heads=multitask (255 = damage)
     "report": "_report.json",
 }
 # What `select` writes: the ranked choice, its page, the chosen scans' uncertainty maps, the scans left out

@@ -248,6 +248,7 @@ class ScanReport(Record):
     checkpoints: list[str] = field(default_factory=list)  # more than one: an ensemble
     temperature: float | None = None  # the logits divided by it (a checkpoint from evaluate calibrate=true)
     uncertainty: dict[str, Any] | None = None  # with an uncertainty map (reporting/damage.uncertainty_report)
+    binary_head: dict[str, Any] | None = None  # binary_map=true (reporting/damage.binary_head_report)
 
 
 def read_finished(run_dir: Path) -> FinishedRecord | None:

@@ -10,6 +10,7 @@ file is reported and skipped."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import time
@@ -33,7 +34,13 @@ from heritage_seg.data.imageio import list_inputs, object_mask, open_image, to_r
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.inference.mapping import map_scan, scan_scale, uncertainty_views
 from heritage_seg.inference.tta import resolve
-from heritage_seg.reporting.damage import CSV_FIELDS, class_report, csv_rows, uncertainty_report
+from heritage_seg.reporting.damage import (
+    CSV_FIELDS,
+    binary_head_report,
+    class_report,
+    csv_rows,
+    uncertainty_report,
+)
 from heritage_seg.reporting.figures import palette_mask, scan_overlay
 from heritage_seg.reporting.scan_page import scan_report_html
 from heritage_seg.runs.folder import (
@@ -54,6 +61,11 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     """`scan.tif` -> `scan`; when two inputs share a stem (scan.tif, scan.jpg) both keep their type: scan_tif."""
     stems = [p.stem for p in paths]
     return {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths}
+
+
+def head_logits(module, task: str, images):
+    """One extra head's logits (heads=multitask), as a logits function for the mapping."""
+    return module.task_logits(images)[task]
 
 
 def predict_image(
@@ -105,6 +117,30 @@ def predict_image(
             on_windows_total=lambda total: setattr(bar, "total", total),
         )
     mask, confidence, spread = maps.mask, maps.confidence, maps.uncertainty
+    head_damage = None
+    if cfg.binary_map:  # the damage/clean head of heads=multitask, mapped as the fine classes were (a second pass)
+        heads = [
+            with_autocast(functools.partial(head_logits, member, "binary"), device, precision) for member in members
+        ]
+        head_damage = (
+            map_scan(
+                image,
+                heads,
+                protocol,
+                2,
+                scale,
+                transforms,
+                False,
+                device,
+                window=cfg.window,
+                stride=cfg.stride,
+                batch_size=int(cfg.batch_size),
+                blend=str(cfg.blend),
+            ).mask
+            == 1
+        )
+        if inside is not None:
+            head_damage &= inside
     window, stride, total = maps.window, maps.stride, maps.windows
     if inside is not None:
         mask = np.where(inside, mask, np.uint8(labels.ignore_index))
@@ -124,7 +160,12 @@ def predict_image(
         if spread is not None:
             uncertainty_png = Image.fromarray(spread, mode="L")
             written.append(pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['uncertainty']}"), uncertainty_png))
+        if head_damage is not None:
+            binary_png = Image.fromarray(head_damage.astype(np.uint8) * 255, mode="L")
+            written.append(pool.submit(save_image, Path(f"{stem}{SCAN_OUTPUTS['binary']}"), binary_png))
         classes = class_report(mask, labels)
+        if head_damage is not None:
+            classes["binary_head"] = binary_head_report(head_damage, mask, labels)
         if spread is not None:
             classes["uncertainty"] = uncertainty_report(mask, spread, labels, float(cfg.uncertain_above), views)
         lap("statistics")
@@ -163,6 +204,13 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     module = members[0]
     labels = module.labels
     uncertainty_views(cfg.uncertainty, len(members), len(resolve(bool(cfg.tta))))  # a bad option fails here
+    without = [str(c) for c, m in zip(ckpts, members) if "binary" not in m.aux_weights]
+    if cfg.binary_map and without:
+        raise ValueError(
+            f"binary_map=true maps the damage/clean head of a model trained with heads=multitask; {', '.join(without)} "
+            f"has none. Every scan's damage from the fine classes (all but '{labels.clean_name}') is in its "
+            f"{SCAN_OUTPUTS['mask']} already"
+        )
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
     squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale
