@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -51,6 +52,21 @@ class StopAfterEpoch(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch >= self.epochs:
             raise SimulatedPreemption(f"simulated preemption after epoch {trainer.current_epoch}")
+
+
+class RecordSizes(L.Callback):
+    """Records the side of the first training and validation batch of every epoch (class-level: the test reads
+    it after `train` built the callback from the config)."""
+
+    seen: ClassVar[list[tuple[str, int, int]]] = []  # (train | val, epoch, side)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            RecordSizes.seen.append(("train", trainer.current_epoch, int(batch["image"].shape[-1])))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0 and not trainer.sanity_checking:
+            RecordSizes.seen.append(("val", trainer.current_epoch, int(batch["image"].shape[-1])))
 
 
 class PoisonWeightsAtEpoch(L.Callback):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from heritage_seg.data.folds import (
     splits_payload,
 )
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.data.progressive import parse_stages, stage_at
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
 from heritage_seg.data.sample import generate_sample
 
@@ -115,6 +116,7 @@ class ArtefactDataModule(L.LightningDataModule):
         class_aware_crops: float = 0.5,
         crops_per_image: int = 1,
         train_fraction: float = 1.0,
+        progressive: Sequence[Sequence[int]] | None = None,
     ):
         super().__init__()
         if preload_to not in PRELOAD_TARGETS:
@@ -125,6 +127,16 @@ class ArtefactDataModule(L.LightningDataModule):
         # by sliding windows over each whole cached image (the crop protocol, heritage_seg/data/crops.py)
         self.sizing = Protocol.from_data_config({"resize": resize, "image_size": image_size, "max_side": max_side})
         self.class_aware_crops, self.crops_per_image = class_aware_crops, crops_per_image
+        # data.progressive: training sizes by epoch (heritage_seg/data/progressive.py); validation at image_size
+        self.stages = parse_stages(progressive)
+        if self.stages and self.stages[-1].size != image_size:
+            raise ValueError(
+                f"data.progressive ends at {self.stages[-1].size} px but data.image_size={image_size}: the last stage "
+                "is the run's size (the train command sets it so)"
+            )
+        if self.stages and self.sizing.crops and max(s.size for s in self.stages) > self.sizing.max_side:
+            raise ValueError(f"data.progressive: a crop size is larger than data.max_side={self.sizing.max_side}")
+        self.stage_data: dict[int, PreparedData] = {}  # squash: the training images at each earlier stage's size
         if not 0 < float(train_fraction) <= 1:
             raise ValueError(f"data.train_fraction={train_fraction}: must be in (0, 1]")
         self.train_fraction = float(train_fraction)
@@ -151,6 +163,7 @@ class ArtefactDataModule(L.LightningDataModule):
         self.split_kind = split
         self.preload_to = preload_to
         self._on_device: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._on_device_of: PreparedData | None = None
         self.data: PreparedData | None = None
         self.split: FoldSplit | None = None
 
@@ -160,6 +173,17 @@ class ArtefactDataModule(L.LightningDataModule):
             generate_sample(self.root, self.labels, **self.sample)
         reader = open_reader(self.root, self.source_id_pattern)
         build_cache(reader, self.sizing, self.labels, self.cache_dir)
+        for sizing in self._stage_sizings().values():  # squash: one cache per size, resampled as a fixed run's
+            build_cache(reader, sizing, self.labels, self.cache_dir)
+
+    def _stage_sizings(self) -> dict[int, Protocol]:
+        if self.sizing.crops:  # crops of each stage's size are drawn from the one cache
+            return {}
+        return {
+            s.size: dataclasses.replace(self.sizing, image_size=s.size)
+            for s in self.stages
+            if s.size != self.sizing.image_size
+        }
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
@@ -169,6 +193,13 @@ class ArtefactDataModule(L.LightningDataModule):
         if not (path / "meta.json").exists():
             raise RuntimeError(f"{path}: data cache missing; call prepare_data() first")
         self.data = load_cache(path, preload=self.use_preload)
+        for size, sizing in self._stage_sizings().items():
+            stage_path = cache_path(self.cache_dir, reader, sizing, self.labels)
+            if not (stage_path / "meta.json").exists():
+                raise RuntimeError(f"{stage_path}: data cache missing; call prepare_data() first")
+            self.stage_data[size] = load_cache(stage_path, preload=self.use_preload)
+            if self.stage_data[size].ids != self.data.ids:
+                raise RuntimeError(f"{stage_path}: holds other images than {path}; delete both and run again")
         presence = self.data.class_presence(self.labels.num_classes)
         sources = [r.source_id for r in self.data.records]
         if self.split_kind == "source":
@@ -269,19 +300,23 @@ class ArtefactDataModule(L.LightningDataModule):
             raise ValueError("data.preload_to=cuda: no CUDA device here; use data.preload_to=auto or cpu")
         return torch.device("cuda", torch.cuda.current_device())
 
-    def _device_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._on_device is None or self._on_device[0].device != device:
-            images = torch.from_numpy(np.ascontiguousarray(self.data.images)).to(device).permute(0, 3, 1, 2)
-            masks = torch.from_numpy(np.ascontiguousarray(self.data.masks)).to(device)
-            self._on_device = (images.contiguous(), masks)
+    def _device_tensors(self, device: torch.device, data: PreparedData) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._on_device is None or self._on_device[0].device != device or self._on_device_of is not data:
+            self._on_device = None  # a progressive stage's size replaces the last (loaders keep their own)
+            images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device).permute(0, 3, 1, 2)
+            masks = torch.from_numpy(np.ascontiguousarray(data.masks)).to(device)
+            self._on_device, self._on_device_of = (images.contiguous(), masks), data
             log.info(
                 "data set on %s: %.0f MB of uint8 images and masks", device, (images.numel() + masks.numel()) / 1e6
             )
         return self._on_device
 
-    def _loader(self, indices: np.ndarray, train: bool, shard: bool = False) -> DataLoader:
+    def _loader(self, indices: np.ndarray, train: bool, shard: bool = False, size: int | None = None) -> DataLoader:
+        """`size`: a progressive stage's training size (None: the run's image_size)."""
         self._require_setup()
         device = self._device()
+        size = size or self.image_size
+        data = self.stage_data.get(size, self.data)
         batch_size = self.batch_size if train else self.eval_batch_size
         extra = {
             "num_workers": self.num_workers,
@@ -293,7 +328,7 @@ class ArtefactDataModule(L.LightningDataModule):
                 self.data.images,
                 self.data.masks,
                 indices,
-                self.image_size,
+                size,
                 self.labels.ignore_index,
                 clean_id=self.labels.clean_index,
                 class_aware=self.class_aware_crops,
@@ -301,10 +336,10 @@ class ArtefactDataModule(L.LightningDataModule):
                 transform=self.augment,
             )
         elif device is not None:
-            dataset = DeviceSegmentationDataset(*self._device_tensors(device), indices)
+            dataset = DeviceSegmentationDataset(*self._device_tensors(device, data), indices)
             extra = {"collate_fn": _pass_batch, "num_workers": 0, "pin_memory": False}
         else:
-            dataset = SegmentationDataset(self.data.images, self.data.masks, indices, self.augment if train else None)
+            dataset = SegmentationDataset(data.images, data.masks, indices, self.augment if train else None)
             if self.crops:  # validation: whole images of different sizes, one at a time (sliding windows)
                 batch_size = 1
         sampler = None
@@ -322,7 +357,20 @@ class ArtefactDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.split.train_idx, train=True)
+        if not self.stages:
+            return self._loader(self.split.train_idx, train=True)
+        # progressive: Lightning asks again each epoch (reload_dataloaders_every_n_epochs=1), a resumed run too
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        stage = stage_at(self.stages, epoch)
+        log.info(
+            "data.progressive: epoch %d trains at %d px (stage %d of %d), validation at %d px",
+            epoch + 1,
+            stage.size,
+            self.stages.index(stage) + 1,
+            len(self.stages),
+            self.image_size,
+        )
+        return self._loader(self.split.train_idx, train=True, size=stage.size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.split.val_idx, train=False, shard=True)

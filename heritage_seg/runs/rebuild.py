@@ -33,6 +33,8 @@ def build_datamodule(run_cfg: DictConfig, labels: LabelMap, data_cfg: DictConfig
 def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, batch_size=None, cache_dir=None):
     """The datamodule of the training run (same fold/seed/size), optionally with a moved data root."""
     data_cfg = run_cfg.data.copy()
+    if "progressive" in data_cfg:  # validation is at the run's (final) size: no earlier stage's cache is needed
+        data_cfg.progressive = None
     for key, value in (("root", root), ("batch_size", batch_size), ("cache_dir", cache_dir)):
         if value is not None:
             data_cfg[key] = value

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import yaml
 from omegaconf import OmegaConf
 
 from heritage_seg.runs.folder import default_train_config
@@ -36,9 +37,20 @@ def suffix(metric: str) -> str:
 ROW_NAMES = {"heads=multitask": "+Multi-Task"}
 
 
+def _row_name(override: str) -> str:
+    key, _, value = override.partition("=")
+    if key == "data.progressive" and value not in ("null", "None", ""):
+        try:
+            stages = yaml.safe_load(value)
+            return "+Progressive (" + " → ".join(f"{size} px × {epochs}" for size, epochs in stages) + ")"
+        except (yaml.YAMLError, TypeError, ValueError):
+            return "+Progressive"
+    return ROW_NAMES.get(override, override)
+
+
 def row_label(overrides: set[str]) -> str:
     """A group's label: the overrides that set it apart from the other groups, as the plan's tables name them."""
-    return ",".join(ROW_NAMES.get(o, o) for o in sorted(overrides)) or "(defaults)"
+    return ",".join(_row_name(o) for o in sorted(overrides)) or "(defaults)"
 
 
 def _stats(values: Sequence[float | None]) -> dict[str, Any]:
@@ -200,7 +212,9 @@ def pick_baseline(groups: dict[str, Any], differing: dict[str, set[str]], baseli
         if key in choices:
             return str(choices[key]) == value
         current = OmegaConf.select(defaults, key, default=None)
-        return current is not None and str(current).lower() == value.lower()
+        if current is None:  # data.progressive=null, init_from=null: the default when the default is null
+            return value.lower() in ("null", "none") and OmegaConf.select(defaults, key, default="absent") is None
+        return str(current).lower() == value.lower()
 
     # a group with no differing override at all ran the config's defaults: it is the baseline too
     found = [n for n in sorted(groups) if all(is_default(o) for o in differing[n])]

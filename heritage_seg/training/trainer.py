@@ -70,6 +70,8 @@ def build_trainer(cfg: DictConfig, loggers: list) -> L.Trainer:
     `auto` resolves to on this machine, and the checkpoint IO of `trainer_plugins`."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     extra = {"plugins": plugins} if (plugins := trainer_plugins(cfg)) else {}
+    if cfg.data.get("progressive"):  # the training loader of each epoch's stage (data/progressive.py)
+        extra["reload_dataloaders_every_n_epochs"] = 1
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
