@@ -67,15 +67,23 @@ def missing_needs(needs: frozenset[str]) -> list[str]:
     return missing
 
 
+# An `ablation=` preset's own sweep (conf/ablation/), shrunk: fold 0, and sizes a debug=tiny run can train
+TINY_ABLATION_PARAMS = {"progressive": {"data.progressive": "'null,[[32,1],[64,1]]'"}}
+
+
 def shrink_sweep(args: list[str]) -> list[str]:
-    """The first value of each swept option; an `ablation=` preset (its sweep in conf/ablation/) on fold 0 only."""
+    """The first value of each swept option; an `ablation=` preset's rows on fold 0 (TINY_ABLATION_PARAMS)."""
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and "," in value and not value.startswith(("[", "'", '"')) and not key.startswith("hydra"):
             value = value.split(",")[0]
         out.append(f"{key}{sep}{value}")
-    return out + (["hydra.sweeper.params.fold=0"] if any(a.startswith("ablation=") for a in args) else [])
+    for arg in args:
+        if arg.startswith("ablation="):
+            params = {**TINY_ABLATION_PARAMS.get(arg.partition("=")[2], {}), "fold": "0"}
+            out.append("hydra.sweeper.params={" + ",".join(f"{k}:{v}" for k, v in params.items()) + "}")
+    return out
 
 
 class Runner:
