@@ -202,10 +202,28 @@ def needed(curve: list[dict], level: float) -> int | None:
     return next((point["annotated"] for point in curve if point["miou_gt"] >= level), None)
 
 
+def mean_curves(out: dict) -> dict[str, list[dict]]:
+    """Each strategy's curve averaged over the seeds (the rounds have the same sizes in every seed)."""
+    curves = {}
+    for strategy in STRATEGIES:
+        runs = [r["strategies"][strategy] for r in out["seeds"].values() if strategy in r["strategies"]]
+        if runs:
+            curves[strategy] = [
+                {
+                    "annotated": points[0]["annotated"],
+                    "miou_gt": round(float(np.mean([p["miou_gt"] for p in points])), 4),
+                }
+                for points in zip(*runs)
+            ]
+    return curves
+
+
 def summarise(out: dict) -> dict:
-    """Per seed: annotations each strategy needed to reach random's final mIoU, and its share of random's."""
+    """Per seed, and for the curves averaged over the seeds (`mean`): annotations each strategy needed to reach
+    random's final mIoU, and its share of random's."""
     summary = {}
-    for seed, result in out["seeds"].items():
+    seeds = {**out["seeds"], "mean": {"strategies": mean_curves(out)}} if len(out["seeds"]) > 1 else out["seeds"]
+    for seed, result in seeds.items():
         random_curve = result["strategies"]["random"]
         level, random_needed = random_curve[-1]["miou_gt"], random_curve[-1]["annotated"]
         summary[seed] = {
@@ -226,10 +244,11 @@ def to_markdown(out: dict) -> str:
         f"round; {out['device']}",
         "",
     ]
-    for seed, result in out["seeds"].items():
+    seeds = {**out["seeds"], "mean": {"strategies": mean_curves(out)}} if len(out["seeds"]) > 1 else out["seeds"]
+    for seed, result in seeds.items():
         sizes = [p["annotated"] for p in result["strategies"][next(iter(result["strategies"]))]]
         lines += [
-            f"seed {seed}",
+            f"seed {seed}" if seed != "mean" else f"mean over the {len(out['seeds'])} seeds",
             "",
             "| strategy | " + " | ".join(f"{n} annotated" for n in sizes) + " | to reach random's final |",
             "|---|" + "---|" * (len(sizes) + 1),
@@ -296,6 +315,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.table:
         out = json.loads(args.table.read_text())
+        out["summary"] = summarise(out)  # as this version counts it
     else:
         if "random" not in args.strategies:
             parser.error("--strategies must include random: the others are measured against it")
