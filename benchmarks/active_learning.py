@@ -284,7 +284,7 @@ def plot(out: dict, path: Path) -> None:
             ax.fill_between(sizes, values.min(0), values.max(0), color=colors[strategy], alpha=0.15)
     ax.set_xlabel("annotated scans")
     ax.set_ylabel("mIoU (truth classes), fixed validation set")
-    ax.set_title("Active learning on generated data: which scans to annotate next")
+    ax.set_title("Which scans to annotate next (generated data)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
