@@ -48,5 +48,6 @@ def trained_run(tmp_path_factory, sample_root) -> Path:
     from heritage_seg.tasks.train import train
 
     run_dir = tmp_path_factory.mktemp("trained")
-    train(compose_config(tiny_train_overrides(run_dir, sample_root)))
+    # with the TTA report (debug=tiny leaves it out): tests read metrics_tta.json of this run
+    train(compose_config(tiny_train_overrides(run_dir, sample_root) + ["callbacks.final_validation_report.tta=true"]))
     return run_dir

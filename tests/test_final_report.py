@@ -29,7 +29,7 @@ def test_the_report_runs_before_lightning_moves_the_model_off_the_training_devic
 
     monkeypatch.setattr(callbacks, "run_evaluation", spy_evaluate)
     monkeypatch.setattr(SingleDeviceStrategy, "teardown", spy_teardown)
-    train(compose_config(tiny_train_overrides(tmp_path, sample_root)))
+    train(compose_config(tiny_train_overrides(tmp_path, sample_root) + ["callbacks.final_validation_report.tta=true"]))
     assert [e[0] for e in events] == ["evaluate", "evaluate", "teardown"]
     assert {e[1] for e in events} == {"cpu"}  # the trainer's root device
     for name in ("metrics.json", "metrics_tta.json"):
@@ -62,7 +62,7 @@ def test_checkpoints_are_written_in_the_background_and_the_report_waits_for_best
         save(self, checkpoint, path, storage_options)
 
     monkeypatch.setattr(LocalAtomicCheckpointIO, "save_checkpoint", slow_save)
-    train(compose_config(tiny_train_overrides(tmp_path, sample_root)))
+    train(compose_config(tiny_train_overrides(tmp_path, sample_root) + ["callbacks.final_validation_report.tta=true"]))
     best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     assert best["epoch"] == 0 and (tmp_path / "metrics_tta.json").is_file()
     assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"].endswith("best.ckpt")
