@@ -122,19 +122,8 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
     stand_in = StandIn()
     with Image.open(scan_path) as img:
         width, height = img.size
-    cfg = OmegaConf.create(
-        {
-            "scale": 1.0,
-            "window": window,
-            "stride": None,
-            "tta": False,
-            "batch_size": 8,
-            "blend": "gaussian",
-            "overlay_alpha": 0.5,
-            "uncertainty": "auto",
-            "uncertain_above": 0.2,
-        }
-    )
+    defaults = OmegaConf.load(REPO / "conf" / "predict.yaml")  # every option predict reads, at its default
+    cfg = OmegaConf.merge(defaults, {"scale": 1.0, "window": window, "stride": None, "tta": False, "batch_size": 8})
     with tempfile.TemporaryDirectory() as tmp:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()

@@ -12,8 +12,8 @@ What "tiny size on generated data" means, and nothing else is changed:
 - the work folder holds generated ARTeFACT-format data, used for every `data.root=` (a label map of the user's
   own gets data generated in its raw values) and as the default (`ARTEFACT_ROOT`), and the scans the pages
   name: `scans/`, `scan.tif` (from another generated collection: scans nobody annotated);
-- `train`, `pretrain` and `lr_find` get `debug=tiny` (64 px, 2 training steps, 1 validation batch, random init) and
-  `lr_find` 5 learning rates instead of 100;
+- `train`, `pretrain` and `lr_find` get `debug=tiny` (64 px, 2 training steps, 1 validation batch, random init),
+  `train` its end-of-fit report without the TTA pass, and `lr_find` 5 learning rates instead of 100;
 - a sweep (`-m`) keeps the first value of each swept option: one job (an `ablation=` preset: its rows on fold 0),
   through the sweep's own launcher (the
   machinery of many jobs has tests of its own: tests/test_sweeps.py, tests/test_slurm.py);
@@ -146,6 +146,8 @@ class Runner:
         module, args = words[2], words[3:]
         if module in TRAINING and not {"--cfg", "--help", "-h", "--info"} & set(args):
             args = [*args, "debug=tiny"] + (["lr_find.num_training=5"] if module == "heritage_seg.lr_find" else [])
+            if module == "heritage_seg.train":  # the end-of-fit report without its TTA pass: a third of a tiny run
+                args.append("callbacks.final_validation_report.tta=false")
         if "-m" in args or "--multirun" in args:
             args = shrink_sweep(args)
         out = []

@@ -73,6 +73,19 @@ def test_weights_that_do_not_fit_the_network_named_are_refused_naming_the_file(t
     raw = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     classes = raw["hyper_parameters"]["run_config"]["labels"]["classes"]
     raw["hyper_parameters"]["run_config"]["labels"]["classes"] = classes[:3]  # a 3-class map, 16-class weights
+    raw["hyper_parameters"]["run_config"]["labels"].pop("groups", None)  # (its groups would name missing classes)
     torch.save(raw, tmp_path / "other_map.ckpt")
     with pytest.raises(ValueError, match=r"other_map.ckpt: its weights do not fit the tu-convnext_tiny U-Net"):
         load_trained_module(tmp_path / "other_map.ckpt")
+
+
+def test_a_checkpoint_whose_label_map_cannot_be_read_is_refused_naming_the_file(trained_run, tmp_path):
+    """Found by the suite: a 3-class map whose `groups:` still named the 16-class map's classes failed inside the
+    module with no file named."""
+    raw = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    raw["hyper_parameters"]["run_config"]["labels"]["classes"] = raw["hyper_parameters"]["run_config"]["labels"][
+        "classes"
+    ][:3]
+    torch.save(raw, tmp_path / "broken_map.ckpt")
+    with pytest.raises(ValueError, match=r"broken_map.ckpt: its label map: group 'Loss of material' names 'Scratch'"):
+        load_trained_module(tmp_path / "broken_map.ckpt")

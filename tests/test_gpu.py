@@ -24,7 +24,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def gpu_run(tmp_path_factory, sample_root):
     run_dir = tmp_path_factory.mktemp("gpu_run")
-    tta = "callbacks.final_validation_report.tta=true"  # debug=tiny leaves the TTA report out
+    tta = "callbacks.final_validation_report.tta=true"  # tiny_train_overrides leave the TTA report out
     train(compose_config(tiny_train_overrides(run_dir, sample_root) + ["trainer.accelerator=gpu", tta]))
     return run_dir
 

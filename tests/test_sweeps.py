@@ -55,10 +55,7 @@ def test_the_readme_sweep_then_evaluate_predict_export_and_an_ensemble_from_the_
     through the real CLI and a shell: aggregate, the evaluate command its page prints, predict, an ensemble, and
     export of a run folder named as sweeps named them before (`encoder=…,fold=…`)."""
     sweep_args = "-m encoder=convnext,mit_b3 fold=0 n_folds=2 hydra/launcher=submitit_local experiment=sample"
-    tta = "callbacks.final_validation_report.tta=true"  # debug=tiny leaves the TTA report out
-    out = _cli(
-        f"{sys.executable} -m heritage_seg.train {sweep_args} debug=tiny {tta} data.root={sample_root}", tmp_path
-    )
+    out = _cli(f"{sys.executable} -m heritage_seg.train {sweep_args} debug=tiny data.root={sample_root}", tmp_path)
     assert "all 2 job(s) finished" in out
     printed = dict(re.findall(r"^  .*encoder=(\w+) .*: (ckpt=\S+)$", out, flags=re.M))
     (summary_command,) = re.findall(r"summary: (python -m heritage_seg\.aggregate \S+)$", out, flags=re.M)

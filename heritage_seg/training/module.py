@@ -283,6 +283,7 @@ def load_trained_module(path: str | Path) -> SegmentationModule:
     path = Path(path).expanduser()
     checkpoint = read_checkpoint(path)  # the checks with their messages; tensors memory-mapped: reads little
     try:
+        LabelMap.from_config(checkpoint["hyper_parameters"]["run_config"]["labels"], f"ckpt={path}: its label map")
         module = SegmentationModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
         encoder = checkpoint["hyper_parameters"]["run_config"]["encoder"]["name"]
