@@ -27,10 +27,10 @@ library -> run folder.
                   (probabilities to a scan's size in bounded strips), uncertainty (the views' disagreement),
                   mapping (one scan -> its maps, as predict and select size it), acquisition (which scans next)
     models/       unet (smp U-Net per encoder, the weights policy, normalisation), pretrained (pretrain's
-                  pretrained.pt: written, checked, loaded)
-    data/         labels, readers (parquet / folder), imageio, cache (both protocols), crops, augment, folds,
-                  sample data, datamodule, unlabelled (images alone, for pretrain), coco (pre-annotations out,
-                  corrections in: COCO RLE masks), download
+                  pretrained.pt: written, checked, loaded), heads (heads=multitask: damage/clean and coarse heads)
+    data/         labels (incl. coarse groups), readers (parquet / folder), imageio, cache (both protocols), crops,
+                  augment, folds, sample data, datamodule, progressive (training sizes by stage), unlabelled
+                  (images alone, for pretrain), coco (pre-annotations out, corrections in: COCO RLE masks), download
                   (python -m heritage_seg.data.download)
     core/         protocol (how training images were sized: the one type every layer reads), errors (user errors
                   -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),
