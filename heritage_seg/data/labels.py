@@ -91,13 +91,18 @@ class LabelMap:
 
     @property
     def coarse_names(self) -> tuple[str, ...]:
-        """The coarse classes: the clean class, each group, and "Other damage" when a damage class is in no group.
-        Empty when the map has no groups."""
-        if not self.groups:
-            return ()
+        """The coarse classes: the clean class, then those of `coarse_members`. Empty when the map has no groups."""
+        return (self.clean_name, *self.coarse_members()) if self.groups else ()
+
+    def coarse_members(self) -> dict[str, list[str]]:
+        """The damage classes of each coarse class: each group's, then "Other damage" for the damage classes no
+        group names (only if there are any)."""
+        members = self.groups_by_name()
         grouped = {c for _, ids in self.groups for c in ids}
-        other = (self.OTHER_DAMAGE,) if set(self.damage_ids()) - grouped else ()
-        return (self.clean_name, *(name for name, _ in self.groups), *other)
+        ungrouped = [self.names[c] for c in self.damage_ids() if c not in grouped]
+        if self.groups and ungrouped:
+            members[self.OTHER_DAMAGE] = ungrouped
+        return members
 
     def coarse_lookup(self) -> np.ndarray:
         """Class id -> coarse class id (the index in `coarse_names`); only for a map with groups."""

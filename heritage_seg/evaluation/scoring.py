@@ -177,15 +177,9 @@ def coarse_block(confmat: np.ndarray, labels: LabelMap) -> dict[str, Any] | None
     if not labels.groups:
         return None
     m = coarse_metrics(confmat, labels.coarse_lookup(), labels.coarse_names)
-    members = labels.groups_by_name()
-    grouped = {c for names in members.values() for c in names}
-    members.setdefault(
-        labels.OTHER_DAMAGE, [labels.names[c] for c in labels.damage_ids() if labels.names[c] not in grouped]
-    )
-    per_group = {
-        name: {**_block({k: m[k][g] for k in PER_CLASS_KEYS}), "classes": members[name]}
-        for g, name in enumerate(labels.coarse_names)
-        if g > 0
+    per_group = {  # coarse class 0 is the clean class, which the binary block reports
+        name: {**_block({k: m[k][g] for k in PER_CLASS_KEYS}), "classes": classes}
+        for g, (name, classes) in enumerate(labels.coarse_members().items(), start=1)
     }
     return {"miou": _json_number(m["miou"]), "miou_gt": _json_number(m["miou_gt"]), "groups": per_group}
 
