@@ -33,7 +33,7 @@ from heritage_seg.data.folds import (
     splits_payload,
 )
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.data.progressive import parse_stages, stage_at
+from heritage_seg.data.progressive import check_crop_sizes, parse_stages, stage_at
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
 from heritage_seg.data.sample import generate_sample
 
@@ -134,8 +134,8 @@ class ArtefactDataModule(L.LightningDataModule):
                 f"data.progressive ends at {self.stages[-1].size} px but data.image_size={image_size}: the last stage "
                 "is the run's size (the train command sets it so)"
             )
-        if self.stages and self.sizing.crops and max(s.size for s in self.stages) > self.sizing.max_side:
-            raise ValueError(f"data.progressive: a crop size is larger than data.max_side={self.sizing.max_side}")
+        if self.sizing.crops:
+            check_crop_sizes(self.stages, self.sizing.max_side)
         self.stage_data: dict[int, PreparedData] = {}  # squash: the training images at each earlier stage's size
         if not 0 < float(train_fraction) <= 1:
             raise ValueError(f"data.train_fraction={train_fraction}: must be in (0, 1]")

@@ -54,6 +54,12 @@ def parse_stages(spec: Sequence[Sequence[Any]] | None) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
+def check_crop_sizes(stages: Sequence[Stage], max_side: int) -> None:
+    """The crop protocol crops each stage's size from images cached at most `max_side` on their longest side."""
+    if any(s.size > max_side for s in stages):
+        raise ValueError(f"{OPTION}: a crop size is larger than data.max_side={max_side}")
+
+
 def stage_at(stages: Sequence[Stage], epoch: int) -> Stage:
     """The stage that trains 0-based `epoch` (after the last stage's epochs: the last stage)."""
     return next((s for s in reversed(stages) if epoch >= s.first_epoch), stages[0])
@@ -72,8 +78,8 @@ def settle(cfg: DictConfig) -> tuple[Stage, ...]:
             f"{OPTION}: encoder {cfg.encoder.name} is built for one input size (encoder.kwargs.img_size={kwargs}); "
             "progressive resolution needs an encoder that takes any multiple of 32 (convnext, mit_b3, resnet18)"
         )
-    if cfg.data.get("resize") == "longest_side" and max(s.size for s in stages) > int(cfg.data.max_side):
-        raise ValueError(f"{OPTION}: a crop size is larger than data.max_side={cfg.data.max_side}")
+    if cfg.data.get("resize") == "longest_side":
+        check_crop_sizes(stages, int(cfg.data.max_side))
     with open_dict(cfg):
         if cfg.data.image_size != final or cfg.trainer.max_epochs != total:
             log.info(
