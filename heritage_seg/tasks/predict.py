@@ -99,6 +99,7 @@ def predict_image(
     views = uncertainty_views(cfg.uncertainty, len(members), len(transforms))
     logits = [with_autocast(member, device, precision) for member in members]
     lap("decode")
+    sliding = {"window": cfg.window, "stride": cfg.stride, "batch_size": int(cfg.batch_size), "blend": str(cfg.blend)}
     with tqdm(desc=path.name, unit="win", leave=False, disable=scale == "squash") as bar:
         maps = map_scan(
             image,
@@ -109,10 +110,7 @@ def predict_image(
             transforms,
             bool(views),
             device,
-            window=cfg.window,
-            stride=cfg.stride,
-            batch_size=int(cfg.batch_size),
-            blend=str(cfg.blend),
+            **sliding,
             on_windows_done=bar.update,
             on_windows_total=lambda total: setattr(bar, "total", total),
         )
@@ -122,23 +120,7 @@ def predict_image(
         heads = [
             with_autocast(functools.partial(head_logits, member, "binary"), device, precision) for member in members
         ]
-        head_damage = (
-            map_scan(
-                image,
-                heads,
-                protocol,
-                2,
-                scale,
-                transforms,
-                False,
-                device,
-                window=cfg.window,
-                stride=cfg.stride,
-                batch_size=int(cfg.batch_size),
-                blend=str(cfg.blend),
-            ).mask
-            == 1
-        )
+        head_damage = map_scan(image, heads, protocol, 2, scale, transforms, False, device, **sliding).mask == 1
         if inside is not None:
             head_damage &= inside
     window, stride, total = maps.window, maps.stride, maps.windows

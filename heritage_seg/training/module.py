@@ -42,12 +42,13 @@ def _node(config: Any) -> Any:
     return config
 
 
-def _fitted(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A loss's class weights and Dice classes from its class_weights.json record (checkpoints from before the
-    record: none, the loss is not needed to use them)."""
-    if "weights" not in record:
-        return {}
-    return {"class_weights": record["weights"], "dice_classes": record.get("dice_classes")}
+def _loss(config: DictConfig, record: Mapping[str, Any]) -> nn.Module:
+    """A `conf/loss` node instantiated with the class weights and Dice classes of its class_weights.json record
+    (checkpoints from before the record: none, the loss is not needed to use them)."""
+    fitted = (
+        {"class_weights": record["weights"], "dice_classes": record.get("dice_classes")} if "weights" in record else {}
+    )
+    return instantiate_or_user_error({**_node(OmegaConf.to_container(config, resolve=True)), **fitted})
 
 
 class SegmentationModule(L.LightningModule):
@@ -85,9 +86,7 @@ class SegmentationModule(L.LightningModule):
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         record = class_weights or {}
         if loss is None:
-            loss = instantiate_or_user_error(
-                {**_node(OmegaConf.to_container(config.loss, resolve=True)), **_fitted(record)}
-            )
+            loss = _loss(config.loss, record)
         self.loss = loss
         # applied on the device to training batches only (conf/augment: `batch`); per-sample ones are the data's
         batch = OmegaConf.select(config, "augment.batch")
@@ -104,15 +103,7 @@ class SegmentationModule(L.LightningModule):
             else None
         )
         self.aux_losses = nn.ModuleDict(
-            {
-                task: instantiate_or_user_error(
-                    {
-                        **_node(OmegaConf.to_container(config.heads[task].loss, resolve=True)),
-                        **_fitted(fitted_heads.get(task) or {}),
-                    }
-                )
-                for task in self.aux_weights
-            }
+            {task: _loss(config.heads[task].loss, fitted_heads.get(task) or {}) for task in self.aux_weights}
         )
         for task in self.aux_weights:  # mask value -> the task's class, on the device with the batch
             lookup = task_lookup(task_to_fine(labels, task), labels.ignore_index)
@@ -148,7 +139,9 @@ class SegmentationModule(L.LightningModule):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (or float 0..255) NCHW images -> logits (N, C, H, W) of the fine classes (with heads=multitask too:
         the extra heads are read by `task_logits`)."""
-        logits = self.model(self._normalised(image))
+        return self._tempered(self.model(self._normalised(image)))
+
+    def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
         return logits if self.temperature == 1.0 else logits / self.temperature
 
     def task_logits(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -157,7 +150,7 @@ class SegmentationModule(L.LightningModule):
         if self.aux_heads is None:
             return {"fine": self(image)}
         fine, decoded = decode(self.model, self._normalised(image))
-        return {"fine": fine if self.temperature == 1.0 else fine / self.temperature, **self.aux_heads(decoded)}
+        return {"fine": self._tempered(fine), **self.aux_heads(decoded)}
 
     @torch.no_grad()
     def pooled_features(self, image: torch.Tensor) -> torch.Tensor:
