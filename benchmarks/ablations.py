@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,8 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, machine
 
 
 def run(command: list[str], log: Path) -> float:
@@ -80,9 +78,7 @@ def main() -> None:
         ]
         extra = {"multitask": [], "progressive": [f"hydra.sweeper.params={{data.progressive:'null,{stages}'}}"]}
         out = {
-            "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-            if not torch.cuda.is_available()
-            else torch.cuda.get_device_name(0),
+            "device": machine(),
             "torch": torch.__version__,
             "settings": {"epochs": args.epochs, "progressive": stages, "common": common},
             "rows": {},

@@ -24,36 +24,20 @@ import argparse
 import csv
 import json
 import math
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from hydra import compose, initialize_config_dir
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from common import artefact_labels, compose_cfg, final_scalar, result_header
 
-from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.sample import generate_sample
 from heritage_seg.tasks.select import select
 from heritage_seg.tasks.train import train
 
-REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = ("random", "uncertainty", "rule")
 VALIDATION, ANNOTATED = "validation", "annotated"  # the two material groups: fold 1 is the validation set
-
-
-def compose_cfg(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
-def labels() -> LabelMap:
-    import yaml
-
-    return LabelMap.from_config(yaml.safe_load((REPO / "conf" / "labels" / "artefact.yaml").read_text()))
 
 
 def make_round_folder(folder: Path, collection: Path, annotated: list[str], validation: list[str]) -> None:
@@ -73,9 +57,10 @@ def make_round_folder(folder: Path, collection: Path, annotated: list[str], vali
 
 
 def final_miou(run_dir: Path) -> float:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
-    events.Reload()
-    return round(events.Scalars("val/mIoU_gt")[-1].value, 4)
+    value = final_scalar(run_dir, "val/mIoU_gt")
+    if value is None:
+        raise RuntimeError(f"{run_dir}: no val/mIoU_gt was logged")
+    return value
 
 
 def train_round(args, folder: Path, run_dir: Path, images: int, seed: int) -> float:
@@ -163,7 +148,12 @@ def choose(
 
 def run_seed(args, work: Path, seed: int) -> dict:
     collection = generate_sample(
-        work / f"collection_{seed}", labels(), num_images=args.images, num_augmented=0, seed=seed, profile="mixed"
+        work / f"collection_{seed}",
+        artefact_labels(),
+        num_images=args.images,
+        num_augmented=0,
+        seed=seed,
+        profile="mixed",
     )
     ids = sorted(p.stem for p in (collection / "images").glob("*.png"))
     rng = np.random.default_rng(seed)
@@ -324,11 +314,7 @@ def main() -> None:
             work = args.work or Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
             out = {
-                "device": torch.cuda.get_device_name(0)
-                if torch.cuda.is_available()
-                else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-                "torch": torch.__version__,
-                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                **result_header(args),
                 "seeds": {str(seed): run_seed(args, work / f"seed{seed}", seed) for seed in args.seeds},
             }
         out["summary"] = summarise(out)

@@ -35,25 +35,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from hydra import compose, initialize_config_dir
+from common import artefact_labels, compose_cfg, final_scalar, labels_from, result_header
 from omegaconf import OmegaConf
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.sample import generate_sample
 from heritage_seg.tasks.pretrain import pretrain, validation_fold_ids
 from heritage_seg.tasks.train import train
 
-REPO = Path(__file__).resolve().parents[1]
 ARMS = ("random", "pretrained", "transferred")
 
 # A second collection's own label map: merged and renamed classes, other raw values (docs/guide/label-map.md).
@@ -85,16 +81,6 @@ SOURCE_NAME = {
 }
 
 
-def labels(config_text: str) -> LabelMap:
-    import yaml
-
-    return LabelMap.from_config(yaml.safe_load(config_text))
-
-
-def artefact_labels() -> LabelMap:
-    return labels((REPO / "conf" / "labels" / "artefact.yaml").read_text())
-
-
 def relabel(folder: Path, source: LabelMap, target: LabelMap) -> None:
     """Rewrite a generated collection's masks (painted in `source`'s raw values) in `target`'s raw values."""
     raw_of = dict(zip(target.names, target.raw_values))
@@ -104,19 +90,6 @@ def relabel(folder: Path, source: LabelMap, target: LabelMap) -> None:
     for path in sorted((folder / "annotations").glob("*.png")):
         Image.fromarray(lut[np.asarray(Image.open(path))], mode="L").save(path)
     (folder / "sample.json").unlink()  # no longer the generator's own output
-
-
-def compose_cfg(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
-def final_scalar(run_dir: Path, tag: str) -> float | None:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return None
-    return round(events.Scalars(tag)[-1].value, 4)
 
 
 def steps_per_epoch(images: int, batch: int) -> int:
@@ -214,7 +187,7 @@ def prepare_data(args, work: Path) -> tuple[Path, Path, Path, list[str]]:
     if not (source / "sample.json").is_file() and not (source / "relabelled").is_file():
         raise RuntimeError(f"{source}: half-made source collection; start with a new --work folder")
     if (source / "sample.json").is_file():
-        relabel(source, artefact, labels(SOURCE_MAP))
+        relabel(source, artefact, labels_from(SOURCE_MAP))
         (source / "relabelled").write_text("")
     (scans / "done").write_text(json.dumps(list(val_ids)))
     return target, scans, source, val_ids
@@ -399,11 +372,7 @@ def main() -> None:
             work = args.work or Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
             out = {
-                "device": torch.cuda.get_device_name(0)
-                if torch.cuda.is_available()
-                else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-                "torch": torch.__version__,
-                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                **result_header(args),
                 **run(args, work),
             }
         out["total_seconds"] = round(time.perf_counter() - started, 1)

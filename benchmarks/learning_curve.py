@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
+from common import compose_cfg, result_header
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from heritage_seg.tasks.train import train
-
-REPO = Path(__file__).resolve().parents[1]
 
 TWO_CLASS_MAP = """\
 # A user's own label map: only the undamaged class and cracks, with ARTeFACT's raw values and colours.
@@ -98,8 +94,7 @@ def run_setup(name: str, extra: list[str], args, work: Path, fold: int) -> dict:
         *data,
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_cfg("train", overrides)
     start = time.perf_counter()
     train(cfg)
     seconds = time.perf_counter() - start
@@ -179,11 +174,7 @@ def main() -> None:
                 )
     val_sets = {fold: {json.dumps(r[f"fold{fold}"].pop("val_ids")) for r in results.values()} for fold in args.folds}
     out = {
-        "device": torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "torch": torch.__version__,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **result_header(args),
         "same_validation_images_for_every_setup": all(len(v) == 1 for v in val_sets.values()),
         "results": results,
     }

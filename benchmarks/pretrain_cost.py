@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
+from common import artefact_labels, compose_cfg, result_header
 
-from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.sample import generate_sample
 from heritage_seg.tasks.pretrain import pretrain
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -41,9 +36,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    import yaml
-
-    labels = LabelMap.from_config(yaml.safe_load((REPO / "conf" / "labels" / "artefact.yaml").read_text()))
+    labels = artefact_labels()
     results = {}
     with tempfile.TemporaryDirectory(prefix="pretrain_cost_") as tmp:
         scans = generate_sample(Path(tmp) / "scans", labels, num_images=args.images, num_augmented=0, seed=7)
@@ -62,8 +55,7 @@ def main() -> None:
                 "+trainer.enable_progress_bar=false",
                 f"run_dir={run_dir}",
             ]
-            with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-                cfg = compose("pretrain", overrides=overrides)
+            cfg = compose_cfg("pretrain", overrides)
             started = time.perf_counter()
             pretrain(cfg)
             wall = time.perf_counter() - started
@@ -80,11 +72,7 @@ def main() -> None:
             }
             print(encoder, results[encoder], flush=True)
     out = {
-        "device": torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "torch": torch.__version__,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **result_header(args),
         "results": results,
     }
     print("| encoder | image size | batch | s per 1,000 images per epoch |\n|---|---|---|---|")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -23,15 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
+from common import artefact_labels, result_header
 
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.cache import build_cache, load_cache
-from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import open_reader
 from heritage_seg.data.sample import generate_sample
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def on_the_fly(images: np.ndarray, masks: np.ndarray, size: int, batch: int, device: torch.device) -> float:
@@ -60,7 +56,7 @@ def main() -> None:
     stages = [tuple(int(v) for v in s.split(":")) for s in args.stages]
     final = stages[-1][0]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    labels = LabelMap.from_config(yaml.safe_load((REPO / "conf" / "labels" / "artefact.yaml").read_text()))
+    labels = artefact_labels()
     with tempfile.TemporaryDirectory(prefix="progressive_data_") as tmp:
         root = generate_sample(
             Path(tmp) / "data", labels, args.images, 0, seed=3, profile="thin", image_px=args.source_px
@@ -90,11 +86,7 @@ def main() -> None:
     build_total = sum(r["cache_build_seconds"] for r in rows)
     fly_total = sum(r["on_the_fly_seconds_per_run"] for r in rows)
     out = {
-        "device": torch.cuda.get_device_name(0)
-        if device.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "torch": torch.__version__,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **result_header(args),
         "stages": rows,
         "cache_build_seconds_total": round(build_total, 3),
         "on_the_fly_seconds_per_run_total": round(fly_total, 3),
