@@ -95,6 +95,7 @@ def test_a_label_map_without_groups_is_refused_before_any_data_is_read(tmp_path)
     with pytest.raises(ValueError, match=r"the coarse head needs `groups:` in the label map.*heads\.coarse\.weight=0"):
         train(cfg)
     assert not (tmp_path / "never_made").exists()
+    assert not (tmp_path / "run").exists(), "nor is the run folder claimed"
 
 
 def test_the_ablation_preset_sweeps_both_heads_over_every_fold_and_aggregate_names_the_row(tmp_path):

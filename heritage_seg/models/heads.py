@@ -75,6 +75,15 @@ def head_weights(heads: Mapping[str, Any] | None) -> dict[str, float]:
     return weights
 
 
+def checked_heads(heads: Mapping[str, Any] | None, labels: LabelMap) -> dict[str, float]:
+    """`head_weights`, after checking that the label map can feed every extra head asked for (the coarse head
+    needs groups): what commands call before they claim a folder or read any data."""
+    weights = head_weights(heads)
+    for task in weights:
+        task_classes(labels, task)
+    return weights
+
+
 def task_classes(labels: LabelMap, task: str) -> tuple[str, ...]:
     """The classes of an extra head: (clean, Damage), or the label map's coarse classes."""
     if task == "binary":

@@ -19,6 +19,7 @@ from heritage_seg.core.cli import config_file, instantiate_or_user_error
 from heritage_seg.core.device import resolve_precision
 from heritage_seg.core.files import write_json_atomic
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.models.heads import checked_heads
 from heritage_seg.reporting.figures import save_figure
 from heritage_seg.runs.folder import LR_FIND_JSON, LR_FIND_PNG, claim_run_dir
 from heritage_seg.training.build import build_training
@@ -31,9 +32,11 @@ def lr_find(cfg: DictConfig) -> float | None:
     # the encoder group builds the Encoder, which checks the name before any data is loaded; the run config
     # records the name it resolved (timm's tu- prefix), so later tools rebuild the same model
     cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
+    labels = LabelMap.from_config(cfg.labels, config_file("labels"))
+    checked_heads(cfg.get("heads"), labels)  # heads=multitask needs groups in the label map
     claim_run_dir(run_dir, cfg, finished_markers=(LR_FIND_JSON,))
     L.seed_everything(cfg.seed, workers=True)
-    datamodule, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels, config_file("labels")))
+    datamodule, module, _ = build_training(cfg, labels)
     # enough epochs for num_training steps even on a tiny fold (each epoch has at least one step)
     epochs = max(int(cfg.trainer.max_epochs), int(cfg.lr_find.num_training))
     trainer = instantiate(

@@ -16,6 +16,7 @@ from heritage_seg.core.device import respect_cpu_allocation
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.progressive import settle as settle_progressive
+from heritage_seg.models.heads import checked_heads
 from heritage_seg.runs.folder import (
     CHECKPOINTS,
     CLASS_WEIGHTS,
@@ -42,6 +43,7 @@ def train(cfg: DictConfig) -> float:
     # records the name it resolved (timm's tu- prefix), so later tools rebuild the same model
     cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
     settle_progressive(cfg)  # data.progressive: the last stage's size and the total epochs become the run's
+    checked_heads(cfg.get("heads"), labels)  # heads=multitask needs groups in the label map
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
     respect_cpu_allocation()
     resume = resume_setting(cfg)

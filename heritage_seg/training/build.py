@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.models.heads import head_weights, task_classes, task_to_fine
+from heritage_seg.models.heads import checked_heads, task_classes, task_to_fine
 from heritage_seg.models.unet import build_unet
 from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.training.losses import build_loss
@@ -38,9 +38,7 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     (conf/augment: `sample`) goes to the datamodule."""
     # the network first: a bad encoder name or unavailable weights fail before the data cache is built
     # (on resume the weights come from last.ckpt, so no pretrained download is needed)
-    heads = head_weights(cfg.get("heads"))
-    for task in heads:  # heads=multitask on a label map without groups fails here, before any data is read
-        task_classes(labels, task)
+    heads = checked_heads(cfg.get("heads"), labels)  # a label map without groups for heads=multitask: before data
     start = cfg.get("init_from")
     weights = None if resume or start else cfg.encoder.weights  # init_from brings its own encoder weights
     model = build_unet(cfg.encoder.name, weights, labels.num_classes, cfg.encoder.kwargs)
