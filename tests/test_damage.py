@@ -18,6 +18,15 @@ def _reference_regions(mask: np.ndarray, class_id: int) -> tuple[int, int, list[
     return n, int(sizes[largest]), [cols.start, rows.start, cols.stop, rows.stop]
 
 
+def _reference_top(mask: np.ndarray, class_id: int, k: int = 5) -> list[tuple[int, list[int]]]:
+    """The k largest regions (size, bbox), largest first: what the viewer lists to zoom to."""
+    regions, _ = ndimage.label(mask == class_id, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(regions.reshape(-1))[1:]
+    boxes = ndimage.find_objects(regions)
+    order = sorted(range(len(sizes)), key=lambda r: -sizes[r])[:k]
+    return [(int(sizes[r]), [boxes[r][1].start, boxes[r][0].start, boxes[r][1].stop, boxes[r][0].stop]) for r in order]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_regions_and_largest_bbox_equal_whole_mask_labelling(labels, seed):
     rng = np.random.default_rng(seed)
@@ -35,6 +44,11 @@ def test_regions_and_largest_bbox_equal_whole_mask_labelling(labels, seed):
         n, size, bbox = _reference_regions(mask, class_id)
         assert (entry["regions"], entry["largest_region_pixels"], entry["largest_region_bbox"]) == (n, size, bbox)
         assert entry["pixels"] == int((mask == class_id).sum())
+        top = _reference_top(mask, class_id)
+        assert [r["pixels"] for r in entry["top_regions"]] == [size for size, _ in top]
+        assert {tuple(r["bbox"]) for r in entry["top_regions"]} == {tuple(box) for _, box in top}
+        ys, xs = np.nonzero(mask == class_id)
+        assert entry["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
     assert report["transparent_pixels"] == 10 and report["object_pixels"] == mask.size - 10
     assert report["damage"][labels.names[4]] == {
         "pixels": 0,
@@ -42,6 +56,8 @@ def test_regions_and_largest_bbox_equal_whole_mask_labelling(labels, seed):
         "regions": 0,
         "largest_region_pixels": 0,
         "largest_region_bbox": None,
+        "bbox": None,
+        "top_regions": [],
     }
 
 

@@ -9,7 +9,7 @@ import zipfile
 from tests.conftest import REPO
 
 
-def test_a_built_wheel_ships_the_page_and_model_card_templates(tmp_path):
+def test_a_built_wheel_ships_the_templates_and_the_viewer_scripts_with_their_licence(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
@@ -35,5 +35,8 @@ def test_a_built_wheel_ships_the_page_and_model_card_templates(tmp_path):
         "scan_report.html.j2",
         "study_report.html.j2",
         "model_card.md.j2",
+        "viewer.html.j2",
     ):
         assert f"heritage_seg/reporting/templates/{template}" in names, template
+    for asset in ("openseadragon.min.js", "LICENSE-openseadragon.txt", "viewer.js", "viewer.css"):
+        assert f"heritage_seg/reporting/viewer/static/{asset}" in names, asset  # no download at view time

@@ -11,6 +11,7 @@ from scipy import ndimage
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.inference.uncertainty import MEASURE as UNCERTAINTY_MEASURE
 
+TOP_REGIONS = 5  # per class, in report.json's `top_regions` (the viewer lists them)
 BBOX_FIELDS = ["largest_region_bbox_x0", "largest_region_bbox_y0", "largest_region_bbox_x1", "largest_region_bbox_y1"]
 CSV_FIELDS = [
     "image",
@@ -45,7 +46,13 @@ def class_report(mask: np.ndarray, labels: LabelMap) -> dict[str, Any]:
             entry.update(
                 _regions(mask == class_id)
                 if counts[class_id]
-                else {"regions": 0, "largest_region_pixels": 0, "largest_region_bbox": None}
+                else {
+                    "regions": 0,
+                    "largest_region_pixels": 0,
+                    "largest_region_bbox": None,
+                    "bbox": None,
+                    "top_regions": [],
+                }
             )
         classes[name] = entry
     damage = total - int(counts[labels.clean_index])
@@ -129,14 +136,20 @@ def _regions(binary: np.ndarray) -> dict[str, Any]:
     crop = binary[y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1]
     regions, n = ndimage.label(crop, structure=np.ones((3, 3), dtype=bool))
     sizes = np.bincount(regions[crop])  # index 0 unused: every pixel of the class is in a region >= 1
-    largest = int(np.argmax(sizes[1:])) + 1
-    inside = regions == largest
-    ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    order = np.argsort(-sizes[1:], kind="stable")[:TOP_REGIONS] + 1  # the largest first, ties by position
+    boxes = ndimage.find_objects(regions, max_label=int(order.max()))
+    top = []
+    for r in order:
+        rows_r, cols_r = boxes[r - 1]
+        bbox = [x0 + cols_r.start, y0 + rows_r.start, x0 + cols_r.stop, y0 + rows_r.stop]  # x0, y0, x1, y1 (end excl.)
+        top.append({"pixels": int(sizes[r]), "bbox": bbox})
     return {
         "regions": int(n),
-        "largest_region_pixels": int(sizes[largest]),
-        "largest_region_bbox": [x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1, y0 + int(ys[-1]) + 1],
-    }  # x0, y0, x1, y1 (end exclusive)
+        "largest_region_pixels": top[0]["pixels"],
+        "largest_region_bbox": top[0]["bbox"],
+        "bbox": [x0, y0, x0 + crop.shape[1], y0 + crop.shape[0]],  # all the class's pixels
+        "top_regions": top,  # the viewer's list of regions to zoom to
+    }
 
 
 def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:

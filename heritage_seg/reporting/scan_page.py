@@ -1,9 +1,9 @@
 """predict's report.html: every scan of a batch on one page, to browse instead of opening four files per scan.
 
 Per scan: a thumbnail of the overlay (embedded), the damaged share of the object, the share of each damage class
-found, its largest regions, how uncertain the map is (with TTA or an ensemble), and links to the full-size files
-beside the page. The table is sorted by damaged
-share (largest first) and can be re-sorted by any column in the browser.
+found, its largest regions, how uncertain the map is (with TTA or an ensemble), and links to the zoomable viewer and
+the full-size files beside the page. The table is sorted by damaged share (largest first) and can be re-sorted by
+any column in the browser.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
             ((name, e) for name, e in report["damage"].items() if e["pixels"]), key=lambda item: -item[1]["pixels"]
         )
         overlay = out_dir / f"{stem}{SCAN_OUTPUTS['overlay']}"
+        viewer = out_dir / f"{stem}{SCAN_OUTPUTS['viewer']}"
         rows.append(
             {
                 "image": report["image"],
@@ -49,6 +50,7 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
                 "damaged": report["damage_total"]["percent_of_object"],
                 "uncertainty": report.get("uncertainty"),
                 "overlay": overlay.name,
+                "open": viewer.name if viewer.exists() else overlay.name,  # what a click on the thumbnail opens
                 "thumbnail": Markup(_thumbnail(overlay)) if overlay.exists() else None,
                 "classes": [
                     {

@@ -61,6 +61,7 @@ SCAN_OUTPUTS = {
     "uncertainty": "_uncertainty.png",  # with tta=true or an ensemble: how much the views disagree
     "binary": "_binary.png",  # binary_map=true: the damage/clean head of heads=multitask (255 = damage)
     "report": "_report.json",
+    "viewer": "_viewer.html",  # viewer=true (the default): zoomable layers; its tiles in <name>_viewer/
 }
 # What `select` writes: the ranked choice, its page, the chosen scans' uncertainty maps, the scans left out
 SELECTION_CSV = "selection.csv"

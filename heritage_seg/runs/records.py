@@ -249,6 +249,8 @@ class ScanReport(Record):
     temperature: float | None = None  # the logits divided by it (a checkpoint from evaluate calibrate=true)
     uncertainty: dict[str, Any] | None = None  # with an uncertainty map (reporting/damage.uncertainty_report)
     binary_head: dict[str, Any] | None = None  # binary_map=true (reporting/damage.binary_head_report)
+    dpi: float | None = None  # the scan's resolution as given (dpi=): the viewer's millimetres
+    viewer: str | None = None  # <scan>_viewer.html, the zoomable page (viewer=true)
 
 
 def read_finished(run_dir: Path) -> FinishedRecord | None:

@@ -43,6 +43,7 @@ from heritage_seg.reporting.damage import (
 )
 from heritage_seg.reporting.figures import palette_mask, scan_overlay
 from heritage_seg.reporting.scan_page import scan_report_html
+from heritage_seg.reporting.viewer import check_dpi, check_pyvips, scan_content, write_viewer
 from heritage_seg.runs.folder import (
     FAILED_SCANS,
     SAME_MAPPING,
@@ -157,6 +158,13 @@ def predict_image(
         for future in written:
             future.result()  # a failed write raises here (each file is atomic: none is left half-written)
     lap("overlay_and_files")  # what the statistics did not overlap: the overlay, and the files still encoding
+    viewer = Path(f"{stem}{SCAN_OUTPUTS['viewer']}") if cfg.viewer else None
+    if viewer is not None:  # the zoomable page: the scan and its maps as tiled layers
+        links = [{"href": SCAN_REPORT_HTML, "text": "all scans (report.html)"}]
+        links += [{"href": f"{stem.name}{SCAN_OUTPUTS[k]}", "text": k} for k in ("mask", "overlay", "report")]
+        content = scan_content(path.name, image, mask, labels, classes, spread, check_dpi(cfg.dpi), links)
+        write_viewer(viewer, content, labels)
+        lap("viewer")
     report = {
         "image": path.name,
         "outputs": stem.name,
@@ -172,6 +180,8 @@ def predict_image(
         "checkpoints": checkpoints or [],
         "temperature": members[0].temperature,
         "precision": recorded_precision(precision),
+        "dpi": check_dpi(cfg.dpi),
+        "viewer": viewer.name if viewer is not None else None,
         "seconds": seconds,
         **classes,
     }
@@ -193,6 +203,9 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"has none. Every scan's damage from the fine classes (all but '{labels.clean_name}') is in its "
             f"{SCAN_OUTPUTS['mask']} already"
         )
+    check_dpi(cfg.dpi)
+    if cfg.viewer:
+        check_pyvips()
     device = pick_device(cfg.device)
     precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
     squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale
