@@ -20,7 +20,12 @@ from heritage_seg.tasks.aggregate import aggregate
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     runs = cfg.runs
-    aggregate(list(runs) if isinstance(runs, (list, ListConfig)) else [runs], cfg.get("out"), cfg.get("baseline"))
+    aggregate(
+        list(runs) if isinstance(runs, (list, ListConfig)) else [runs],
+        cfg.get("out"),
+        cfg.get("baseline"),
+        viewer=bool(cfg.get("viewer", True)),
+    )
 
 
 if __name__ == "__main__":

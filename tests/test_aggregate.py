@@ -377,3 +377,50 @@ def test_damage_vs_clean_and_coarse_groups_are_summarised_over_folds_and_paired_
     page = (tmp_path / "report.html").read_text()
     assert "Any damage vs clean" in page and f"{mean:.2f} ± {std:.2f}" in page and "Imaging artefacts" in page
     check_html_page(tmp_path / "report.html")
+
+
+def test_the_baseline_panels_open_a_viewer_comparing_every_group_on_that_image(sweep):
+    """Issue 29: where two encoders disagree, as layers: the baseline's best image of fold 0 with the truth,
+    both groups' predictions (the other from its evaluate's predictions/masks/<id>.png), where each is wrong and
+    where the two disagree; the study page links to it and to each panel's own viewer."""
+    import re
+
+    from heritage_seg.reporting.figures import palette_mask
+
+    classes = [{"name": "Clean", "raw": 0, "color": "#000000"}, {"name": "Cracks", "raw": 1, "color": "#0000a6"}]
+    labels = LabelMap.from_config({"classes": classes, "ignore_index": 255})
+    truth = np.zeros((40, 60), np.uint8)
+    truth[10:20, 10:50] = 1
+    conv = truth.copy()
+    conv[30:35, 5:15] = 1  # convnext: a false crack
+    mit = truth.copy()
+    mit[10:20, 40:50] = 0  # mit_b3: misses the right end of the crack
+    for name in ("encoder=convnext,fold=0", "encoder=mit_b3,fold=0"):
+        config = yaml.safe_dump({"fold": 0, "labels": {"classes": classes, "ignore_index": 255}})
+        (sweep / name / ".hydra" / "config.yaml").write_text(config)
+    pred_dir = sweep / "encoder=convnext,fold=0" / "evaluate" / "predictions"
+    pred_dir.mkdir(parents=True)
+    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(pred_dir / "best01_img7_input.png")
+    palette_mask(truth, labels).save(pred_dir / "best01_img7_gt.png")
+    palette_mask(conv, labels).save(pred_dir / "best01_img7_pred.png")
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(pred_dir / "best01_img7_overlay.png")
+    masks = sweep / "encoder=mit_b3,fold=0" / "evaluate" / "predictions" / "masks"
+    masks.mkdir(parents=True)
+    palette_mask(mit, labels).save(masks / "img7.png")
+    aggregate([sweep])
+    page = sweep / "compare" / "fold0_best01_img7_viewer.html"
+    data = json.loads(re.search(r'type="application/json">(.*?)</script>', page.read_text(), re.S)[1])
+    layers = {layer["id"]: layer for layer in data["layers"]}
+    assert [layers[k]["name"] for k in ("pred0", "pred1")] == [
+        "Prediction: encoder=convnext",
+        "Prediction: encoder=mit_b3",
+    ]
+
+    def box(layer):
+        p = layers[layer]["pyramid"]
+        return p["x"], p["y"], p["x"] + p["width"], p["y"] + p["height"]
+
+    assert box("diff0") == (5, 30, 15, 35) and box("diff1") == (40, 10, 50, 20)
+    assert box("disagree") == (5, 10, 50, 35)  # both places where the two models differ
+    check_html_page(sweep / "report.html")  # every link, the comparison page's included, points at a file
+    assert 'href="compare/fold0_best01_img7_viewer.html"' in (sweep / "report.html").read_text()

@@ -191,6 +191,35 @@ def test_pictures_and_panels_are_valid_pngs(evaluated):
     assert payload["tta"] is True and payload["tta_transforms"] == ["identity", "hflip", "vflip", "rot90"]
 
 
+def test_each_panel_has_a_viewer_of_image_truth_prediction_and_their_difference(evaluated):
+    import json
+    import re
+
+    out_dir, _ = evaluated[True]
+    pages = sorted((out_dir / "predictions").glob("*_viewer.html"))
+    assert len(pages) == 6  # one per panel
+    for page in pages:
+        stem = page.name[: -len("_viewer.html")]
+        truth = np.asarray(Image.open(out_dir / "predictions" / f"{stem}_gt.png"))  # palette PNG: the class ids
+        pred = np.asarray(Image.open(out_dir / "predictions" / f"{stem}_pred.png"))
+        html = page.read_text()
+        data = json.loads(re.search(r'<script id="viewer-data" type="application/json">(.*?)</script>', html, re.S)[1])
+        layers = {layer["id"]: layer for layer in data["layers"]}
+        assert [c["class_id"] for c in layers["truth"]["items"]] == sorted(set(np.unique(truth)) - {0, 255})
+        assert [c["class_id"] for c in layers["pred"]["items"]] == sorted(set(np.unique(pred)) - {0})
+        wrong = (pred != truth) & (truth != 255)
+        assert ("diff" in layers) == bool(wrong.any())
+        if wrong.any():  # the difference layer covers exactly the box of the wrong pixels
+            ys, xs = np.nonzero(wrong)
+            box = layers["diff"]["pyramid"]
+            assert (box["x"], box["y"], box["width"], box["height"]) == (
+                xs.min(),
+                ys.min(),
+                xs.max() - xs.min() + 1,
+                ys.max() - ys.min() + 1,
+            )
+
+
 def test_an_earlier_evaluation_is_never_overwritten(evaluated, trained):
     out_dir, _ = evaluated[False]
     before = (out_dir / "metrics.json").read_bytes()

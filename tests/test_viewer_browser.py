@@ -188,3 +188,30 @@ def test_predict_viewer_of_a_mapped_scan_opens_with_every_layer(trained_run, sam
         view.settle()
     assert view.errors == []
     view.page.close()
+
+
+def test_a_comparison_page_shows_where_two_models_disagree(tmp_path, labels, browser):
+    """evaluate's and aggregate's pages: truth, two predictions, where each is wrong, where they disagree."""
+    from heritage_seg.reporting.viewer import scored_content
+
+    image = np.full((300, 400, 3), 128, np.uint8)
+    truth = np.zeros((300, 400), np.uint8)
+    truth[50:150, 50:350] = 9
+    a, b = truth.copy(), truth.copy()
+    b[50:150, 200:350] = 0  # b misses the right half
+    content = scored_content("img7", image, truth, {"convnext": a, "mit_b3": b}, labels)
+    page = write_viewer(tmp_path / "img7_viewer.html", content, labels)
+    view = Page(browser, file_url(page))
+    before = view.pixels()
+    view.page.locator("#layers input[data-layer-id='disagree']").check()
+    view.settle()
+    changed = _changed(before, view.pixels())
+    x0, y0, x1, y1 = view.screen_box((200, 50, 350, 150))
+    assert changed[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].all()  # the disagreement is drawn where b missed
+    changed[max(y0 - 1, 0) : y1 + 1, max(x0 - 1, 0) : x1 + 1] = False
+    nav = view.page.locator(".navigator").bounding_box()
+    osd = view.page.locator("#osd").bounding_box()
+    changed[int(nav["y"] - osd["y"]) :, int(nav["x"] - osd["x"]) :] = False
+    assert not changed.any()  # and nowhere else
+    assert view.errors == []
+    view.page.close()

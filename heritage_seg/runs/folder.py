@@ -46,6 +46,9 @@ PREDICTED_UNCERTAINTY = f"{PREDICTIONS}/uncertainty"  # <id>.png: the views' dis
 CALIBRATED_CKPT = "calibrated.ckpt"  # evaluate calibrate=true: the checkpoint with its fitted temperature
 RELIABILITY_PNG = "reliability.png"  # the softmax's reliability diagram, and error rate per uncertainty bin
 EVALUATION_SUBDIR = "evaluate"  # where the study page suggests `evaluate` writes inside a run (hydra.run.dir=)
+# the files of one panel, <kind><rank>_<id><suffix>.png: what each shows (gt and pred are palette PNGs of class ids)
+PANEL_FILES = (("image", "_input"), ("truth", "_gt"), ("prediction", "_pred"), ("overlay", "_overlay"))
+VIEWER_SUFFIX = "_viewer.html"  # a zoomable viewer page (reporting/viewer), its tiles in the folder of its stem
 PANEL_GLOBS = (  # the best and worst overlay panels, in a run folder or an evaluation folder inside it
     f"{PREDICTIONS}/best01_*_overlay.png",
     f"{PREDICTIONS}/worst01_*_overlay.png",
@@ -61,7 +64,7 @@ SCAN_OUTPUTS = {
     "uncertainty": "_uncertainty.png",  # with tta=true or an ensemble: how much the views disagree
     "binary": "_binary.png",  # binary_map=true: the damage/clean head of heads=multitask (255 = damage)
     "report": "_report.json",
-    "viewer": "_viewer.html",  # viewer=true (the default): zoomable layers; its tiles in <name>_viewer/
+    "viewer": VIEWER_SUFFIX,  # viewer=true (the default): zoomable layers; its tiles in <name>_viewer/
 }
 # What `select` writes: the ranked choice, its page, the chosen scans' uncertainty maps, the scans left out
 SELECTION_CSV = "selection.csv"

@@ -8,6 +8,7 @@ cv_results.json; pictures are embedded, so the file can be mailed or archived al
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from heritage_seg.core.cli import override
 from heritage_seg.reporting.figures import confusion_figure, figure_uri, plt
 from heritage_seg.reporting.html import thumbnail_uri
 from heritage_seg.reporting.templating import render
-from heritage_seg.runs.folder import BEST, EVALUATION_SUBDIR, PANEL_GLOBS
+from heritage_seg.runs.folder import BEST, EVALUATION_SUBDIR, PANEL_FILES, PANEL_GLOBS, VIEWER_SUFFIX
 from heritage_seg.study.render import (
     BINARY_TITLE,
     COARSE_TITLE,
@@ -162,20 +163,31 @@ def _per_class_table(summary: dict[str, Any]) -> dict[str, Any]:
     return {"headers": ["class"] + [g["label"] for g in groups], "rows": rows}
 
 
-def _panels(group: dict[str, Any]) -> list[dict[str, Any]]:
+def _panels(group: dict[str, Any], page_dir: Path | None, comparisons: dict[str, str]) -> list[dict[str, Any]]:
+    """The runs' best/worst panels, each linking to its own viewer page (evaluate viewer=true) and, for the
+    baseline's, to the page comparing every group on that image (study/compare.py)."""
     found = []
     for run in group["runs"]:
         for pattern in PANEL_GLOBS:
             for path in sorted(Path(run).glob(pattern))[:1]:
+                viewer = path.with_name(path.name.replace(f"{dict(PANEL_FILES)['overlay']}.png", VIEWER_SUFFIX))
                 with Image.open(path) as img:
                     found.append(
                         {
                             "uri": Markup(thumbnail_uri(img, 420)),
                             "alt": path.name,
                             "caption": f"{Path(run).name}: {path.name}",
+                            "viewer": _link(viewer, page_dir) if viewer.is_file() else None,
+                            "compare": comparisons.get(str(path)),
                         }
                     )
     return found
+
+
+def _link(path: Path, page_dir: Path | None) -> str:
+    """`path` as the study page links to it: relative to the page's folder (it works from file:// and moved
+    together with the runs), absolute where the page's folder is not known."""
+    return os.path.relpath(path, page_dir) if page_dir is not None else path.resolve().as_uri()
 
 
 def _evaluate_commands(groups: list[dict[str, Any]]) -> list[str]:
@@ -189,8 +201,15 @@ def _evaluate_commands(groups: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> str:
-    """The whole page from aggregate's summary (cv_results.json) and, if given, its comparison chart."""
+def study_html(
+    summary: dict[str, Any],
+    comparison_png: Path | None = None,
+    page_dir: Path | None = None,
+    comparisons: dict[str, str] | None = None,
+) -> str:
+    """The whole page from aggregate's summary (cv_results.json) and, if given, its comparison chart; `page_dir`:
+    the folder the page is written to (its links to viewer pages are relative to it); `comparisons`: the
+    baseline's panels' comparison pages (study/compare.py)."""
     groups = list(summary["groups"].values())
     chart = None
     if comparison_png is not None and comparison_png.exists():
@@ -254,6 +273,6 @@ def study_html(summary: dict[str, Any], comparison_png: Path | None = None) -> s
         per_class_chart=None if per_class is None else Markup(per_class),
         per_class=_per_class_table(summary) if per_class else None,
         matrices=matrices,
-        panels={g["label"]: _panels(g) for g in groups},
+        panels={g["label"]: _panels(g, page_dir, comparisons or {}) for g in groups},
         evaluate_commands=_evaluate_commands(groups),
     )

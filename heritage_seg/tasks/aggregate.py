@@ -17,6 +17,7 @@ from typing import Any
 
 from heritage_seg.core.files import write_json_atomic, write_text_atomic
 from heritage_seg.runs.folder import CV_COMPARISON_PNG, CV_RESULTS_JSON, CV_RESULTS_MD, CV_RESULTS_TEX, STUDY_HTML
+from heritage_seg.study.compare import comparison_viewers
 from heritage_seg.study.page import study_html
 from heritage_seg.study.render import plot_comparison, to_latex, to_markdown
 from heritage_seg.study.runs import find_runs
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def aggregate(
-    paths: Sequence[str | Path], out_dir: str | Path | None = None, baseline: str | None = None
+    paths: Sequence[str | Path], out_dir: str | Path | None = None, baseline: str | None = None, viewer: bool = True
 ) -> dict[str, Any]:
     paths = [Path(p) for p in paths]
     runs = find_runs(paths)
@@ -41,7 +42,8 @@ def aggregate(
     write_text_atomic(out / CV_RESULTS_MD, markdown)
     write_text_atomic(out / CV_RESULTS_TEX, to_latex(summary))
     plot_comparison(summary, out / CV_COMPARISON_PNG)
-    write_text_atomic(out / STUDY_HTML, study_html(summary, out / CV_COMPARISON_PNG))
+    comparisons = comparison_viewers(summary, out) if viewer else {}
+    write_text_atomic(out / STUDY_HTML, study_html(summary, out / CV_COMPARISON_PNG, out, comparisons))
     print(markdown)
     log.info("wrote cv_results.json, cv_results.md, cv_results.tex, cv_comparison.png, report.html to %s", out)
     return summary

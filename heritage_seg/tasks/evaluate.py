@@ -33,13 +33,14 @@ from heritage_seg.evaluation.scoring import (
 from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.inference.tta import resolve
 from heritage_seg.reporting.figures import (
-    colorize,
     overlay_figure,
+    palette_mask,
     plot_class_distribution,
     plot_confusion_matrix,
     plot_iou_per_class,
     plot_reliability,
 )
+from heritage_seg.reporting.viewer import scored_content, write_viewer
 from heritage_seg.runs.checkpoints import write_with_temperature
 from heritage_seg.runs.folder import (
     CALIBRATED_CKPT,
@@ -47,11 +48,13 @@ from heritage_seg.runs.folder import (
     CONFUSION_MATRIX_PNG,
     IOU_PER_CLASS_PNG,
     METRICS,
+    PANEL_FILES,
     PREDICTED_MASKS,
     PREDICTED_UNCERTAINTY,
     PREDICTIONS,
     RELIABILITY_PNG,
     SAME_VALIDATION_SET,
+    VIEWER_SUFFIX,
     claim_run_dir,
 )
 from heritage_seg.runs.rebuild import check_against_splits, rebuild_validation_data
@@ -137,7 +140,14 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         payload["encoder"] = "+".join(m.run_config.encoder.name for m in members)
         payload["family"] = "ensemble"
     write_examples(
-        out_dir, result, datamodule.data, labels, int(cfg.num_examples), save_masks=bool(cfg.save_masks) and not native
+        out_dir,
+        result,
+        datamodule.data,
+        labels,
+        int(cfg.num_examples),
+        save_masks=bool(cfg.save_masks) and not native,
+        viewer=bool(cfg.viewer),
+        model_name=str(payload.get("encoder") or run_cfg.encoder.name),
     )
     plot_confusion_matrix(payload, out_dir / CONFUSION_MATRIX_PNG)
     plot_class_distribution(payload, out_dir / CLASS_DISTRIBUTION_PNG)
@@ -192,9 +202,19 @@ def calibrate(cfg, members, ckpts, datamodule, models, device, out_dir, rescore)
     }
 
 
-def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_masks: bool) -> None:
+def write_examples(
+    out_dir: Path,
+    result,
+    data,
+    labels,
+    num_examples: int,
+    save_masks: bool,
+    viewer: bool = True,
+    model_name: str = "prediction",
+) -> None:
     """predictions/masks/<id>.png for every image (`save_masks`: the input-size masks, when those are what was
-    scored; native-size ones are written while scoring); panels for the best and worst by per-image mIoU."""
+    scored; native-size ones are written while scoring); panels for the best and worst by per-image mIoU, and
+    (`viewer`) a viewer page for each."""
     ids = data.ids
     pred_dir = out_dir / PREDICTIONS
     if save_masks:
@@ -213,8 +233,11 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
         stem = pred_dir / f"{kind}{rank + 1:02d}_{ids[index]}"
         image = np.asarray(data.images[index])
         save_image(Path(f"{stem}_input.png"), image)
-        save_image(Path(f"{stem}_gt.png"), colorize(np.asarray(data.masks[index]), labels))
-        save_image(Path(f"{stem}_pred.png"), colorize(result.predictions[k], labels))
+        truth = np.asarray(data.masks[index])
+        # palette PNGs: they look as the colourised masks did, and their pixel values are the class ids (the
+        # study page's comparison viewer reads them back)
+        save_image(Path(f"{stem}_gt.png"), palette_mask(truth, labels))
+        save_image(Path(f"{stem}_pred.png"), palette_mask(result.predictions[k], labels))
         overlay_figure(
             image,
             result.predictions[k],
@@ -223,3 +246,15 @@ def write_examples(out_dir: Path, result, data, labels, num_examples: int, save_
             Path(f"{stem}_overlay.png"),
             title=f"{ids[index]}  mIoU {scores[k]:.3f}",
         )
+        if viewer:  # the same image, truth and prediction as zoomable layers, with where they differ
+            links = [{"href": f"{stem.name}{suffix}.png", "text": what} for what, suffix in PANEL_FILES]
+            content = scored_content(
+                str(ids[index]),
+                image,
+                truth,
+                {model_name: result.predictions[k]},
+                labels,
+                subtitle=f"{kind} {rank + 1} of the validation fold: mIoU {scores[k]:.3f}",
+                links=links,
+            )
+            write_viewer(Path(f"{stem}{VIEWER_SUFFIX}"), content, labels)
