@@ -3,6 +3,12 @@
     python benchmarks/predict_benchmark.py                       # 2048² and 4096², CPU or the GPU if there is one
     python benchmarks/predict_benchmark.py --sizes 1024 --out /tmp/bench.json
     python benchmarks/predict_benchmark.py --end-to-end 4096 4096 --out …   # the whole predict path, warm
+    python benchmarks/predict_benchmark.py --scan-outputs 12000 9000 --noisy --out …  # + the viewer's tiles
+    python benchmarks/predict_benchmark.py --end-to-end 12000 9000 --once --noisy --out …  # real U-Net, CPU
+
+The viewer's tiles (predict viewer=true, the default) are measured in the --scan-outputs and --end-to-end cases:
+their seconds beside the mapping's (report.json `seconds`), and the resident memory they add over what predict
+holds when they start (sampled every 10 ms while they are written), against the size of the scan as RGBA.
 
 Each case runs in a fresh process, so its peak RSS (and peak GPU memory) is its own. The model is a randomly
 initialised U-Net of the chosen encoder: inference cost does not depend on the weights.
@@ -20,6 +26,57 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def measure_viewer(record: dict) -> None:
+    """Wrap predict's viewer writer so that each call records its seconds and the resident memory it adds (the
+    peak of /proc/self/statm sampled every 10 ms during the call, minus the value when it starts): ru_maxrss
+    cannot tell, the mapping's peak comes first and is higher."""
+    import os
+    import threading
+
+    import heritage_seg.tasks.predict as predict_task
+
+    page_size = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page_size
+
+    original = predict_task.write_viewer
+
+    def wrapped(*args, **kwargs):
+        start, peak, done = rss(), [0], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], rss())
+                done.wait(0.01)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        began = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            record["viewer_s"] = round(time.perf_counter() - began, 2)
+            done.set()
+            thread.join()
+            record["viewer_rss_growth_mib"] = round((max(peak[0], rss()) - start) / 2**20)
+
+    predict_task.write_viewer = wrapped
+
+
+def tile_counts(folder: Path) -> dict:
+    """The pyramids a viewer page got: how many, their files and bytes on disk."""
+    if not folder.is_dir():
+        return {}
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return {
+        "viewer_pyramids": len(list(folder.glob("*_files"))),
+        "viewer_tiles": len(files),
+        "viewer_mib_on_disk": round(sum(p.stat().st_size for p in files) / 2**20, 1),
+    }
 
 
 def run_case(size: int, tta: bool, encoder: str, window: int, batch_size: int, device: str) -> dict:
@@ -120,6 +177,8 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
             return model(x.float() / 255.0)
 
     stand_in = StandIn()
+    viewer: dict = {}
+    measure_viewer(viewer)
     with Image.open(scan_path) as img:
         width, height = img.size
     defaults = OmegaConf.load(REPO / "conf" / "predict.yaml")  # every option predict reads, at its default
@@ -131,6 +190,7 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
             report = predict_image(scan_path, [stand_in], labels, cfg, Path(tmp), torch.device("cpu"))
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tiles = tile_counts(Path(tmp) / f"{scan_path.stem}_viewer")
     pixels = width * height
     return {
         "case": "predict outputs",
@@ -143,15 +203,22 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
         "rss_growth_mib": round((peak - before) / 1024),
         "growth_bytes_per_pixel": round((peak - before) * 1024 / pixels, 1),
         "float32_rgb_copy_of_the_scan_mib": round(pixels * 12 / 2**20),
+        **viewer,
+        **tiles,
+        "rgba_copy_of_the_scan_mib": round(pixels * 4 / 2**20),
     }
 
 
-def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: int, device: str) -> dict:
+def run_end_to_end_case(
+    scan_path: Path, encoder: str, window: int, batch_size: int, device: str, once: bool = False
+) -> dict:
     """The whole `predict` path on one scan (decode, sliding windows through a real U-Net, statistics, mask and
     confidence PNGs, overlay JPEG, report), warm: each setting maps the scan once untimed (CUDA context, cuDNN
     autotuning, allocator), then once timed. Precision as `predict precision=auto` picks it (bf16 autocast on GPUs
     that have it), windows as a crop-trained model at scale=1.0 gets them. The U-Net is randomly initialised: its
-    cost does not depend on the weights. `stage_seconds` are predict's own per-scan laps (report.json)."""
+    cost does not depend on the weights. `stage_seconds` are predict's own per-scan laps (report.json). `once`:
+    without TTA, one timed pass and no warm-up (the CPU has no autotuning to warm; a 12,000 x 9,000 scan takes
+    minutes there)."""
     import tempfile
 
     import torch
@@ -188,10 +255,13 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
     defaults = OmegaConf.load(REPO / "conf" / "predict.yaml")  # predict's own defaults: blend, stride, alpha
     cfg = OmegaConf.merge(defaults, {"scale": 1.0, "window": window, "batch_size": batch_size})
     cases = []
+    viewer: dict = {}
+    measure_viewer(viewer)
     with tempfile.TemporaryDirectory() as tmp:
-        for tta in (False, True):
+        for tta in (False,) if once else (False, True):
             cfg.tta = tta
-            predict_image(scan_path, [module], labels, cfg, Path(tmp), dev, "warm", precision)
+            if not once:
+                predict_image(scan_path, [module], labels, cfg, Path(tmp), dev, "warm", precision)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -206,10 +276,12 @@ def run_end_to_end_case(scan_path: Path, encoder: str, window: int, batch_size: 
                     "mapping_s": stages["mapping"],
                     "all_but_mapping_s": round(sum(v for k, v in stages.items() if k != "mapping"), 3),
                     "windows": report["windows"],
+                    **viewer,
+                    **tile_counts(Path(tmp) / "timed_viewer"),
                 }
             )
     return {
-        "case": "predict end to end, warm",
+        "case": "predict end to end, once" if once else "predict end to end, warm",
         "encoder": encoder,
         "width": report["width"],
         "height": report["height"],
@@ -242,6 +314,7 @@ def main() -> None:
         ),
     ):
         parser.add_argument(flag, nargs=2, type=int, metavar=("WIDTH", "HEIGHT"), help=f"instead: {what}")
+    parser.add_argument("--once", action="store_true", help="--end-to-end: without TTA, once, no warm-up (CPU)")
     parser.add_argument(
         "--noisy",
         action="store_true",
@@ -256,7 +329,13 @@ def main() -> None:
         print(json.dumps(run_outputs_case(args.one_scan, args.window)))
         return
     if args.one_e2e:  # child process: the end-to-end case on one scan file, JSON on stdout
-        print(json.dumps(run_end_to_end_case(args.one_e2e, args.encoder, args.window, args.batch_size, args.device)))
+        print(
+            json.dumps(
+                run_end_to_end_case(
+                    args.one_e2e, args.encoder, args.window, args.batch_size, args.device, once=args.once
+                )
+            )
+        )
         return
     if args.one:  # child process: one case, JSON on stdout
         print(
@@ -283,6 +362,7 @@ def main() -> None:
                     str(args.batch_size),
                     "--device",
                     args.device,
+                    *(["--once"] if args.once else []),
                 ]
             )
             proc = subprocess.run(
@@ -298,6 +378,11 @@ def main() -> None:
                 f"{r['width']}x{r['height']} tta={str(case['tta']):5} {case['windows']:>4} windows  "
                 f"{case['seconds']:>6.2f} s end to end: mapping {case['mapping_s']:.2f} s, all the rest "
                 f"{case['all_but_mapping_s']:.2f} s {case['stage_seconds']}  ({r['device']}, {r['precision']})"
+                + (
+                    f"; viewer tiles {case['viewer_s']} s (+{case['viewer_rss_growth_mib']} MiB resident)"
+                    if "viewer_s" in case
+                    else ""
+                )
             )
         print(json.dumps(r))
         if args.out:
