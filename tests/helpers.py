@@ -11,6 +11,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import unquote
 
 import lightning as L
 import torch
@@ -168,8 +169,8 @@ def check_html_page(path: Path) -> _Page:
                 img.verify()
         else:
             assert (path.parent / src).is_file(), src
-    for href in page.links:
-        assert (path.parent / href).is_file(), href
+    for href in page.links:  # a link is a URL: "scan%20%231_mask.png" is the file "scan #1_mask.png"
+        assert (path.parent / unquote(href)).is_file(), href
     return page
 
 

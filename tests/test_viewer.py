@@ -146,3 +146,25 @@ def test_viewer_false_writes_masks_only_and_a_bad_dpi_is_refused_before_any_fold
     with pytest.raises(ValueError, match=r"dpi=-3: the scans' resolution in dots per inch"):
         predict(compose_config([f"ckpt={ckpt}", f"input={scan_folder}", "dpi=-3"], config_name="predict"), out)
     assert not out.exists()
+
+
+def test_a_failed_viewer_leaves_the_scans_masks_and_report(trained_run, scan_folder, tmp_path, monkeypatch, caplog):
+    import heritage_seg.tasks.predict as predict_task
+
+    def full_disk(page, *args):
+        raise OSError(f"{page}: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(predict_task, "write_viewer", full_disk)
+    ckpt = trained_run / "checkpoints" / "best.ckpt"
+    result = predict(compose_config([f"ckpt={ckpt}", f"input={scan_folder}"], config_name="predict"), tmp_path)
+    assert result["done"] == ["painting.tif"] and not result["failed"]
+    assert json.loads((tmp_path / "painting_report.json").read_text())["viewer"] is None
+    assert (tmp_path / "painting_mask.png").is_file()
+    assert "no viewer page" in caplog.text and "No space left" in caplog.text
+
+
+def test_tiles_that_cannot_be_written_raise_an_os_error_naming_the_pyramid(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the tiles' folder should be")
+    with pytest.raises(OSError, match=r"not_a_folder/scan: writing the viewer's tiles failed"):
+        rgb_pyramid(np.zeros((64, 64, 3), np.uint8), blocker, "scan", "x/")

@@ -215,3 +215,18 @@ def test_a_comparison_page_shows_where_two_models_disagree(tmp_path, labels, bro
     assert not changed.any()  # and nowhere else
     assert view.errors == []
     view.page.close()
+
+
+def test_a_scan_named_with_a_hash_and_spaces_opens_in_the_viewer(tmp_path, labels, browser):
+    """Tile URLs are URLs: a '#' in 'recto #2' would end the path and a ' ' break it if not quoted."""
+    image = np.full((300, 400, 3), 200, np.uint8)
+    mask = np.zeros((300, 400), np.uint8)
+    mask[100:200, 100:300] = 9
+    content = scan_content("recto #2.tif", image, mask, labels, class_report(mask, labels))
+    page = write_viewer(tmp_path / "recto #2_viewer.html", content, labels)
+    view = Page(browser, file_url(page))
+    assert (
+        view.js("window.heritageViewer.deepest.scan") >= 0 and view.js("window.heritageViewer.deepest['damage:9']") >= 0
+    )
+    assert view.errors == []
+    view.page.close()

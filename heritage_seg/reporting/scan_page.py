@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 from PIL import Image
@@ -50,7 +51,8 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
                 "damaged": report["damage_total"]["percent_of_object"],
                 "uncertainty": report.get("uncertainty"),
                 "overlay": overlay.name,
-                "open": viewer.name if viewer.exists() else overlay.name,  # what a click on the thumbnail opens
+                # what a click on the thumbnail opens; hrefs are URLs: a '#' or ' ' in a scan's name is quoted
+                "open": quote(viewer.name if viewer.exists() else overlay.name),
                 "thumbnail": Markup(_thumbnail(overlay)) if overlay.exists() else None,
                 "classes": [
                     {
@@ -66,7 +68,7 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
                     for name, e in sorted(found, key=lambda item: -item[1]["largest_region_pixels"])[:3]
                 ],
                 "files": [
-                    (kind, stem + suffix)
+                    (kind, quote(stem + suffix))
                     for kind, suffix in SCAN_OUTPUTS.items()
                     if (out_dir / f"{stem}{suffix}").exists()
                 ],

@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from omegaconf import DictConfig
@@ -161,9 +162,13 @@ def predict_image(
     viewer = Path(f"{stem}{SCAN_OUTPUTS['viewer']}") if cfg.viewer else None
     if viewer is not None:  # the zoomable page: the scan and its maps as tiled layers
         links = [{"href": SCAN_REPORT_HTML, "text": "all scans (report.html)"}]
-        links += [{"href": f"{stem.name}{SCAN_OUTPUTS[k]}", "text": k} for k in ("mask", "overlay", "report")]
+        links += [{"href": quote(f"{stem.name}{SCAN_OUTPUTS[k]}"), "text": k} for k in ("mask", "overlay", "report")]
         content = scan_content(path.name, image, mask, labels, classes, spread, check_dpi(cfg.dpi), links)
-        write_viewer(viewer, content, labels)
+        try:
+            write_viewer(viewer, content, labels)
+        except OSError as err:  # the page is a view of the maps: without it the masks and reports still stand
+            log.error("%s: no viewer page (%s); its masks and report are written", path.name, err)
+            viewer = None
         lap("viewer")
     report = {
         "image": path.name,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -155,7 +156,7 @@ def write_viewer(page: Path, content: ViewerContent, labels: LabelMap) -> Path:
     page = Path(page)
     folder = tiles_folder(page)
     copy_assets(page.parent)
-    url = f"{folder.name}/"
+    url = f"{quote(folder.name)}/"  # a scan named "recto #2.tif": '#' and ' ' must not end or break the URL
     build = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=page.parent))
     try:
         base, layers, classes = _write_layers(content, labels, build, url)

@@ -68,14 +68,17 @@ class Pyramid:
 
 def _save(image, folder: Path, name: str, url: str, fmt: str, shrink: str, x: int = 0, y: int = 0) -> Pyramid:
     suffix = ".jpg[Q=88,strip]" if fmt == "jpg" else ".png[compression=1,strip]"
-    image.dzsave(
-        str(folder / name),
-        suffix=suffix,
-        tile_size=TILE_SIZE,
-        overlap=OVERLAP,
-        depth="onepixel",  # Deep Zoom's levels go down to 1 x 1 px
-        region_shrink=shrink,
-    )
+    try:
+        image.dzsave(
+            str(folder / name),
+            suffix=suffix,
+            tile_size=TILE_SIZE,
+            overlap=OVERLAP,
+            depth="onepixel",  # Deep Zoom's levels go down to 1 x 1 px
+            region_shrink=shrink,
+        )
+    except load_pyvips().Error as err:  # a full disk, an unwritable folder: an OSError like any other write's
+        raise OSError(f"{folder / name}: writing the viewer's tiles failed: {err}") from err
     props = folder / f"{name}_files" / "vips-properties.xml"
     props.unlink(missing_ok=True)  # libvips' metadata dump: nothing reads it
     return Pyramid(f"{url}{name}_files/", fmt, image.width, image.height, x, y)
