@@ -1,4 +1,4 @@
-"""The viewer's screenshots in docs/guide/ (viewer_overview.png, viewer_region_swipe.png, viewer_compare.png), from
+"""The viewer's screenshots in docs/guide/ (viewer_overview.jpg, viewer_region_swipe.jpg, viewer_compare.jpg), from
 real predictions of two checkpoints on a generated sample scan, taken in Debian's Chromium through Playwright:
 
     python tools/viewer_screenshots.py --ckpt <run A>/checkpoints/best.ckpt --ckpt <run B>/checkpoints/best.ckpt
@@ -74,7 +74,7 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = launch(pw)
             view = Page(browser, file_url(tmp / "a" / f"{scan.stem}_viewer.html"), size=(1400, 820))
-            view.page.screenshot(path=str(args.out / "viewer_overview.png"))
+            view.page.screenshot(path=str(args.out / "viewer_overview.jpg"), quality=88)
             if view.js("window.heritageViewer.data.regions.length"):
                 view.page.locator("#regions button[data-region='0']").click()
                 view.settle()
@@ -83,14 +83,14 @@ def main() -> None:
             middle = (region[0] + region[2]) / 2 / view.js("window.heritageViewer.data.width")
             view.js(f"window.heritageViewer.setSwipe({middle})")
             view.settle()
-            view.page.screenshot(path=str(args.out / "viewer_region_swipe.png"))
+            view.page.screenshot(path=str(args.out / "viewer_region_swipe.jpg"), quality=88)
             view = Page(browser, file_url(compare), size=(1400, 820))
             view.page.locator("#layers input[data-layer-id='pred0']").uncheck()
             view.page.locator("#layers input[data-layer-id='disagree']").check()
             view.settle()
-            view.page.screenshot(path=str(args.out / "viewer_compare.png"))
+            view.page.screenshot(path=str(args.out / "viewer_compare.jpg"), quality=88)
             browser.close()
-    print(f"wrote viewer_overview.png, viewer_region_swipe.png, viewer_compare.png to {args.out} ({scan.name})")
+    print(f"wrote viewer_overview.jpg, viewer_region_swipe.jpg, viewer_compare.jpg to {args.out} ({scan.name})")
 
 
 if __name__ == "__main__":
