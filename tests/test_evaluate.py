@@ -205,6 +205,7 @@ def test_each_panel_has_a_viewer_of_image_truth_prediction_and_their_difference(
         html = page.read_text()
         data = json.loads(re.search(r'<script id="viewer-data" type="application/json">(.*?)</script>', html, re.S)[1])
         layers = {layer["id"]: layer for layer in data["layers"]}
+        assert layers["uncertainty"]["kind"] == "heat"  # evaluated with tta=true: the views' disagreement too
         assert [c["class_id"] for c in layers["truth"]["items"]] == sorted(set(np.unique(truth)) - {0, 255})
         assert [c["class_id"] for c in layers["pred"]["items"]] == sorted(set(np.unique(pred)) - {0})
         wrong = (pred != truth) & (truth != 255)

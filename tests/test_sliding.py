@@ -140,7 +140,8 @@ def test_predict_benchmark_measures_the_whole_predict_path_on_a_scan(tmp_path):
     payload, printed = run_benchmark("predict_benchmark.py", "--scan-outputs 300 200 --window 64", timeout=300)
     (result,) = payload["results"]
     assert (result["width"], result["height"]) == (300, 200) and result["windows"] > 1
-    assert set(result["stage_seconds"]) >= {"decode", "mapping", "statistics"}
+    assert set(result["stage_seconds"]) >= {"decode", "mapping", "statistics", "viewer"}
+    assert result["viewer_s"] >= 0 and result["rgba_copy_of_the_scan_mib"] == round(300 * 200 * 4 / 2**20)
 
 
 @pytest.mark.slow
@@ -155,7 +156,9 @@ def test_predict_benchmark_end_to_end_times_the_whole_predict_path_warm_with_a_r
     assert [case["tta"] for case in result["cases"]] == [False, True]
     for case in result["cases"]:
         stages = case["stage_seconds"]
-        assert set(stages) == {"decode", "mapping", "statistics", "overlay_and_files"}
+        assert set(stages) == {"decode", "mapping", "statistics", "overlay_and_files", "viewer"}
+        assert case["viewer_s"] == pytest.approx(stages["viewer"], abs=0.02)  # the viewer's tiles, timed apart
+        assert case["viewer_rss_growth_mib"] >= 0 and case["viewer_pyramids"] >= 1 and case["viewer_tiles"] > 0
         assert case["mapping_s"] == stages["mapping"] > 0
         assert case["windows"] == count_windows(192, 256, 64, default_stride(64)) > 1
         assert case["all_but_mapping_s"] == pytest.approx(sum(stages.values()) - stages["mapping"], abs=1e-3)

@@ -256,5 +256,6 @@ def write_examples(
                 labels,
                 subtitle=f"{kind} {rank + 1} of the validation fold: mIoU {scores[k]:.3f}",
                 links=links,
+                uncertainty=result.uncertainty[k] if result.uncertainty else None,  # tta=true or an ensemble
             )
             write_viewer(Path(f"{stem}{VIEWER_SUFFIX}"), content, labels)

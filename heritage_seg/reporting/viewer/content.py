@@ -68,10 +68,12 @@ def scored_content(
     labels: LabelMap,
     subtitle: str | None = None,
     links: list[dict[str, str]] | None = None,
+    uncertainty: np.ndarray | None = None,
 ) -> ViewerContent:
     """An annotated image and one or more models' predictions of it: the truth and each prediction class by
-    class, where each prediction differs from the truth and, with two predictions, where they disagree.
-    Unannotated pixels (labels.ignore_index) count as no difference."""
+    class, where each prediction differs from the truth and, with two predictions, where they disagree; the
+    views' disagreement where it was computed (evaluate tta=true or an ensemble). Unannotated pixels
+    (labels.ignore_index) count as no difference."""
     annotated = truth != labels.ignore_index
     layers: list[ClassLayer | FlagLayer | HeatLayer] = [ClassLayer("truth", "Annotation (truth)", truth, False)]
     many = len(predictions) > 1
@@ -86,4 +88,6 @@ def scored_content(
     if len(predictions) == 2:
         (a, pa), (b, pb) = predictions.items()
         layers.append(FlagLayer("disagree", f"{a} and {b} disagree", pa != pb, DISAGREE_COLOR))
+    if uncertainty is not None:
+        layers.append(HeatLayer("uncertainty", "Uncertainty (views disagree)", uncertainty))
     return ViewerContent(title=title, image=image, layers=layers, subtitle=subtitle, links=links or [])
