@@ -70,6 +70,15 @@ class Page:
         png = self.page.locator("#osd").screenshot()
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
+    def outside_overview(self, flags: np.ndarray) -> np.ndarray:
+        """`flags` (in #osd's pixels) with the overview in the corner cleared: it mirrors every layer, so a
+        change there is expected and is not a change of the main view."""
+        nav = self.page.locator(".navigator").bounding_box()
+        osd = self.page.locator("#osd").bounding_box()
+        flags = flags.copy()
+        flags[int(nav["y"] - osd["y"]) :, int(nav["x"] - osd["x"]) :] = False
+        return flags
+
     def screen_box(self, bbox) -> tuple[int, int, int, int]:
         """A scan-pixel box [x0, y0, x1, y1] in #osd's screen pixels (rounded outwards)."""
         corners = self.js(
