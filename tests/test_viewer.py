@@ -29,38 +29,47 @@ def _level(folder, name, level):
 
 
 def test_a_pyramid_has_every_deep_zoom_level_with_tiles_of_the_declared_size(tmp_path):
-    image = np.random.default_rng(0).integers(0, 255, (300, 700, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 255, (300, 1100, 3), dtype=np.uint8)
     pyramid = rgb_pyramid(image, tmp_path, "scan", "tiles/")
-    top = math.ceil(math.log2(700))  # Deep Zoom: level n is the image shrunk by 2^(top - n), level 0 is 1 x 1
+    top = math.ceil(math.log2(1100))  # Deep Zoom: level n is the image shrunk by 2^(top - n), level 0 is 1 x 1
     levels = sorted(int(p.name) for p in (tmp_path / "scan_files").iterdir())
     assert levels == list(range(top + 1))
-    assert _level(tmp_path, "scan", top) == {f"{c}_{r}.jpg" for c in range(3) for r in range(2)}  # 700/254, 300/254
+    assert _level(tmp_path, "scan", top) == {f"{c}_{r}.jpg" for c in range(5) for r in range(2)}  # 1100/254, 300/254
     with Image.open(tmp_path / "scan_files" / str(top) / "1_0.jpg") as tile:  # inner tile: overlap on both sides
         assert tile.size == (TILE_SIZE + 2 * OVERLAP, TILE_SIZE + OVERLAP)
     with Image.open(tmp_path / "scan_files" / "0" / "0_0.jpg") as tile:
         assert tile.size == (1, 1)
     source = pyramid.tile_source()["Image"]
     assert source["Url"] == "tiles/scan_files/" and source["Format"] == "jpg"
-    assert source["Size"] == {"Width": "700", "Height": "300"}
+    assert source["Size"] == {"Width": "1100", "Height": "300"}
+
+
+def test_a_layer_up_to_1024_px_is_one_picture_not_a_pyramid(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (300, 1024, 3), dtype=np.uint8)
+    pyramid = rgb_pyramid(image, tmp_path, "scan", "tiles/")
+    assert pyramid.tile_source() == {"type": "image", "url": "tiles/scan.jpg", "buildPyramid": False}
+    assert not (tmp_path / "scan_files").exists()
+    with Image.open(tmp_path / "scan.jpg") as picture:
+        assert picture.size == (1024, 300)
 
 
 def test_a_class_layer_covers_its_class_in_its_colour_and_keeps_a_thin_line_when_zoomed_out(tmp_path):
-    mask = np.zeros((200, 400), np.uint8)
+    mask = np.zeros((200, 1400), np.uint8)
     mask[50:90, 100:180] = 3
-    mask[150, 20:380] = 5  # one pixel high
+    mask[150, 20:1380] = 5  # one pixel high, longer than one picture: a pyramid
     written = coloured_pyramids(mask, {3: (10, 200, 30), 5: (250, 0, 0), 6: (0, 0, 255)}, tmp_path, "d_", "t/")
-    assert set(written) == {3, 5}  # no pyramid for an absent class
+    assert set(written) == {3, 5}  # no layer for an absent class
     block, line = written[3], written[5]
     assert (block.x, block.y, block.width, block.height) == (100, 50, 80, 40)  # the class's bounding box only
-    assert (line.x, line.y, line.width, line.height) == (20, 150, 360, 1)
-    top = math.ceil(math.log2(80))
-    with Image.open(tmp_path / "d_003_files" / str(top) / "0_0.png") as tile:
-        rgba = np.asarray(tile)
+    assert (line.x, line.y, line.width, line.height) == (20, 150, 1360, 1)
+    assert block.single and not line.single
+    with Image.open(tmp_path / "d_003.png") as picture:
+        rgba = np.asarray(picture)
     assert rgba.shape == (40, 80, 4) and (rgba == [10, 200, 30, 255]).all()
-    line_top = math.ceil(math.log2(360))
+    line_top = math.ceil(math.log2(1360))
     with Image.open(tmp_path / "d_005_files" / str(line_top - 3) / "0_0.png") as tile:  # shrunk 8 x
         shrunk = np.asarray(tile)
-    assert shrunk.shape[1] == 45 and (shrunk[..., 3] == 255).all()  # max shrink: the line is still opaque
+    assert shrunk.shape[1] == 170 and (shrunk[..., 3] == 255).all()  # max shrink: the line is still opaque
 
 
 def _scan(seed=0):
@@ -92,7 +101,7 @@ def test_the_page_holds_its_layers_regions_and_scripts_and_fetches_nothing(tmp_p
     }
     assert [r["pixels"] for r in data["regions"]] == sorted((r["pixels"] for r in data["regions"]), reverse=True)
     for item in [data["base"], *(i["pyramid"] for i in damage["items"])]:
-        assert (tmp_path / item["source"]["Image"]["Url"]).is_dir()
+        assert (tmp_path / item["source"]["url"]).is_file()  # 160 x 120: pictures, not pyramids
     html = page.read_text()
     scripts = re.findall(r'<script src="([^"]+)"', html) + re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
     assert scripts and all((tmp_path / s).is_file() for s in scripts)  # beside the page, nothing from the web
@@ -105,10 +114,10 @@ def test_writing_again_replaces_the_tiles_and_leaves_no_temporary_folder(tmp_pat
     image, mask = _scan()
     page = tmp_path / "s_viewer.html"
     write_viewer(page, scan_content("s", image, mask, labels, class_report(mask, labels)), labels)
-    assert (tiles_folder(page) / "damage_002_files").is_dir()
+    assert (tiles_folder(page) / "damage_002.png").is_file()
     mask[mask == 2] = 0
     write_viewer(page, scan_content("s", image, mask, labels, class_report(mask, labels)), labels)
-    assert not (tiles_folder(page) / "damage_002_files").exists()  # the class is gone: so is its old pyramid
+    assert not (tiles_folder(page) / "damage_002.png").exists()  # the class is gone: so is its old layer
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ASSETS, "s_viewer", "s_viewer.html"])
 
 
@@ -167,4 +176,27 @@ def test_tiles_that_cannot_be_written_raise_an_os_error_naming_the_pyramid(tmp_p
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the tiles' folder should be")
     with pytest.raises(OSError, match=r"not_a_folder/scan: writing the viewer's tiles failed"):
+        rgb_pyramid(np.zeros((64, 1100, 3), np.uint8), blocker, "scan", "x/")
+    with pytest.raises(OSError, match=r"not_a_folder/scan: writing the viewer's picture failed"):
         rgb_pyramid(np.zeros((64, 64, 3), np.uint8), blocker, "scan", "x/")
+
+
+def test_small_maps_get_the_same_layers_from_numpy_as_from_libvips(tmp_path, monkeypatch):
+    """coloured_pyramids writes maps of at most 1024 px with NumPy/PIL (libvips' per-operation cost dominates
+    there): the same boxes and pixels as the libvips path gives at full resolution."""
+    import heritage_seg.reporting.viewer.pyramids as pyramids
+
+    mask = np.random.default_rng(3).integers(0, 4, (120, 200)).astype(np.uint8)
+    mask[:, :30] = 0  # class boxes that do not start at 0
+    colors = {1: (250, 0, 0), 2: (0, 250, 0), 3: (0, 0, 250)}
+    small = coloured_pyramids(mask, colors, tmp_path, "n_", "t/")
+    monkeypatch.setattr(pyramids, "SINGLE_IMAGE_MAX", 0)  # every layer a pyramid, through libvips
+    big = coloured_pyramids(mask, colors, tmp_path, "v_", "t/")
+    assert set(small) == set(big) == {1, 2, 3}
+    for value in colors:
+        a, b = small[value], big[value]
+        assert (a.x, a.y, a.width, a.height) == (b.x, b.y, b.width, b.height)
+        top = math.ceil(math.log2(max(b.width, b.height)))
+        picture = np.asarray(Image.open(tmp_path / f"n_{value:03d}.png"))
+        tile = np.asarray(Image.open(tmp_path / f"v_{value:03d}_files" / str(top) / "0_0.png"))
+        assert (picture == tile).all()

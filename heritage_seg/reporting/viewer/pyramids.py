@@ -16,10 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
+from PIL import Image
 
 TILE_SIZE = 254  # + 1 px overlap on each side: 256 px tiles, Deep Zoom's usual size
+# A layer no longer than this on its longest side is one picture, not a pyramid: the browser scales it at no cost
+# (evaluate's panels, a stain's bounding box), and one file is ~10x cheaper to write than a pyramid's levels
+SINGLE_IMAGE_MAX = 1024
 OVERLAP = 1
 DZI_XMLNS = "http://schemas.microsoft.com/deepzoom/2008"
 
@@ -38,19 +43,24 @@ def load_pyvips():
 
 @dataclass(frozen=True)
 class Pyramid:
-    """One written pyramid: `<folder>/<name>.dzi` and `<name>_files/<level>/<col>_<row>.<format>`, covering the
-    scan's pixels [x, x + width) x [y, y + height)."""
+    """One written layer, covering the scan's pixels [x, x + width) x [y, y + height): a Deep Zoom pyramid,
+    `<folder>/<name>.dzi` and `<name>_files/<level>/<col>_<row>.<format>`, or (`single`) one picture
+    `<folder>/<name>.<format>` for a layer of at most SINGLE_IMAGE_MAX px."""
 
-    url: str  # the tiles folder relative to the page, ending in "/"
+    url: str  # relative to the page: the tiles folder ending in "/", or the picture
     format: str  # the tiles' file extension: "jpg" | "png"
     width: int
     height: int
     x: int = 0
     y: int = 0
+    single: bool = False
 
     def tile_source(self) -> dict[str, Any]:
         """The .dzi descriptor as the object OpenSeadragon accepts inline: from `file://` the browser refuses to
-        read the .dzi XML (no XHR on file URLs), while tiles load as plain images."""
+        read the .dzi XML (no XHR on file URLs), while tiles load as plain images. A single picture: OpenSeadragon's
+        plain-image source, one level (no pyramid built in the browser: that would read pixels back)."""
+        if self.single:
+            return {"type": "image", "url": self.url, "buildPyramid": False}
         return {
             "Image": {
                 "xmlns": DZI_XMLNS,
@@ -67,7 +77,14 @@ class Pyramid:
 
 
 def _save(image, folder: Path, name: str, url: str, fmt: str, shrink: str, x: int = 0, y: int = 0) -> Pyramid:
-    suffix = ".jpg[Q=88,strip]" if fmt == "jpg" else ".png[compression=1,strip]"
+    options = "[Q=88,strip]" if fmt == "jpg" else "[compression=1,strip]"
+    suffix = f".{fmt}{options}"
+    if max(image.width, image.height) <= SINGLE_IMAGE_MAX:
+        try:
+            image.write_to_file(str(folder / f"{name}{suffix}"))
+        except load_pyvips().Error as err:
+            raise OSError(f"{folder / name}: writing the viewer's picture failed: {err}") from err
+        return Pyramid(f"{url}{quote(name)}.{fmt}", fmt, image.width, image.height, x, y, single=True)
     try:
         image.dzsave(
             str(folder / name),
@@ -81,7 +98,7 @@ def _save(image, folder: Path, name: str, url: str, fmt: str, shrink: str, x: in
         raise OSError(f"{folder / name}: writing the viewer's tiles failed: {err}") from err
     props = folder / f"{name}_files" / "vips-properties.xml"
     props.unlink(missing_ok=True)  # libvips' metadata dump: nothing reads it
-    return Pyramid(f"{url}{name}_files/", fmt, image.width, image.height, x, y)
+    return Pyramid(f"{url}{quote(name)}_files/", fmt, image.width, image.height, x, y)
 
 
 def _from_array(array: np.ndarray):
@@ -96,31 +113,54 @@ def rgb_pyramid(image: np.ndarray, folder: Path, name: str, url: str) -> Pyramid
     return _save(_from_array(image).copy(interpretation="srgb"), folder, name, url, "jpg", "mean")
 
 
-def _bbox(flags) -> tuple[int, int, int, int] | None:
-    """(left, top, width, height) of the non-zero pixels of a one-band uchar image, None if it has none."""
-    if flags.max() == 0:
-        return None
+def _bbox(flags) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of the non-zero pixels of a one-band uchar image that has some."""
     return tuple(int(v) for v in flags.find_trim(threshold=0.5, background=[0], line_art=True))
 
 
 def coloured_pyramids(
     index: np.ndarray, colors: dict[int, tuple[int, int, int]], folder: Path, prefix: str, url: str
 ) -> dict[int, Pyramid]:
-    """Per value v of `colors` present in the (H, W) uint8 `index` map: a PNG pyramid of the bounding box of
+    """Per value v of `colors` present in the (H, W) uint8 `index` map: a layer of the bounding box of
     `index == v`, colour `colors[v]` where it holds and transparent elsewhere."""
+    present = np.flatnonzero(np.bincount(index.reshape(-1), minlength=256))  # one pass, not one per class
+    if max(index.shape) <= SINGLE_IMAGE_MAX:  # a small map (evaluate's panels): pictures, in NumPy and PIL
+        return _small_layers(index, {v: c for v, c in colors.items() if v in present}, folder, prefix, url)
     vips = load_pyvips()
     whole = _from_array(index)
     written = {}
     for value, rgb in colors.items():
-        flags = whole == value  # 255 where it holds, 0 elsewhere: the alpha band
-        box = _bbox(flags)
-        if box is None:
+        if value not in present:
             continue
-        left, top, width, height = box
+        flags = whole == value  # 255 where it holds, 0 elsewhere: the alpha band
+        left, top, width, height = _bbox(flags)
         alpha = flags.crop(left, top, width, height)
         colour = alpha.new_from_image(list(rgb)).cast(vips.BandFormat.UCHAR)
         rgba = colour.bandjoin(alpha).copy(interpretation="srgb")
         written[value] = _save(rgba, folder, f"{prefix}{value:03d}", url, "png", "max", left, top)
+    return written
+
+
+def _small_layers(
+    index: np.ndarray, colors: dict[int, tuple[int, int, int]], folder: Path, prefix: str, url: str
+) -> dict[int, Pyramid]:
+    """coloured_pyramids for a map of at most SINGLE_IMAGE_MAX px a side: the same pictures written without
+    libvips, whose per-operation cost (~0.6 ms, ~8 operations a class) is most of the time at this size."""
+    written = {}
+    for value, rgb in colors.items():
+        flags = index == value
+        rows, cols = np.flatnonzero(flags.any(axis=1)), np.flatnonzero(flags.any(axis=0))
+        top, left = int(rows[0]), int(cols[0])
+        crop = flags[top : int(rows[-1]) + 1, left : int(cols[-1]) + 1]
+        rgba = np.empty(crop.shape + (4,), np.uint8)
+        rgba[..., :3] = rgb
+        rgba[..., 3] = crop * np.uint8(255)
+        name = f"{prefix}{value:03d}"
+        try:
+            Image.fromarray(rgba, "RGBA").save(folder / f"{name}.png", compress_level=1)
+        except OSError as err:
+            raise OSError(f"{folder / name}: writing the viewer's picture failed: {err}") from err
+        written[value] = Pyramid(f"{url}{quote(name)}.png", "png", crop.shape[1], crop.shape[0], left, top, True)
     return written
 
 
