@@ -200,3 +200,19 @@ def test_small_maps_get_the_same_layers_from_numpy_as_from_libvips(tmp_path, mon
         picture = np.asarray(Image.open(tmp_path / f"n_{value:03d}.png"))
         tile = np.asarray(Image.open(tmp_path / f"v_{value:03d}_files" / str(top) / "0_0.png"))
         assert (picture == tile).all()
+
+
+def test_a_large_maps_class_layers_make_no_full_size_numpy_copy(tmp_path):
+    """Memory stays bounded on a 100-Mpx map: the large-map path streams through libvips. A bug found by the
+    benchmark: np.bincount to find the classes present cast the whole map to int64 (+864 MiB at 12,000 x 9,000).
+    Here NumPy's own allocations (tracemalloc sees them) must stay below a quarter byte per pixel."""
+    import tracemalloc
+
+    mask = np.zeros((1500, 2000), np.uint8)
+    mask[100:400, 200:900] = 4
+    mask[1000:1400, 1200:1900] = 9
+    tracemalloc.start()
+    coloured_pyramids(mask, {4: (1, 2, 3), 9: (4, 5, 6)}, tmp_path, "d_", "t/")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < mask.size / 4, f"{peak / mask.size:.2f} bytes per pixel"

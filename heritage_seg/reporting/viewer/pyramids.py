@@ -123,11 +123,14 @@ def coloured_pyramids(
 ) -> dict[int, Pyramid]:
     """Per value v of `colors` present in the (H, W) uint8 `index` map: a layer of the bounding box of
     `index == v`, colour `colors[v]` where it holds and transparent elsewhere."""
-    present = np.flatnonzero(np.bincount(index.reshape(-1), minlength=256))  # one pass, not one per class
     if max(index.shape) <= SINGLE_IMAGE_MAX:  # a small map (evaluate's panels): pictures, in NumPy and PIL
+        present = np.flatnonzero(np.bincount(index.reshape(-1), minlength=256))
         return _small_layers(index, {v: c for v, c in colors.items() if v in present}, folder, prefix, url)
     vips = load_pyvips()
     whole = _from_array(index)
+    # which values occur, in one streamed pass (np.bincount would cast the map to int64: 8 bytes a pixel)
+    histogram = np.frombuffer(whole.hist_find().cast(vips.BandFormat.UINT).write_to_memory(), dtype=np.uint32)
+    present = np.flatnonzero(histogram)
     written = {}
     for value, rgb in colors.items():
         if value not in present:
