@@ -68,12 +68,14 @@ def measure_viewer(record: dict) -> None:
 
 
 def tile_counts(folder: Path) -> dict:
-    """The pyramids a viewer page got: how many, their files and bytes on disk."""
+    """The layers a viewer page got: pyramids and single pictures (layers of at most 1024 px), their files and
+    bytes on disk."""
     if not folder.is_dir():
         return {}
     files = [p for p in folder.rglob("*") if p.is_file()]
     return {
         "viewer_pyramids": len(list(folder.glob("*_files"))),
+        "viewer_pictures": len([p for p in folder.iterdir() if p.suffix in (".png", ".jpg")]),
         "viewer_tiles": len(files),
         "viewer_mib_on_disk": round(sum(p.stat().st_size for p in files) / 2**20, 1),
     }
