@@ -10,6 +10,12 @@ import numpy as np
 from PIL import Image
 
 
+def hex_color(rgb) -> str:
+    """(r, g, b) -> "#rrggbb", as pages and legends write a colour."""
+    r, g, b = (int(v) for v in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 

@@ -17,7 +17,7 @@ from markupsafe import Markup
 from PIL import Image
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.reporting.html import thumbnail_uri
+from heritage_seg.reporting.html import hex_color, thumbnail_uri
 from heritage_seg.reporting.templating import render
 from heritage_seg.runs.folder import SCAN_OUTPUTS
 
@@ -26,11 +26,6 @@ def _thumbnail(path: Path, max_side: int = 360) -> str:
     with Image.open(path) as img:
         img.draft("RGB", (max_side, max_side))  # JPEG: decode at a fraction of the size, fast for huge scans
         return thumbnail_uri(img.convert("RGB"), max_side)
-
-
-def _color(labels: LabelMap, name: str) -> str:
-    r, g, b = (int(v) for v in labels.palette()[labels.names.index(name)])
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap) -> list[dict[str, Any]]:
@@ -57,7 +52,7 @@ def scan_rows(reports: Sequence[dict[str, Any]], out_dir: Path, labels: LabelMap
                 "classes": [
                     {
                         "name": name,
-                        "color": _color(labels, name),
+                        "color": hex_color(labels.palette()[labels.names.index(name)]),
                         "percent": e["percent_of_object"],
                         "regions": e["regions"],
                     }

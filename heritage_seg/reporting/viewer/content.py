@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.reporting.viewer.page import ClassLayer, FlagLayer, HeatLayer, ViewerContent, hex_color
+from heritage_seg.reporting.html import hex_color
+from heritage_seg.reporting.viewer.page import ClassLayer, FlagLayer, HeatLayer, ViewerContent
 
 DIFFERENCE_COLOR = (255, 0, 255)  # magenta: in no ARTeFACT class colour, visible on most scans
 DISAGREE_COLOR = (0, 255, 255)

@@ -18,8 +18,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from heritage_seg.core.files import write_text_atomic
+from heritage_seg.core.files import write_file_atomic, write_text_atomic
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.reporting.html import hex_color
 from heritage_seg.reporting.templating import render
 from heritage_seg.reporting.viewer.pyramids import coloured_pyramids, heat_pyramid, load_pyvips, rgb_pyramid
 
@@ -91,11 +92,6 @@ def check_pyvips() -> None:
     load_pyvips()
 
 
-def hex_color(rgb: Sequence[int]) -> str:
-    r, g, b = (int(v) for v in rgb)
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
 def tiles_folder(page: Path) -> Path:
     """`scan_viewer.html` -> `scan_viewer/`."""
     return page.with_suffix("")
@@ -110,9 +106,7 @@ def copy_assets(folder: Path) -> Path:
         data = (static / name).read_bytes()
         dest = target / name
         if not dest.is_file() or dest.read_bytes() != data:
-            tmp = dest.with_name(f".{name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(dest)
+            write_file_atomic(dest, lambda tmp, data=data: Path(tmp).write_bytes(data))
     return target
 
 

@@ -79,23 +79,24 @@ class Pyramid:
 def _save(image, folder: Path, name: str, url: str, fmt: str, shrink: str, x: int = 0, y: int = 0) -> Pyramid:
     options = "[Q=88,strip]" if fmt == "jpg" else "[compression=1,strip]"
     suffix = f".{fmt}{options}"
-    if max(image.width, image.height) <= SINGLE_IMAGE_MAX:
-        try:
-            image.write_to_file(str(folder / f"{name}{suffix}"))
-        except load_pyvips().Error as err:
-            raise OSError(f"{folder / name}: writing the viewer's picture failed: {err}") from err
-        return Pyramid(f"{url}{quote(name)}.{fmt}", fmt, image.width, image.height, x, y, single=True)
+    single = max(image.width, image.height) <= SINGLE_IMAGE_MAX
     try:
-        image.dzsave(
-            str(folder / name),
-            suffix=suffix,
-            tile_size=TILE_SIZE,
-            overlap=OVERLAP,
-            depth="onepixel",  # Deep Zoom's levels go down to 1 x 1 px
-            region_shrink=shrink,
-        )
+        if single:
+            image.write_to_file(str(folder / f"{name}{suffix}"))
+        else:
+            image.dzsave(
+                str(folder / name),
+                suffix=suffix,
+                tile_size=TILE_SIZE,
+                overlap=OVERLAP,
+                depth="onepixel",  # Deep Zoom's levels go down to 1 x 1 px
+                region_shrink=shrink,
+            )
     except load_pyvips().Error as err:  # a full disk, an unwritable folder: an OSError like any other write's
-        raise OSError(f"{folder / name}: writing the viewer's tiles failed: {err}") from err
+        what = "picture" if single else "tiles"
+        raise OSError(f"{folder / name}: writing the viewer's {what} failed: {err}") from err
+    if single:
+        return Pyramid(f"{url}{quote(name)}.{fmt}", fmt, image.width, image.height, x, y, single=True)
     props = folder / f"{name}_files" / "vips-properties.xml"
     props.unlink(missing_ok=True)  # libvips' metadata dump: nothing reads it
     return Pyramid(f"{url}{quote(name)}_files/", fmt, image.width, image.height, x, y)
