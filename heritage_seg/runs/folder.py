@@ -47,7 +47,7 @@ CALIBRATED_CKPT = "calibrated.ckpt"  # evaluate calibrate=true: the checkpoint w
 RELIABILITY_PNG = "reliability.png"  # the softmax's reliability diagram, and error rate per uncertainty bin
 EVALUATION_SUBDIR = "evaluate"  # where the study page suggests `evaluate` writes inside a run (hydra.run.dir=)
 # the files of one panel, <kind><rank>_<id><suffix>.png: what each shows (gt and pred are palette PNGs of class ids)
-PANEL_FILES = (("image", "_input"), ("truth", "_gt"), ("prediction", "_pred"), ("overlay", "_overlay"))
+PANEL_FILES = {"image": "_input", "truth": "_gt", "prediction": "_pred", "overlay": "_overlay"}
 VIEWER_SUFFIX = "_viewer.html"  # a zoomable viewer page (reporting/viewer), its tiles in the folder of its stem
 PANEL_GLOBS = (  # the best and worst overlay panels, in a run folder or an evaluation folder inside it
     f"{PREDICTIONS}/best01_*_overlay.png",
@@ -126,6 +126,16 @@ MAX_DIRNAME = 200  # a sweep job's folder is named by its overrides; one path co
 # (issue 25), are written `-` and `+`.
 _PASTE_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _SEPARATORS = {"=": "-", ",": "+"}
+
+
+def panel_overlays(run_dir: Path) -> list[Path]:
+    """A run's first best and first worst overlay panel (PANEL_GLOBS): what the study page shows of it."""
+    return [p for pattern in PANEL_GLOBS for p in sorted(Path(run_dir).glob(pattern))[:1]]
+
+
+def panel_stem(overlay: Path) -> Path:
+    """`…/best01_<id>_overlay.png` -> `…/best01_<id>`: add a PANEL_FILES suffix (and .png) or VIEWER_SUFFIX."""
+    return overlay.with_name(overlay.name[: -len(f"{PANEL_FILES['overlay']}.png")])
 
 
 def _shorten(name: str, separator: str) -> str:

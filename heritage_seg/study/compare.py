@@ -20,16 +20,18 @@ from PIL import Image
 
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.reporting.viewer import scored_content, write_viewer
-from heritage_seg.runs.folder import CONFIG, PANEL_FILES, PANEL_GLOBS, PREDICTED_MASKS, PREDICTIONS, VIEWER_SUFFIX
+from heritage_seg.runs.folder import (
+    CONFIG,
+    PANEL_FILES,
+    PREDICTED_MASKS,
+    PREDICTIONS,
+    VIEWER_SUFFIX,
+    panel_overlays,
+    panel_stem,
+)
 
 log = logging.getLogger(__name__)
 COMPARE_DIR = "compare"  # beside aggregate's report.html: compare/fold<k>_<best|worst>_<id>_viewer.html
-SUFFIX = dict(PANEL_FILES)
-
-
-def _panels(run: Path) -> list[Path]:
-    """The run's best01/worst01 overlay panels (in the run or an evaluation folder inside it)."""
-    return [p for pattern in PANEL_GLOBS for p in sorted(run.glob(pattern))[:1]]
 
 
 def _prediction_of(run: Path, image_id: str) -> Path | None:
@@ -37,7 +39,7 @@ def _prediction_of(run: Path, image_id: str) -> Path | None:
         found = sorted(run.glob(pattern))
         if found:
             return found[0]
-    own_panel = f"{PREDICTIONS}/*_{image_id}{SUFFIX['prediction']}.png"
+    own_panel = f"{PREDICTIONS}/*_{image_id}{PANEL_FILES['prediction']}.png"
     for pattern in (own_panel, f"*/{own_panel}"):
         found = sorted(run.glob(pattern))
         if found:
@@ -58,23 +60,23 @@ def comparison_viewers(summary: dict[str, Any], out: Path) -> dict[str, str]:
     written: dict[str, str] = {}
     for fold, run in zip(base["folds"], base["runs"]):
         run = Path(run)
-        for overlay in _panels(run):
-            stem = overlay.name[: -len(f"{SUFFIX['overlay']}.png")]  # best01_<id>
+        labels = None  # read once per run, when a panel needs it
+        for overlay in panel_overlays(run):
+            files = {kind: Path(f"{panel_stem(overlay)}{suffix}.png") for kind, suffix in PANEL_FILES.items()}
+            stem = panel_stem(overlay).name  # best01_<id>
             kind, image_id = stem.split("_", 1)
-            folder = overlay.parent
-            if not all((folder / f"{stem}{SUFFIX[k]}.png").is_file() for k in ("image", "truth", "prediction")):
+            if not all(files[k].is_file() for k in ("image", "truth", "prediction")):
                 continue  # a panel without its image, truth or prediction files: nothing to lay over each other
             try:
-                labels = _labels(run)
+                labels = labels or _labels(run)
             except (ValueError, KeyError, AttributeError, OSError) as err:
-                log.warning("no comparison viewer for %s: its run's label map cannot be read (%s)", overlay, err)
-                continue
-            image = np.asarray(Image.open(folder / f"{stem}{SUFFIX['image']}.png").convert("RGB"))
-            truth = np.asarray(Image.open(folder / f"{stem}{SUFFIX['truth']}.png"))
+                log.warning("no comparison viewer for %s: its run's label map cannot be read (%s)", run, err)
+                break  # the same for every panel of this run
+            image = np.asarray(Image.open(files["image"]).convert("RGB"))
+            truth = np.asarray(Image.open(files["truth"]))
             if truth.ndim != 2:  # an evaluation from before the panels held class ids: nothing to compare
                 continue
-            own = np.asarray(Image.open(folder / f"{stem}{SUFFIX['prediction']}.png"))
-            predictions = {groups[base_name]["label"]: own}
+            predictions = {groups[base_name]["label"]: np.asarray(Image.open(files["prediction"]))}
             notes, missing = [], []
             for name in others:
                 group = groups[name]

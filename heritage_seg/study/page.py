@@ -20,7 +20,7 @@ from heritage_seg.core.cli import override
 from heritage_seg.reporting.figures import confusion_figure, figure_uri, plt
 from heritage_seg.reporting.html import thumbnail_uri
 from heritage_seg.reporting.templating import render
-from heritage_seg.runs.folder import BEST, EVALUATION_SUBDIR, PANEL_FILES, PANEL_GLOBS, VIEWER_SUFFIX
+from heritage_seg.runs.folder import BEST, EVALUATION_SUBDIR, VIEWER_SUFFIX, panel_overlays, panel_stem
 from heritage_seg.study.render import (
     BINARY_TITLE,
     COARSE_TITLE,
@@ -168,19 +168,18 @@ def _panels(group: dict[str, Any], page_dir: Path | None, comparisons: dict[str,
     baseline's, to the page comparing every group on that image (study/compare.py)."""
     found = []
     for run in group["runs"]:
-        for pattern in PANEL_GLOBS:
-            for path in sorted(Path(run).glob(pattern))[:1]:
-                viewer = path.with_name(path.name.replace(f"{dict(PANEL_FILES)['overlay']}.png", VIEWER_SUFFIX))
-                with Image.open(path) as img:
-                    found.append(
-                        {
-                            "uri": Markup(thumbnail_uri(img, 420)),
-                            "alt": path.name,
-                            "caption": f"{Path(run).name}: {path.name}",
-                            "viewer": _link(viewer, page_dir) if viewer.is_file() else None,
-                            "compare": comparisons.get(str(path)),
-                        }
-                    )
+        for path in panel_overlays(Path(run)):
+            viewer = Path(f"{panel_stem(path)}{VIEWER_SUFFIX}")
+            with Image.open(path) as img:
+                found.append(
+                    {
+                        "uri": Markup(thumbnail_uri(img, 420)),
+                        "alt": path.name,
+                        "caption": f"{Path(run).name}: {path.name}",
+                        "viewer": _link(viewer, page_dir) if viewer.is_file() else None,
+                        "compare": comparisons.get(str(path)),
+                    }
+                )
     return found
 
 
@@ -197,7 +196,7 @@ def _evaluate_commands(groups: list[dict[str, Any]]) -> list[str]:
         f"{override('ckpt', Path(run) / BEST)} {override('hydra.run.dir', Path(run) / EVALUATION_SUBDIR)}"
         for g in groups
         for run in g["runs"]
-        if (Path(run) / BEST).is_file() and not any(next(Path(run).glob(p), None) for p in PANEL_GLOBS)
+        if (Path(run) / BEST).is_file() and not panel_overlays(Path(run))
     ]
 
 

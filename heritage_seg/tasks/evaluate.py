@@ -247,7 +247,7 @@ def write_examples(
             title=f"{ids[index]}  mIoU {scores[k]:.3f}",
         )
         if viewer:  # the same image, truth and prediction as zoomable layers, with where they differ
-            links = [{"href": f"{stem.name}{suffix}.png", "text": what} for what, suffix in PANEL_FILES]
+            links = [{"href": f"{stem.name}{suffix}.png", "text": what} for what, suffix in PANEL_FILES.items()]
             content = scored_content(
                 str(ids[index]),
                 image,
