@@ -83,7 +83,7 @@ class Page:
         """A scan-pixel box [x0, y0, x1, y1] in #osd's screen pixels (rounded outwards)."""
         corners = self.js(
             """([x0, y0, x1, y1]) => {
-                const base = window.heritageViewer.entries.find((e) => e.layer.kind === "image").item;
+                const base = window.heritageViewer.base();
                 const a = base.imageToViewerElementCoordinates(new OpenSeadragon.Point(x0, y0));
                 const b = base.imageToViewerElementCoordinates(new OpenSeadragon.Point(x1, y1));
                 return [a.x, a.y, b.x, b.y];

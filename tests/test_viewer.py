@@ -216,3 +216,13 @@ def test_a_large_maps_class_layers_make_no_full_size_numpy_copy(tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < mask.size / 4, f"{peak / mask.size:.2f} bytes per pixel"
+
+
+def test_the_pages_links_are_urls_of_the_files_they_name(tmp_path, labels):
+    """Links are given as file names and written quoted, by write_viewer for every caller (predict quoted its
+    own, evaluate's panel links were not: an image id with '#' or ' ' broke them)."""
+    image, mask = _scan()
+    content = scan_content("s", image, mask, labels, class_report(mask, labels))
+    content.links = [{"href": "recto #2_pred.png", "text": "prediction"}]
+    html = write_viewer(tmp_path / "s_viewer.html", content, labels).read_text()
+    assert '<a href="recto%20%232_pred.png">prediction</a>' in html

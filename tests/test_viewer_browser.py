@@ -54,11 +54,11 @@ def test_the_page_opens_from_file_and_zooming_in_loads_deeper_tiles(viewer_page,
     page_path, _ = viewer_page
     view = Page(browser, file_url(page_path))
     assert view.errors == []
-    top = view.js("window.heritageViewer.entries.find((e) => e.layer.kind === 'image').item.source.maxLevel")
+    top = view.js("window.heritageViewer.base().source.maxLevel")
     before = view.js("window.heritageViewer.deepest.scan")
     assert before < top  # the whole scan in a 710 px wide view needs no full-resolution tile
     view.js(
-        """() => { const v = window.heritageViewer; const base = v.entries[0].item;
+        """() => { const v = window.heritageViewer; const base = v.base();
         v.viewer.viewport.zoomTo(base.imageToViewportZoom(4), base.imageToViewportCoordinates(1800, 550), true); }"""
     )
     view.settle()  # into class 7's block at 4 screen px per scan px: the deepest level of both layers
@@ -136,7 +136,7 @@ def test_the_scale_reads_in_pixels_and_millimetres(viewer_page, browser):
     width = view.page.locator("#scalebar").bounding_box()["width"]
     mm = float(text.split(" mm")[0])
     screen_per_px = view.js(
-        "(() => { const v = window.heritageViewer; return v.entries[0].item.viewportToImageZoom("
+        "(() => { const v = window.heritageViewer; return v.base().viewportToImageZoom("
         "v.viewer.viewport.getZoom(true)); })()"
     )
     assert width == pytest.approx(mm / 25.4 * 600 * screen_per_px, abs=5)  # the bar is as long as it says

@@ -17,7 +17,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 from omegaconf import DictConfig
@@ -160,10 +159,11 @@ def predict_image(
             future.result()  # a failed write raises here (each file is atomic: none is left half-written)
     lap("overlay_and_files")  # what the statistics did not overlap: the overlay, and the files still encoding
     viewer = Path(f"{stem}{SCAN_OUTPUTS['viewer']}") if cfg.viewer else None
+    dpi = check_dpi(cfg.dpi)
     if viewer is not None:  # the zoomable page: the scan and its maps as tiled layers
         links = [{"href": SCAN_REPORT_HTML, "text": "all scans (report.html)"}]
-        links += [{"href": quote(f"{stem.name}{SCAN_OUTPUTS[k]}"), "text": k} for k in ("mask", "overlay", "report")]
-        content = scan_content(path.name, image, mask, labels, classes, spread, check_dpi(cfg.dpi), links)
+        links += [{"href": f"{stem.name}{SCAN_OUTPUTS[k]}", "text": k} for k in ("mask", "overlay", "report")]
+        content = scan_content(path.name, image, mask, labels, classes, spread, dpi, links)
         try:
             write_viewer(viewer, content, labels)
         except OSError as err:  # the page is a view of the maps: without it the masks and reports still stand
@@ -185,7 +185,7 @@ def predict_image(
         "checkpoints": checkpoints or [],
         "temperature": members[0].temperature,
         "precision": recorded_precision(precision),
-        "dpi": check_dpi(cfg.dpi),
+        "dpi": dpi,
         "viewer": viewer.name if viewer is not None else None,
         "seconds": seconds,
         **classes,

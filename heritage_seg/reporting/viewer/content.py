@@ -17,15 +17,12 @@ DISAGREE_COLOR = (0, 255, 255)
 
 
 def report_regions(report: Mapping[str, Any], labels: LabelMap) -> list[dict[str, Any]]:
-    """The largest regions of every damage class in a report.json (its `top_regions`), largest first."""
+    """The largest regions of every damage class of a scan's report (reporting/damage.class_report's
+    `top_regions`), largest first."""
     palette = labels.palette()
     found = []
     for name, entry in report["damage"].items():
-        for region in entry.get("top_regions") or (
-            [{"pixels": entry["largest_region_pixels"], "bbox": entry["largest_region_bbox"]}]
-            if entry.get("largest_region_bbox")
-            else []
-        ):
+        for region in entry["top_regions"]:
             color = hex_color(palette[labels.names.index(name)])
             found.append({"class": name, "color": color, "pixels": region["pixels"], "bbox": region["bbox"]})
     return sorted(found, key=lambda r: -r["pixels"])
@@ -40,14 +37,13 @@ def scan_content(
     uncertainty: np.ndarray | None = None,
     dpi: float | None = None,
     links: list[dict[str, str]] | None = None,
-    opacity: float | None = None,
 ) -> ViewerContent:
     """predict's page: the scan, its damage class by class, the uncertainty map where one was written."""
     layers: list[ClassLayer | FlagLayer | HeatLayer] = [ClassLayer("damage", "Damage (prediction)", mask)]
     if uncertainty is not None:
         layers.append(HeatLayer("uncertainty", "Uncertainty (views disagree)", uncertainty))
     damaged = report["damage_total"]["percent_of_object"]
-    content = ViewerContent(
+    return ViewerContent(
         title=title,
         image=image,
         layers=layers,
@@ -56,9 +52,6 @@ def scan_content(
         subtitle=f"{damaged:.2f} % of the object damaged",
         links=links or [],
     )
-    if opacity is not None:
-        content.opacity = opacity
-    return content
 
 
 def scored_content(

@@ -70,7 +70,8 @@ class ViewerContent:
     regions: list[dict[str, Any]] = field(default_factory=list)  # {class, color, pixels, bbox [x0, y0, x1, y1]}
     dpi: float | None = None
     subtitle: str | None = None
-    links: list[dict[str, str]] = field(default_factory=list)  # {href, text}, relative to the page
+    # {href, text}: href a file name relative to the page, as on disk (write_viewer makes it a URL: quoted)
+    links: list[dict[str, str]] = field(default_factory=list)
     opacity: float = DEFAULT_OPACITY
 
 
@@ -178,7 +179,7 @@ def write_viewer(page: Path, content: ViewerContent, labels: LabelMap) -> Path:
         "viewer.html.j2",
         title=content.title,
         subtitle=content.subtitle,
-        links=content.links,
+        links=[{"href": quote(link["href"]), "text": link["text"]} for link in content.links],
         assets=f"{ASSETS}/",
         osd_version=OSD_VERSION,
         data=data,

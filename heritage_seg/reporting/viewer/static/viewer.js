@@ -238,7 +238,6 @@
   });
 
   const ready = Promise.all(added).then(() => {
-    entries.sort((a, b) => viewer.world.getIndexOfItem(a.item) - viewer.world.getIndexOfItem(b.item));
     apply();
     scaleBar();
     document.body.dataset.ready = "true";
@@ -255,6 +254,7 @@
     ready: ready,
     deepest: deepest,
     entries: entries,
+    base: base, // the scan's tiled image: its pixels are the page's coordinates
     setClassVisible: setClassVisible,
     setLayerVisible: setLayerVisible,
     setOpacity: setOpacity,
