@@ -60,3 +60,10 @@ def fit_longest_side(height: int, width: int, max_side: int | None) -> tuple[int
     (evaluate max_side=) and predict's scan size (through the same scale and `scaled_size`) all use it."""
     scale = longest_side_scale(height, width, max_side)
     return (height, width) if scale >= 1.0 else scaled_size(height, width, scale)
+
+
+def true_box(flags: np.ndarray) -> tuple[slice, slice]:
+    """The (rows, columns) slices of the bounding box of a 2-D boolean array's True pixels (it must have some),
+    found from its row and column projections: no index array of the pixels themselves."""
+    rows, cols = np.flatnonzero(flags.any(axis=1)), np.flatnonzero(flags.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from heritage_seg.core.geometry import true_box
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.inference.uncertainty import MEASURE as UNCERTAINTY_MEASURE
 
@@ -130,10 +131,9 @@ def _regions(binary: np.ndarray) -> dict[str, Any]:
     """Connected regions (8-connected) of one class, counted inside the class's bounding box only and with
     per-region sizes taken over the class's own pixels: damage is usually a small part of a scan, and whole-scan
     int32 label maps cost ~0.15 s per class on a 4096² scan (benchmarks/RESULTS.md, "GPU path")."""
-    rows = np.flatnonzero(binary.any(axis=1))
-    cols = np.flatnonzero(binary.any(axis=0))
-    y0, x0 = int(rows[0]), int(cols[0])
-    crop = binary[y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1]
+    box = true_box(binary)
+    y0, x0 = box[0].start, box[1].start
+    crop = binary[box]
     regions, n = ndimage.label(crop, structure=np.ones((3, 3), dtype=bool))
     sizes = np.bincount(regions[crop])  # index 0 unused: every pixel of the class is in a region >= 1
     order = np.argsort(-sizes[1:], kind="stable")[:TOP_REGIONS] + 1  # the largest first, ties by position

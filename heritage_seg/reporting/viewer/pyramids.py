@@ -21,6 +21,8 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
+from heritage_seg.core.geometry import true_box
+
 TILE_SIZE = 254  # + 1 px overlap on each side: 256 px tiles, Deep Zoom's usual size
 # A layer no longer than this on its longest side is one picture, not a pyramid: the browser scales it at no cost
 # (evaluate's panels, a stain's bounding box), and one file is ~10x cheaper to write than a pyramid's levels
@@ -153,9 +155,9 @@ def _small_layers(
     written = {}
     for value, rgb in colors.items():
         flags = index == value
-        rows, cols = np.flatnonzero(flags.any(axis=1)), np.flatnonzero(flags.any(axis=0))
-        top, left = int(rows[0]), int(cols[0])
-        crop = flags[top : int(rows[-1]) + 1, left : int(cols[-1]) + 1]
+        box = true_box(flags)
+        top, left = box[0].start, box[1].start
+        crop = flags[box]
         rgba = np.empty(crop.shape + (4,), np.uint8)
         rgba[..., :3] = rgb
         rgba[..., 3] = crop * np.uint8(255)
