@@ -9,7 +9,6 @@ run A's validation fold; the comparison page lays both checkpoints' maps over it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -24,13 +23,15 @@ from common import artefact_labels, compose_cfg  # noqa: E402
 
 from heritage_seg.data.labels import LabelMap  # noqa: E402
 from heritage_seg.reporting.viewer import scored_content, write_viewer  # noqa: E402
+from heritage_seg.runs.folder import SPLITS  # noqa: E402
+from heritage_seg.runs.records import SplitsRecord  # noqa: E402
 from heritage_seg.tasks.predict import predict  # noqa: E402
 from tests.browser import Page, file_url, launch  # noqa: E402  (the browser the viewer's tests drive)
 
 
 def pick_scan(run: Path, root: Path, labels: LabelMap) -> tuple[Path, np.ndarray]:
     """Run A's validation image with the most annotated damage pixels, and its annotation as class ids."""
-    ids = json.loads((run / "splits.json").read_text())["val_ids"]
+    ids = SplitsRecord.read(run / SPLITS).val_ids
     best = None
     for image_id in ids:
         raw = np.asarray(Image.open(root / "annotations" / f"{image_id}.png"))
