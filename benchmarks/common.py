@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from heritage_seg.core.configs import compose
 from heritage_seg.data.labels import LabelMap
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def compose_cfg(name: str, overrides: list[str]):
     """`conf/<name>.yaml` with `overrides`, as `python -m heritage_seg.<name>` composes it."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
+    return compose(name, overrides)
 
 
 def labels_from(config_text: str) -> LabelMap:

@@ -224,9 +224,9 @@ def run_end_to_end_case(
     import tempfile
 
     import torch
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from heritage_seg.core.configs import compose
     from heritage_seg.core.device import (
         describe_device,
         inference_precision,
@@ -242,11 +242,9 @@ def run_end_to_end_case(
     precision = inference_precision("auto", dev)
     torch.manual_seed(0)
     model = build_unet(encoder, None, labels.num_classes, {"img_size": window} if "maxvit" in encoder else {})
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        run_config = compose(
-            "train",
-            overrides=["run_dir=.", f"encoder.name={encoder}", "encoder.weights=null", f"data.image_size={window}"],
-        )
+    run_config = compose(
+        "train", ["run_dir=.", f"encoder.name={encoder}", "encoder.weights=null", f"data.image_size={window}"]
+    )
     module = SegmentationModule(
         OmegaConf.to_container(run_config, resolve=True),
         model=model,

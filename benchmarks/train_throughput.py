@@ -29,8 +29,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 
+from heritage_seg.core.configs import compose
 from heritage_seg.core.device import resolve_precision, with_autocast
 from heritage_seg.core.files import write_json_atomic, write_text_atomic
 from heritage_seg.data.labels import LabelMap
@@ -96,8 +96,7 @@ def compose_cfg(encoder: str, args, root: Path, run_dir: Path):
         overrides.append(f"perf.channels_last={args.channels_last}")
     if args.augment is not None:
         overrides.append(f"augment={args.augment}")
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose("train", overrides)
 
 
 def bare_loop(model, loss_fn, mean, std, channels_last, batches, device, precision, steps, warmup) -> float:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
+from heritage_seg.core.configs import command
 from heritage_seg.tasks.evaluate import evaluate
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@command("evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig

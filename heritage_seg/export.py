@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
+from heritage_seg.core.configs import command
 from heritage_seg.runs.folder import ONNX_MODEL
 from heritage_seg.tasks.export import export
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@command("export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig

@@ -8,14 +8,14 @@ The entry point only: the work is heritage_seg.tasks.lr_find.lr_find."""
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
+from heritage_seg.core.configs import command
 from heritage_seg.tasks.lr_find import lr_find
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="lr_find")
+@command("lr_find")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     return lr_find(cfg)

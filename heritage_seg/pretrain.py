@@ -7,14 +7,14 @@ The entry point only: the work is heritage_seg.tasks.pretrain.pretrain."""
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
+from heritage_seg.core.configs import command
 from heritage_seg.tasks.pretrain import pretrain
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="pretrain")
+@command("pretrain")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     pretrain(cfg)

@@ -4,14 +4,14 @@ The entry point only: the work is heritage_seg.tasks.train.train."""
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
+from heritage_seg.core.configs import command
 from heritage_seg.tasks.train import train
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@command("train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
     return train(cfg)

@@ -11,9 +11,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HERITAGE_SEG_CACHE", tempfile.mkdtemp(prefix="heritage_seg_test_cache_"))
 
 import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from heritage_seg.core.configs import compose  # noqa: E402
 from heritage_seg.data.labels import LabelMap  # noqa: E402
 from heritage_seg.data.sample import generate_sample  # noqa: E402
 
@@ -22,8 +22,7 @@ CONF = REPO / "conf"
 
 
 def compose_config(overrides: list[str], config_name: str = "train", return_hydra_config: bool = False):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+    return compose(config_name, overrides, return_hydra_config)
 
 
 @pytest.fixture(scope="session")

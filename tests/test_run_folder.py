@@ -9,7 +9,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from heritage_seg.runs.folder import claim_run_dir
-from tests.conftest import CONF
 
 
 def test_runs_started_at_once_into_one_folder_cannot_both_claim_it(tmp_path):
@@ -38,19 +37,18 @@ def test_runs_started_at_once_into_one_folder_cannot_both_claim_it(tmp_path):
 
 @pytest.mark.parametrize("config", ["train", "evaluate", "predict", "select", "lr_find"])
 def test_default_run_folder_names_differ_below_the_second(config):
-    from hydra import compose, initialize_config_dir
+    from heritage_seg.core.configs import compose
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        overrides = {"evaluate": ["ckpt=x"], "predict": ["ckpt=x", "input=y"], "select": ["ckpt=x", "input=y"]}.get(
-            config, []
-        )
-        dirs = [compose(config, overrides=overrides, return_hydra_config=True).hydra.run.dir for _ in range(2)]
+    overrides = {"evaluate": ["ckpt=x"], "predict": ["ckpt=x", "input=y"], "select": ["ckpt=x", "input=y"]}.get(
+        config, []
+    )
+    dirs = [compose(config, overrides, return_hydra_config=True).hydra.run.dir for _ in range(2)]
     assert all(re.search(r"/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}$", d) for d in dirs), dirs
     assert dirs[0] != dirs[1]
 
 
 def test_sweep_folder_names_stay_one_folder_of_legal_length_and_are_stable():
-    from heritage_seg.runs.folder import MAX_DIRNAME, sweep_dirname
+    from heritage_seg.core.sweep_names import MAX_DIRNAME, sweep_dirname
 
     assert sweep_dirname("encoder=mit_b3,fold=1") == "encoder-mit_b3+fold-1"
     with_path = "encoder.weights=/models/convnext.pth,fold=0"
@@ -78,7 +76,7 @@ def test_a_sweep_folder_pastes_into_any_option_and_shell_unquoted(overrides):
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from heritage_seg.runs.folder import sweep_dirname
+    from heritage_seg.core.sweep_names import sweep_dirname
 
     path = f"multirun/2026-12-02/10-00-00-123456/{sweep_dirname(overrides)}/checkpoints/best.ckpt"
     assert OverridesParser.create().parse_override(f"ckpt={path}").value() == path
@@ -86,7 +84,7 @@ def test_a_sweep_folder_pastes_into_any_option_and_shell_unquoted(overrides):
 
 
 def test_a_sweep_started_before_the_new_names_resumes_into_its_own_folders(tmp_path):
-    from heritage_seg.runs.folder import sweep_dirname
+    from heritage_seg.core.sweep_names import sweep_dirname
 
     (tmp_path / "encoder=mit_b3,fold=1").mkdir()
     assert sweep_dirname("encoder=mit_b3,fold=1", str(tmp_path)) == "encoder=mit_b3,fold=1"
@@ -97,15 +95,15 @@ def test_a_sweep_started_before_the_new_names_resumes_into_its_own_folders(tmp_p
 def test_the_sweep_config_finds_an_old_sweeps_folder_and_names_new_ones_plainly(tmp_path):
     """conf/train.yaml passes the sweep folder to the name rule: a relaunch of a sweep started before issue 25
     lands in its old job folders (and resume=auto continues there), a new job gets the new name."""
-    from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
+
+    from heritage_seg.core.configs import compose
 
     (tmp_path / "encoder=mit_b3,fold=1").mkdir()
     names = []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for fold in (1, 0):
-            overrides = ["encoder=mit_b3", f"fold={fold}", f"hydra.sweep.dir={tmp_path}", "data.root=/elsewhere"]
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)
-            names.append(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+    for fold in (1, 0):
+        overrides = ["encoder=mit_b3", f"fold={fold}", f"hydra.sweep.dir={tmp_path}", "data.root=/elsewhere"]
+        cfg = compose("train", overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        names.append(OmegaConf.select(cfg, "hydra.sweep.subdir"))
     assert names == ["encoder=mit_b3,fold=1", "encoder-mit_b3+fold-0"]

@@ -13,11 +13,11 @@ from datetime import datetime
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from heritage_seg.core.configs import compose
 from heritage_seg.tasks.aggregate import aggregate
-from tests.conftest import CONF, REPO
+from tests.conftest import REPO
 
 TINY = ["experiment=sample", "debug=tiny"]
 
@@ -117,8 +117,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
 
 
 def _hydra_cfg(*overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=["run_dir=/tmp/x", *overrides], return_hydra_config=True)
+    return compose("train", ["run_dir=/tmp/x", *overrides], return_hydra_config=True)
 
 
 def test_slurm_launcher_has_project_defaults_and_resolves_without_a_cluster():

@@ -13,8 +13,9 @@ import re
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
+
+from heritage_seg.core.configs import compose
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -107,8 +108,7 @@ def page() -> str:
     ]
     for command in COMMANDS:
         overrides = ["run_dir=."] if command in ("train", "lr_find", "pretrain") else []
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(command, overrides=overrides, return_hydra_config=True)
+        cfg = compose(command, overrides, return_hydra_config=True)
         choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
         with open_dict(cfg):
             del cfg["hydra"]

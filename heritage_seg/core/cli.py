@@ -13,6 +13,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from heritage_seg.core.configs import CONFIG_PACKAGE, config_root
 from heritage_seg.core.errors import USER_ERRORS
 
 log = logging.getLogger("heritage_seg")
@@ -57,6 +58,10 @@ def config_file(group: str) -> str:
     for source in runtime.config_sources:
         if source.schema == "file" and (Path(source.path) / group / f"{choice}.yaml").is_file():
             return str(Path(source.path) / group / f"{choice}.yaml")
+        if source.schema == "pkg" and source.path == CONFIG_PACKAGE:  # the packaged configs (core/configs.py)
+            packaged = config_root() / group / f"{choice}.yaml"
+            if packaged.is_file():
+                return str(packaged)
     return f"{group}={choice} ({group}/{choice}.yaml)"
 
 

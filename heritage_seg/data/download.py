@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
+from heritage_seg.core.configs import command
 from heritage_seg.core.hub import hub_is_reachable
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def download(root: str | Path, repo_id: str, revision: str = "main", pattern: st
     return root
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="download")
+@command("download")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     download(cfg.root, cfg.repo_id, cfg.revision, cfg.pattern)

@@ -9,7 +9,6 @@ ModelCheckpoint (tests/test_config.py checks the two agree). What the JSON files
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import socket
@@ -21,6 +20,8 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+
+from heritage_seg.core.configs import compose
 
 # What a run folder holds
 CONFIG_DIR = ".hydra"  # config.yaml (resolved run config), hydra.yaml, overrides.yaml
@@ -118,16 +119,6 @@ SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "d
 SAME_MAPPING = ("data.image_size", "data.resize", "data.max_side", "labels")
 
 
-MAX_DIRNAME = 200  # a sweep job's folder is named by its overrides; one path component may hold 255 bytes
-
-# A sweep job's folder name keeps these characters as they are and writes every other one %XX (its UTF-8 bytes):
-# letters, digits and `_ . -` mean nothing to Hydra's override grammar nor to a shell, so a path made of them can
-# be pasted unquoted into any `key=value` option and any shell command. `=` and `,`, which Hydra would parse
-# (issue 25), are written `-` and `+`.
-_PASTE_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-_SEPARATORS = {"=": "-", ",": "+"}
-
-
 def panel_overlays(run_dir: Path) -> list[Path]:
     """A run's first best and first worst overlay panel (PANEL_GLOBS): what the study page shows of it."""
     return [p for pattern in PANEL_GLOBS for p in sorted(Path(run_dir).glob(pattern))[:1]]
@@ -136,47 +127,6 @@ def panel_overlays(run_dir: Path) -> list[Path]:
 def panel_stem(overlay: Path) -> Path:
     """`…/best01_<id>_overlay.png` -> `…/best01_<id>`: add a PANEL_FILES suffix (and .png) or VIEWER_SUFFIX."""
     return overlay.with_name(overlay.name[: -len(f"{PANEL_FILES['overlay']}.png")])
-
-
-def _shorten(name: str, separator: str) -> str:
-    """`name` if it fits in one folder name, else its first part plus a hash of the whole (stable, so a requeued
-    job finds its folder again)."""
-    if len(name.encode()) <= MAX_DIRNAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    head = name.encode()[: MAX_DIRNAME - 13].decode(errors="ignore")
-    if "%" in head[-2:]:  # never cut a %XX escape in two
-        head = head[: head.rindex("%")]
-    return f"{head}{separator}{digest}"
-
-
-def legacy_sweep_dirname(overrides: str) -> str:
-    """The folder name sweeps got before issue 25 (`encoder=mit_b3,fold=1`): still found, so that a sweep
-    started then resumes into its own folders."""
-    return _shorten(overrides.replace("/", "%2F"), "~")
-
-
-def sweep_dirname(overrides: str, sweep_dir: str | None = None) -> str:
-    """A sweep job's folder name (conf/train.yaml `hydra.sweep.subdir`): its overrides as Hydra joins them
-    (`encoder=mit_b3,fold=1`) written `encoder-mit_b3+fold-1`, characters other than letters, digits and
-    `_ . -` as %XX (`/` is `%2F`), and cut with a hash of the whole when too long for one folder name.
-    Deterministic, so a requeued job finds its folder again; in a `sweep_dir` that already holds this job's
-    folder under the name sweeps had before (`encoder=mit_b3,fold=1`) that folder is used, so older sweeps
-    resume and relaunch into their own folders. `aggregate` groups by `.hydra/overrides.yaml`, never by this
-    name."""
-    if sweep_dir is not None:
-        legacy = legacy_sweep_dirname(overrides)
-        if (Path(sweep_dir) / legacy).is_dir():
-            return legacy
-    name = "".join(
-        _SEPARATORS.get(char) or (char if char in _PASTE_SAFE else "".join(f"%{byte:02X}" for byte in char.encode()))
-        for char in overrides
-    )
-    return _shorten(name, "+")
-
-
-if not OmegaConf.has_resolver("sweep_dirname"):
-    OmegaConf.register_new_resolver("sweep_dirname", sweep_dirname)
 
 
 def run_dir_of(ckpt: Path) -> Path:
@@ -208,18 +158,7 @@ def recorded_overrides(run_dir: Path) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def default_train_config() -> tuple[dict[str, str], DictConfig]:
     """The training config as composed with no overrides: its group choices (loss=dice_focal …) and values."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.singleton import Singleton
-
-    conf = Path(__file__).resolve().parents[2] / "conf"
-    state = Singleton.get_state()  # under `python -m heritage_seg.aggregate` Hydra is already initialised
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            cfg = compose("train", overrides=["run_dir=."], return_hydra_config=True)
-    finally:
-        Singleton.set_state(state)
+    cfg = compose("train", overrides=["run_dir=."], return_hydra_config=True)
     return dict(cfg.hydra.runtime.choices), cfg
 
 
