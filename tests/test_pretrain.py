@@ -138,3 +138,15 @@ def test_augmented_copies_and_a_fine_tuning_fold_can_be_left_out(tmp_path, sampl
     record = json.loads((tmp_path / "run" / "pretrained.json").read_text())
     assert record["left_out"]["excluded_ids"] == len([i for i in val_ids if "_aug" not in i]) > 0
     assert record["num_images"] + record["num_val_images"] == 40 - record["left_out"]["excluded_ids"]
+
+
+def test_the_description_beside_pretrained_pt_is_refused_naming_the_file_to_pass(tmp_path):
+    """encoder.weights=<run>/pretrained.json (the record beside the weights) gave a page of torch's unpickling
+    advice; it says which file to pass instead."""
+    from heritage_seg.models.unet import build_unet
+
+    (tmp_path / "pretrained.pt").write_bytes(b"weights")
+    (tmp_path / "pretrained.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"description of pretrained\.pt.*encoder\.weights=.*pretrained\.pt\)") as err:
+        build_unet("resnet18", str(tmp_path / "pretrained.json"), 16)
+    assert "weights_only" not in str(err.value)

@@ -115,6 +115,13 @@ def build_unet(
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsUnavailable(_weights_help(encoder, f"file {path} does not exist"))
+        if path.suffix == ".json":  # pretrain's pretrained.json sits beside the weights it describes (issue 36)
+            beside = sorted(p.name for p in path.parent.glob(f"{path.stem}.*") if p.suffix in (".pt", ".safetensors"))
+            weights_file = path.with_name(beside[0]) if beside else path.with_suffix(".pt")
+            raise ValueError(
+                f"encoder.weights={path}: this is the description of {weights_file.name}, not weights: pass that "
+                f"file (encoder.weights={weights_file})"
+            )
         if (pretrained := read_pretrained(path)) is not None:  # `pretrain`'s pretrained.pt: encoder and decoder
             model = smp.Unet(encoder_weights=None, **common, **kwargs)
             load_pretrained(model, pretrained, encoder, path)
