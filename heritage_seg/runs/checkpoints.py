@@ -3,6 +3,7 @@ config rebuilt from one alone."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +31,45 @@ class LocalAtomicCheckpointIO(TorchCheckpointIO):
             return
         write_file_atomic(Path(path), lambda tmp: torch.save(checkpoint, tmp))
 
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None):
+        """Lightning's resume (`ckpt_path`) reads with weights_only=True whatever it is asked: no pickled object
+        of a checkpoint is ever run (issue 37)."""
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+
+def _load_plain(path: Path, option: str, **kwargs) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, so a file from elsewhere cannot run
+    code while it is read (issue 37). A file holding pickled objects is refused with one line naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"{option}={path}: refused: it holds pickled Python objects, which could run code on this machine when "
+            "loaded; heritage_seg reads only checkpoints of tensors and plain values (what it writes itself). Ask "
+            "whoever made it for a plain checkpoint."
+        ) from None
+
+
+def read_checkpoint(path: str | Path, option: str = "ckpt") -> dict[str, Any]:
+    """A heritage_seg checkpoint, read without running any code it might carry; `option` is the setting that named
+    it (ckpt, init_from, resume), for the messages."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt={path}: file not found")
+        raise FileNotFoundError(f"{option}={path}: file not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = _load_plain(path, option, mmap=True)
+    except ValueError:
+        raise
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"ckpt={path}: not a PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{option}={path}: not a PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"ckpt={path}: not a Lightning checkpoint (no state_dict)")
+        raise ValueError(f"{option}={path}: not a Lightning checkpoint (no state_dict)")
     fmt = (checkpoint.get("heritage_seg") or {}).get("format")
     run_config = (checkpoint.get("hyper_parameters") or {}).get("run_config")
     if fmt != CHECKPOINT_FORMAT or run_config is None:
         raise ValueError(
-            f"ckpt={path}: not a heritage_seg checkpoint of a compatible version (format {fmt}, this version reads "
-            f"{CHECKPOINT_FORMAT}); evaluate it with the heritage_seg version that trained it"
+            f"{option}={path}: not a heritage_seg checkpoint of a compatible version (format {fmt}, this version "
+            f"reads {CHECKPOINT_FORMAT}); use it with the heritage_seg version that trained it"
         )
     return checkpoint
 
@@ -54,6 +77,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def write_with_temperature(source: Path, target: Path, temperature: float) -> None:
     """A copy of checkpoint `source` at `target` whose model divides its logits by `temperature` (the module's
     `temperature` hyper-parameter): what `evaluate calibrate=true` hands to predict. Written atomically."""
-    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    checkpoint = _load_plain(Path(source), "ckpt")
     checkpoint["hyper_parameters"]["temperature"] = float(temperature)
     write_file_atomic(target, lambda tmp: torch.save(checkpoint, tmp))

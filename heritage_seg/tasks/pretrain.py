@@ -105,7 +105,7 @@ def pretrain(cfg: DictConfig) -> Path | None:
     if resume_from:
         log.info("resuming from %s", resume_from)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
         log.warning("pre-training was interrupted at epoch %d; resume=true continues it", trainer.current_epoch)
         return None

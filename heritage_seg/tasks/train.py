@@ -17,6 +17,7 @@ from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.progressive import settle as settle_progressive
 from heritage_seg.models.heads import checked_heads
+from heritage_seg.runs.checkpoints import read_checkpoint
 from heritage_seg.runs.folder import (
     CHECKPOINTS,
     CLASS_WEIGHTS,
@@ -57,6 +58,8 @@ def train(cfg: DictConfig) -> float:
             finished.reason,
         )
         return float(finished.best_score) if finished.best_score is not None else float("nan")
+    if cfg.get("init_from") and resume_from is None:  # a refused model leaves no claimed folder behind (issue 37)
+        read_checkpoint(cfg.init_from, "init_from")
     if writer and resume_from is None:
         # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
         markers = (f"{CHECKPOINTS}/*.ckpt", METRICS) if resume == "auto" else (f"{CHECKPOINTS}/*.ckpt", SPLITS)
@@ -73,7 +76,7 @@ def train(cfg: DictConfig) -> float:
     trainer = build_trainer(cfg, loggers)
     if resume_from:
         log.info("resuming from %s (epoch, optimizer, scheduler, early stopping and checkpoint state)", resume_from)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_score if checkpoint is not None else None

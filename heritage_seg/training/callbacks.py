@@ -93,7 +93,7 @@ class FinalValidationReport(L.Callback):
         trainer.strategy.checkpoint_io.teardown()  # waits for checkpoints still being written in the background
         device = trainer.strategy.root_device
         model = copy.deepcopy(pl_module).to(device)
-        model.load_state_dict(torch.load(best, map_location=device, weights_only=False)["state_dict"])
+        model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["state_dict"])
         model.eval()
         precision = trainer.precision_plugin
 

@@ -7,6 +7,7 @@ Lightning's own `SegmentationModule.load_from_checkpoint("best.ckpt")` gives the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -268,20 +269,26 @@ class SegmentationModule(L.LightningModule):
         return configure_optim(self.run_config.optim, self.parameters(), self.trainer.estimated_stepping_batches)
 
 
-def load_trained_module(path: str | Path) -> SegmentationModule:
+def load_trained_module(path: str | Path, option: str = "ckpt") -> SegmentationModule:
     """`SegmentationModule.load_from_checkpoint(path)` on the CPU, in eval mode, with a message that names the file
     for what users get wrong: a missing file, a file that is no checkpoint or one of another heritage_seg version,
     weights that do not fit the network the checkpoint's config names. What evaluate, predict, export and
     ensembles load checkpoints with."""
     path = Path(path).expanduser()
-    checkpoint = read_checkpoint(path)  # the checks with their messages; tensors memory-mapped: reads little
+    # read once, without running anything it might carry (runs/checkpoints.py); tensors memory-mapped. Built here
+    # rather than by Lightning's load_from_checkpoint, which would read the file a second time.
+    checkpoint = read_checkpoint(path, option)
     try:
-        LabelMap.from_config(checkpoint["hyper_parameters"]["run_config"]["labels"], f"ckpt={path}: its label map")
-        module = SegmentationModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        LabelMap.from_config(checkpoint["hyper_parameters"]["run_config"]["labels"], f"{option}={path}: its label map")
+        # as load_from_checkpoint does: hyper-parameters of earlier versions that the module no longer takes are left
+        accepted = inspect.signature(SegmentationModule.__init__).parameters
+        module = SegmentationModule(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted})
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
         encoder = checkpoint["hyper_parameters"]["run_config"]["encoder"]["name"]
         raise ValueError(
-            f"ckpt={path}: its weights do not fit the {encoder} U-Net with the label map its config "
+            f"{option}={path}: its weights do not fit the {encoder} U-Net with the label map its config "
             f"names ({str(err).strip().splitlines()[-1].strip()[:300]})"
         ) from err
     return module.eval()

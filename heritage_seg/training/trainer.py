@@ -43,7 +43,7 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig, identity: Sequence[str]) -
             f"resume=true: {last} does not exist; pass hydra.run.dir=<folder of the interrupted run> "
             "(or drop resume=true to start a new run)"
         )
-    saved = OmegaConf.create(read_checkpoint(last)["hyper_parameters"]["run_config"])
+    saved = OmegaConf.create(read_checkpoint(last, "resume")["hyper_parameters"]["run_config"])
     difference = first_difference(saved, cfg, identity)
     if difference:
         key, was, now = difference

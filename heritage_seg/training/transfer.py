@@ -26,7 +26,7 @@ def init_from(model: nn.Module, labels: LabelMap, encoder: str, checkpoint: str 
     """Copy a trained model's encoder, decoder and the head rows of shared class names into `model` (built for
     `encoder` and `labels`). Returns {"kept": [...], "fresh": [...]} class names, which the log lists too."""
     path = Path(checkpoint).expanduser()
-    source = load_trained_module(path)  # names the file for a missing, foreign or broken checkpoint
+    source = load_trained_module(path, "init_from")  # names the file for a missing, foreign or broken checkpoint
     source_encoder = source.run_config.encoder.name
     if source_encoder != encoder:
         raise ValueError(
