@@ -32,7 +32,8 @@ library -> run folder.
                   augment, folds, sample data, datamodule, progressive (training sizes by stage), unlabelled
                   (images alone, for pretrain), coco (pre-annotations out, corrections in: COCO RLE masks), download
                   (python -m heritage_seg.data.download)
-    core/         protocol (how training images were sized: the one type every layer reads), errors (user errors
+    core/         configs (where the packaged configs live, @command, resolvers, compose), sweep_names,
+                  protocol (how training images were sized: the one type every layer reads), errors (user errors
                   -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),
                   device (device, precision, CPU threads), hub (offline detection)
 """
