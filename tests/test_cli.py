@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from heritage_seg.core.cli import _PLAIN, accept_printed_paths, override
+from tests.conftest import REPO
 
 PARSER = OverridesParser.create()
 
@@ -73,3 +75,18 @@ def test_the_plain_characters_mean_nothing_to_hydra_or_a_shell():
     plain = "".join(chr(c) for c in range(32, 127) if _PLAIN.match(chr(c)))
     assert _value(f"k=a{plain}b") == f"a{plain}b"
     assert shlex.quote(f"a{plain}b") == f"a{plain}b"
+
+
+def test_a_message_names_the_packaged_config_file_a_group_choice_was_read_from():
+    """The configs are read as the package heritage_seg.conf: an error about a group names its file there."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from heritage_seg.core.cli import config_file
+    from heritage_seg.core.configs import compose
+
+    cfg = compose("train", ["run_dir=."], return_hydra_config=True)  # before HydraConfig.instance(): compose resets it
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert Path(config_file("labels")).resolve() == (REPO / "conf" / "labels" / "artefact.yaml").resolve()
+    finally:
+        HydraConfig.instance().cfg = None

@@ -95,6 +95,12 @@ def test_train_refuses_a_pickled_init_from_or_resume_checkpoint_and_claims_no_fo
     cfg = compose_config(tiny_train_overrides(run_dir, sample_root) + [f"init_from={path}"])
     _refused(lambda: train(cfg), path, marker, option="init_from")
     assert not run_dir.exists(), "a refused init_from left a claimed run folder"
+    from heritage_seg.tasks.lr_find import lr_find
+
+    lr_dir = tmp_path / "lr"
+    cfg = compose_config([*tiny_train_overrides(lr_dir, sample_root), f"init_from={path}"], "lr_find")
+    _refused(lambda: lr_find(cfg), path, marker, option="init_from")
+    assert not lr_dir.exists(), "a refused init_from left lr_find's folder claimed"
 
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)

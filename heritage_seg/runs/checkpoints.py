@@ -33,8 +33,9 @@ class LocalAtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None):
         """Lightning's resume (`ckpt_path`) reads with weights_only=True whatever it is asked: no pickled object
-        of a checkpoint is ever run (issue 37)."""
-        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        of a checkpoint is ever run (issue 37). Lightning's own map_location stays the default."""
+        where = {} if map_location is None else {"map_location": map_location}
+        return super().load_checkpoint(path, weights_only=True, **where)
 
 
 def _load_plain(path: Path, option: str, **kwargs) -> Any:

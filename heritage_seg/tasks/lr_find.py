@@ -23,6 +23,7 @@ from heritage_seg.models.heads import checked_heads
 from heritage_seg.reporting.figures import save_figure
 from heritage_seg.runs.folder import LR_FIND_JSON, LR_FIND_PNG, claim_run_dir
 from heritage_seg.training.build import build_training
+from heritage_seg.training.transfer import check_init_from
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def lr_find(cfg: DictConfig) -> float | None:
     cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
     labels = LabelMap.from_config(cfg.labels, config_file("labels"))
     checked_heads(cfg.get("heads"), labels)  # heads=multitask needs groups in the label map
+    check_init_from(cfg, resume=False)
     claim_run_dir(run_dir, cfg, finished_markers=(LR_FIND_JSON,))
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module, _ = build_training(cfg, labels)

@@ -17,7 +17,6 @@ from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.progressive import settle as settle_progressive
 from heritage_seg.models.heads import checked_heads
-from heritage_seg.runs.checkpoints import read_checkpoint
 from heritage_seg.runs.folder import (
     CHECKPOINTS,
     CLASS_WEIGHTS,
@@ -30,6 +29,7 @@ from heritage_seg.runs.folder import (
 from heritage_seg.runs.records import ClassWeightsRecord, FinishedRecord, SplitsRecord, read_finished
 from heritage_seg.training.build import build_training
 from heritage_seg.training.trainer import build_trainer, checkpoint_to_resume, resume_setting
+from heritage_seg.training.transfer import check_init_from
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def train(cfg: DictConfig) -> float:
             finished.reason,
         )
         return float(finished.best_score) if finished.best_score is not None else float("nan")
-    if cfg.get("init_from") and resume_from is None:  # a refused model leaves no claimed folder behind (issue 37)
-        read_checkpoint(cfg.init_from, "init_from")
+    check_init_from(cfg, resume=resume_from is not None)
     if writer and resume_from is None:
         # an interrupted attempt without any checkpoint may have left splits.json behind: auto may reuse the folder
         markers = (f"{CHECKPOINTS}/*.ckpt", METRICS) if resume == "auto" else (f"{CHECKPOINTS}/*.ckpt", SPLITS)

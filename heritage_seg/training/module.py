@@ -270,8 +270,9 @@ class SegmentationModule(L.LightningModule):
 
 
 def load_trained_module(path: str | Path, option: str = "ckpt") -> SegmentationModule:
-    """`SegmentationModule.load_from_checkpoint(path)` on the CPU, in eval mode, with a message that names the file
-    for what users get wrong: a missing file, a file that is no checkpoint or one of another heritage_seg version,
+    """The trained module of a checkpoint, on the CPU, in eval mode, as `load_from_checkpoint` would give it but read
+    with weights_only=True; `option` names the setting that passed the file in every message, for what users get
+    wrong: a missing file, a file that is no checkpoint or one of another heritage_seg version,
     weights that do not fit the network the checkpoint's config names. What evaluate, predict, export and
     ensembles load checkpoints with."""
     path = Path(path).expanduser()

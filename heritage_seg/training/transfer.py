@@ -9,9 +9,11 @@ import logging
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from heritage_seg.data.labels import LabelMap
+from heritage_seg.runs.checkpoints import read_checkpoint
 from heritage_seg.training.module import load_trained_module
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,13 @@ log = logging.getLogger(__name__)
 def head_conv(model: nn.Module) -> nn.Conv2d:
     """The U-Net's class head: the convolution whose output channels are the classes."""
     return next(m for m in model.segmentation_head.modules() if isinstance(m, nn.Conv2d))
+
+
+def check_init_from(cfg: DictConfig, resume: bool) -> None:
+    """`init_from=` read and checked before a command claims its run folder: a refused model (pickled objects, not a
+    heritage_seg checkpoint, a missing file) leaves no folder behind. On resume the weights come from last.ckpt."""
+    if cfg.get("init_from") and not resume:
+        read_checkpoint(cfg.init_from, "init_from")
 
 
 def init_from(model: nn.Module, labels: LabelMap, encoder: str, checkpoint: str | Path) -> dict[str, list[str]]:
