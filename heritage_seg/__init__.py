@@ -18,7 +18,8 @@ library -> run folder.
                   + module from a config), loggers (MLflow, W&B), optim (optimiser + schedule), trainer (resume,
                   checkpoint IO), pretext (masked-image modelling for pretrain)
     runs/         the run folder: folder (every output's file name, identity, claiming), records (the typed JSON
-                  records, written and read through them), checkpoints (written atomically, read back), rebuild
+                  records, written and read through them), checkpoints (written atomically, read back without unpickling), model_folder (the
+                  model to share: config.json + model.safetensors, written and checked), rebuild
                   (a run's validation data from its record)
     evaluation/   metrics (one confusion matrix -> every figure), scoring (the evaluation loop, metrics.json),
                   native (scoring at each annotation's own resolution), calibration (ECE, reliability,

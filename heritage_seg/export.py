@@ -1,8 +1,6 @@
-"""Export a checkpoint:  python -m heritage_seg.export ckpt=…/best.ckpt format=onnx output=model.onnx
-
-Writes the ONNX file (heritage_seg/deploy/onnx.py), checked against PyTorch with onnxruntime on validation
-images of the run, and model_card.md beside it (heritage_seg/deploy/model_card.py). The file appears only once the
-check has passed; an existing one is replaced only with overwrite=true.
+"""Export a checkpoint:
+    python -m heritage_seg.export ckpt=…/best.ckpt format=onnx output=model.onnx
+    python -m heritage_seg.export ckpt=…/best.ckpt format=safetensors output=<folder>   (the model to share)
 
 The entry point only: the work is heritage_seg.tasks.export.export."""
 
@@ -14,7 +12,7 @@ from omegaconf import DictConfig
 
 from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
 from heritage_seg.core.configs import command
-from heritage_seg.runs.folder import ONNX_MODEL
+from heritage_seg.runs.folder import MODEL_FOLDER, ONNX_MODEL
 from heritage_seg.tasks.export import export
 
 
@@ -23,7 +21,8 @@ from heritage_seg.tasks.export import export
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    output = Path(str(cfg.output)) if cfg.output else Path(HydraConfig.get().runtime.output_dir) / ONNX_MODEL
+    default = MODEL_FOLDER if cfg.format == "safetensors" else ONNX_MODEL
+    output = Path(str(cfg.output)) if cfg.output else Path(HydraConfig.get().runtime.output_dir) / default
     export(cfg, output.expanduser().resolve())
 
 

@@ -1,4 +1,5 @@
-"""Test-only callbacks, importable by Hydra through `+callbacks.<name>._target_=tests.helpers.<Class>`, and the
+"""Test-only callbacks, importable by Hydra through `+callbacks.<name>._target_=tests.helpers.<Class>`, the scan
+folder predict/select/preannotate tests map, and the
 check every HTML report page must pass."""
 
 from __future__ import annotations
@@ -183,3 +184,12 @@ def cluster_up() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return bool(re.search(r"^up (idle|mixed|allocated)", out, flags=re.M))
+
+
+def scan_folder(sample_root: Path, folder: Path, count: int = 1) -> Path:
+    """`folder` holding copies of the first `count` images of the sample data: scans for predict, select and
+    preannotate."""
+    folder.mkdir(parents=True)
+    for image in sorted((sample_root / "images").iterdir())[:count]:
+        shutil.copy(image, folder / image.name)
+    return folder

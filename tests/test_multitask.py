@@ -87,6 +87,13 @@ def test_the_heads_are_saved_and_reloaded_and_only_the_fine_logits_are_exported(
     assert [o.shape[1] for o in session.get_outputs()] == [16], "one output: the fine logits"
     card = (tmp_path / "model_card.md").read_text()
     assert "a binary head (loss weight 0.3) and a coarse head (loss weight 0.5)" in card
+    # the shareable folder keeps the heads: predict's binary_map=true needs the damage/clean head
+    export(compose_config([f"ckpt={ckpt}", "format=safetensors"], config_name="export"), tmp_path / "folder")
+    shared = load_trained_module(tmp_path / "folder")
+    image = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        mine, theirs = shared.task_logits(image), module.task_logits(image)
+    assert sorted(mine) == ["binary", "coarse", "fine"] and all(torch.equal(mine[k], theirs[k]) for k in theirs)
 
 
 def test_a_label_map_without_groups_is_refused_before_any_data_is_read(tmp_path):

@@ -11,6 +11,7 @@ import torch
 
 from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT
 from tests.conftest import compose_config, tiny_train_overrides
+from tests.helpers import scan_folder
 
 
 class _Payload:
@@ -41,14 +42,6 @@ def _refused(call, path, marker, option="ckpt"):
     assert not marker.exists(), "the checkpoint's code ran"
 
 
-def _scans(sample_root, tmp_path):
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    for image in sorted((sample_root / "images").iterdir())[:1]:
-        shutil.copy(image, scans / image.name)
-    return scans
-
-
 def test_inference_commands_and_ensembles_refuse_a_pickled_checkpoint_without_running_it(
     hostile, trained_run, sample_root, tmp_path
 ):
@@ -59,7 +52,7 @@ def test_inference_commands_and_ensembles_refuse_a_pickled_checkpoint_without_ru
 
     path, marker = hostile
     good = trained_run / "checkpoints" / "best.ckpt"
-    scans = _scans(sample_root, tmp_path)
+    scans = scan_folder(sample_root, tmp_path / "scans")
     for name, ckpt in (("single", f"ckpt={path}"), ("ensemble", f"ckpt=[{good},{path}]")):
         out = tmp_path / name
         _refused(lambda c=ckpt, o=out: evaluate(compose_config([c], "evaluate"), o / "evaluate"), path, marker)
@@ -85,6 +78,9 @@ def test_export_refuses_a_pickled_checkpoint_without_running_it(hostile, tmp_pat
 
     path, marker = hostile
     _refused(lambda: export(compose_config([f"ckpt={path}"], "export"), tmp_path / "model.onnx"), path, marker)
+    folder = compose_config([f"ckpt={path}", "format=safetensors"], "export")
+    _refused(lambda: export(folder, tmp_path / "model"), path, marker)
+    assert not (tmp_path / "model").exists()
 
 
 def test_train_refuses_a_pickled_init_from_or_resume_checkpoint_and_claims_no_folder(hostile, sample_root, tmp_path):

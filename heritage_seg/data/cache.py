@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +178,12 @@ def cache_key(reader: Reader, protocol: Protocol, labels: LabelMap) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def default_cache_dir() -> str:
+    """Where caches go when no data.cache_dir is given (conf/data/artefact.yaml says the same): $HERITAGE_SEG_CACHE,
+    else ~/.cache/heritage_seg. A shared model folder leaves the exporting machine's cache_dir out."""
+    return os.environ.get("HERITAGE_SEG_CACHE") or "~/.cache/heritage_seg"
 
 
 def cache_path(cache_dir: str | Path, reader: Reader, protocol: Protocol, labels: LabelMap) -> Path:

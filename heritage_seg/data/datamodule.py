@@ -20,6 +20,7 @@ from heritage_seg.data.cache import (
     PreparedData,
     build_cache,
     cache_path,
+    default_cache_dir,
     load_cache,
 )
 from heritage_seg.data.crops import RandomCropDataset, to_item
@@ -105,7 +106,7 @@ class ArtefactDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = True,
         use_preload: bool = True,
-        cache_dir: str = "~/.cache/heritage_seg",
+        cache_dir: str | None = None,
         source_id_pattern: str = DEFAULT_SOURCE_PATTERN,
         augment: Callable[..., Mapping[str, np.ndarray]] | None = None,
         sample: Mapping[str, Any] | None = None,
@@ -151,7 +152,7 @@ class ArtefactDataModule(L.LightningDataModule):
             )
         self.eval_batch_size = int(batch_size if eval_batch_size is None else eval_batch_size)
         self.num_workers, self.pin_memory, self.use_preload = num_workers, pin_memory, use_preload
-        self.cache_dir = cache_dir
+        self.cache_dir = cache_dir or default_cache_dir()
         self.source_id_pattern = source_id_pattern
         self.augment = augment
         self.sample = dict(sample) if sample else None

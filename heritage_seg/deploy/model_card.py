@@ -39,20 +39,19 @@ def model_card(
     protocol: Protocol,
     ckpt: Path,
     run_dir: Path,
-    onnx_file: str,
-    graph: dict[str, Any],
-    check: dict[str, Any],
+    export: dict[str, Any],
+    temperature: float = 1.0,
 ) -> str:
-    """The card's text (templates/model_card.md.j2) for a run folder's checkpoint and its ONNX export."""
+    """The card's text (templates/model_card.md.j2) for a run folder's checkpoint and its export: `export` is
+    {"format": "onnx", "file", "graph", "check"} or {"format": "safetensors", "folder", "splits"}."""
     finished = _read(FinishedRecord, run_dir / FINISHED)
     return render(
         "model_card.md.j2",
         encoder={"family": None, "weights": None, **OmegaConf.to_container(run_cfg.encoder, resolve=True)},
         started_from=started_from(OmegaConf.to_container(run_cfg, resolve=True)),
         ckpt=ckpt,
-        onnx_file=onnx_file,
-        graph=graph,
-        check=check,
+        export=export,
+        temperature=temperature,
         protocol=protocol,
         data_root=run_cfg.data.root,
         splits=_read(SplitsRecord, run_dir / SPLITS),

@@ -96,6 +96,10 @@ LR_FIND_JSON = "lr_find.json"
 LR_FIND_PNG = "lr_find.png"
 ONNX_MODEL = "model.onnx"  # export's default output=
 MODEL_CARD = "model_card.md"  # beside the .onnx file
+MODEL_FOLDER = "model"  # export format=safetensors' default output=: the shareable model folder (runs/model_folder)
+MODEL_CONFIG = "config.json"  # in a model folder: what the weights are
+MODEL_WEIGHTS = "model.safetensors"  # in a model folder: the weights
+MODEL_README = "README.md"  # in a model folder: the model card
 
 # Keys that must agree between an interrupted run and the command that resumes it.
 # (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
@@ -130,8 +134,9 @@ def panel_stem(overlay: Path) -> Path:
 
 
 def run_dir_of(ckpt: Path) -> Path:
-    """The run folder of a checkpoint written by training (<run>/checkpoints/<name>.ckpt)."""
-    return Path(ckpt).parent.parent
+    """The run folder of a checkpoint written by training (<run>/checkpoints/<name>.ckpt); a model folder
+    (export format=safetensors) is its own: its splits.json and model card are inside."""
+    return Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent.parent
 
 
 def first_difference(a: DictConfig, b: DictConfig, keys: Sequence[str]) -> tuple[str, Any, Any] | None:

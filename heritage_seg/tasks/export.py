@@ -1,9 +1,14 @@
 """What `python -m heritage_seg.export` does, as a function of its composed config (tests and benchmarks
-call it directly). Export a checkpoint:  python -m heritage_seg.export ckpt=…/best.ckpt format=onnx output=model.onnx
+call it directly). Export a checkpoint:
+    python -m heritage_seg.export ckpt=…/best.ckpt format=onnx output=model.onnx
+    python -m heritage_seg.export ckpt=…/best.ckpt format=safetensors output=<folder>
 
-Writes the ONNX file (heritage_seg/deploy/onnx.py), checked against PyTorch with onnxruntime on validation
-images of the run, and model_card.md beside it (heritage_seg/deploy/model_card.py). The file appears only once the
-check has passed; an existing one is replaced only with overwrite=true."""
+onnx: the ONNX file (heritage_seg/deploy/onnx.py), checked against PyTorch with onnxruntime on validation
+images of the run, and model_card.md beside it (heritage_seg/deploy/model_card.py). safetensors: the shareable
+model folder (heritage_seg/runs/model_folder.py: config.json, model.safetensors, README.md, splits.json), read
+back and checked against the checkpoint. Either appears only once its check has passed; an existing one is
+replaced only with overwrite=true. trust=true (safetensors only) converts the user's own pickled checkpoint of an
+earlier version: the one place the project unpickles a file."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from heritage_seg.core.files import write_file_atomic, write_text_atomic
@@ -22,12 +28,17 @@ from heritage_seg.deploy.onnx import (
     fixed_spatial_size,
     require_onnx,
 )
-from heritage_seg.runs.folder import MODEL_CARD, run_dir_of
+from heritage_seg.runs.checkpoints import read_checkpoint
+from heritage_seg.runs.folder import MODEL_CARD, SAME_VALIDATION_SET, SPLITS, first_difference, run_dir_of
+from heritage_seg.runs.model_folder import write_model_folder
 from heritage_seg.runs.rebuild import rebuild_validation_data
-from heritage_seg.training.module import load_trained_module
+from heritage_seg.runs.records import SplitsRecord
+from heritage_seg.training.module import load_trained_module, module_from_checkpoint
 
 log = logging.getLogger(__name__)
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "safetensors")
+# what a model folder must give back as the checkpoint had it (its machine-local settings are left out)
+SAME_MODEL = (*SAME_VALIDATION_SET, "encoder", "heads", "data.root", "augment", "loss", "optim")
 
 
 def card_path(output: Path) -> Path:
@@ -37,6 +48,12 @@ def card_path(output: Path) -> Path:
 def export(cfg: DictConfig, output: Path) -> dict:
     if cfg.format not in FORMATS:
         raise ValueError(f"format={cfg.format}: choose one of {', '.join(FORMATS)}")
+    if cfg.trust and cfg.format != "safetensors":
+        raise ValueError(
+            "trust=true: only with format=safetensors (it converts your own trusted checkpoint into a model folder)"
+        )
+    if cfg.format == "safetensors":
+        return export_folder(cfg, output)
     if output.suffix != ".onnx":
         raise ValueError(f"output={output}: name the file <name>.onnx")
     require_onnx()  # a missing extra fails before anything is read
@@ -75,7 +92,60 @@ def export(cfg: DictConfig, output: Path) -> dict:
     write_file_atomic(output, export_and_check)
     write_text_atomic(
         card_path(output),
-        model_card(run_cfg, labels, module.protocol, ckpt, run_dir_of(ckpt), output.name, graph, check),
+        model_card(
+            run_cfg,
+            labels,
+            module.protocol,
+            ckpt,
+            run_dir_of(ckpt),
+            {"format": "onnx", "file": output.name, "graph": graph, "check": check},
+        ),
     )
     log.info("wrote %s and %s", output, card_path(output))
     return {"output": str(output), "model_card": str(card_path(output)), **graph, **check}
+
+
+def export_folder(cfg: DictConfig, output: Path) -> dict:
+    """format=safetensors: the model folder, written under a temporary name, read back through the loader every
+    command uses and compared tensor by tensor with the checkpoint before it is renamed into place."""
+    if output.suffix in (".onnx", ".ckpt", ".safetensors", ".pt", ".json"):
+        raise ValueError(f"output={output}: format=safetensors writes a folder; name a folder, e.g. output=my_model")
+    if output.exists() and not cfg.overwrite:
+        raise FileExistsError(f"output={output}: exists; pass overwrite=true to replace it, or choose another output=")
+    ckpt = Path(str(cfg.ckpt)).expanduser().resolve()
+    if output == ckpt:
+        raise ValueError(f"output={output}: is the model folder being exported; choose another output=")
+    checkpoint = read_checkpoint(ckpt, "ckpt", trust=bool(cfg.trust))
+    module = module_from_checkpoint(checkpoint, f"ckpt={ckpt}")  # the weights must fit the config they come with
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith(("loss.", "aux_losses."))}
+    hyper_parameters = {k: checkpoint["hyper_parameters"][k] for k in ("run_config", "protocol", "class_weights")}
+    hyper_parameters["temperature"] = module.temperature
+    run_dir = run_dir_of(ckpt)
+    splits = SplitsRecord.read(run_dir / SPLITS) if (run_dir / SPLITS).is_file() else None
+    card = model_card(
+        module.run_config,
+        module.labels,
+        module.protocol,
+        ckpt,
+        run_dir,
+        {"format": "safetensors", "folder": output.name, "splits": splits is not None},
+        module.temperature,
+    )
+
+    def check(folder: Path) -> None:  # raising here leaves no folder
+        loaded = load_trained_module(folder, "output")
+        theirs = loaded.state_dict()
+        different = [k for k, v in state.items() if k not in theirs or not torch.equal(v, theirs[k])]
+        config = first_difference(module.run_config, loaded.run_config, SAME_MODEL)
+        if different or config or loaded.protocol != module.protocol or loaded.temperature != module.temperature:
+            raise RuntimeError(
+                f"output={output}: the folder does not read back as the checkpoint (tensors {different[:3]}, "
+                f"config {config}); nothing written"
+            )
+
+    write_model_folder(
+        {"state_dict": state, "hyper_parameters": hyper_parameters}, splits, card, output, bool(cfg.overwrite), check
+    )
+    log.info("wrote the model folder %s (%d tensors)", output, len(state))
+    print(f"model folder {output}: send the whole folder; ckpt={output} and init_from={output} take it")
+    return {"output": str(output), "tensors": len(state), "trusted": bool(cfg.trust)}

@@ -269,18 +269,22 @@ class SegmentationModule(L.LightningModule):
         return configure_optim(self.run_config.optim, self.parameters(), self.trainer.estimated_stepping_batches)
 
 
-def load_trained_module(path: str | Path, option: str = "ckpt") -> SegmentationModule:
-    """The trained module of a checkpoint, on the CPU, in eval mode, as `load_from_checkpoint` would give it but read
-    with weights_only=True; `option` names the setting that passed the file in every message, for what users get
-    wrong: a missing file, a file that is no checkpoint or one of another heritage_seg version,
-    weights that do not fit the network the checkpoint's config names. What evaluate, predict, export and
-    ensembles load checkpoints with."""
+def load_trained_module(path: str | Path, option: str = "ckpt", trust: bool = False) -> SegmentationModule:
+    """The trained module of a checkpoint or model folder, on the CPU, in eval mode, as `load_from_checkpoint` would
+    give it but read with weights_only=True (or from safetensors); `option` names the setting that passed the file
+    in every message, for what users get wrong: a missing file, a file that is no checkpoint or one of another
+    heritage_seg version, weights that do not fit the network the checkpoint's config names. What evaluate,
+    predict, export and ensembles load checkpoints with. `trust`: see read_checkpoint (export trust=true only)."""
     path = Path(path).expanduser()
     # read once, without running anything it might carry (runs/checkpoints.py); tensors memory-mapped. Built here
     # rather than by Lightning's load_from_checkpoint, which would read the file a second time.
-    checkpoint = read_checkpoint(path, option)
+    return module_from_checkpoint(read_checkpoint(path, option, trust), f"{option}={path}")
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any], where: str) -> SegmentationModule:
+    """The module a checkpoint dict (read_checkpoint's) describes, its weights loaded; `where` begins messages."""
     try:
-        LabelMap.from_config(checkpoint["hyper_parameters"]["run_config"]["labels"], f"{option}={path}: its label map")
+        LabelMap.from_config(checkpoint["hyper_parameters"]["run_config"]["labels"], f"{where}: its label map")
         # as load_from_checkpoint does: hyper-parameters of earlier versions that the module no longer takes are left
         accepted = inspect.signature(SegmentationModule.__init__).parameters
         module = SegmentationModule(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted})
@@ -289,7 +293,7 @@ def load_trained_module(path: str | Path, option: str = "ckpt") -> SegmentationM
     except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
         encoder = checkpoint["hyper_parameters"]["run_config"]["encoder"]["name"]
         raise ValueError(
-            f"{option}={path}: its weights do not fit the {encoder} U-Net with the label map its config "
+            f"{where}: its weights do not fit the {encoder} U-Net with the label map its config "
             f"names ({str(err).strip().splitlines()[-1].strip()[:300]})"
         ) from err
     return module.eval()
