@@ -164,13 +164,14 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
 
     from heritage_seg.core.protocol import Protocol
     from heritage_seg.data.labels import LabelMap
+    from heritage_seg.inference.segmenter import Segmenter
     from heritage_seg.tasks.predict import predict_image
 
     labels = LabelMap.from_config(OmegaConf.load(REPO / "conf" / "labels" / "artefact.yaml"))
     torch.manual_seed(0)
     model = torch.nn.Conv2d(3, labels.num_classes, 1).eval()
 
-    class StandIn:  # what predict_image reads of a trained module: logits, the protocol it was trained with, and
+    class StandIn:  # what a Segmenter reads of a trained model: logits, the protocol it was trained with, and
         # the temperature its logits are divided by (reported)
         protocol = Protocol("longest_side", window, 10**6)
         temperature = 1.0
@@ -189,7 +190,7 @@ def run_outputs_case(scan_path: Path, window: int) -> dict:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         with torch.no_grad():
-            report = predict_image(scan_path, [stand_in], labels, cfg, Path(tmp), torch.device("cpu"))
+            report = predict_image(scan_path, Segmenter([stand_in], labels, "cpu", tta=False), cfg, Path(tmp))
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         tiles = tile_counts(Path(tmp) / f"{scan_path.stem}_viewer")
@@ -233,6 +234,7 @@ def run_end_to_end_case(
         pick_device,
     )
     from heritage_seg.data.labels import LabelMap
+    from heritage_seg.inference.segmenter import Segmenter
     from heritage_seg.models.unet import build_unet
     from heritage_seg.tasks.predict import predict_image
     from heritage_seg.training.module import SegmentationModule
@@ -259,13 +261,13 @@ def run_end_to_end_case(
     measure_viewer(viewer)
     with tempfile.TemporaryDirectory() as tmp:
         for tta in (False,) if once else (False, True):
-            cfg.tta = tta
+            segmenter = Segmenter([module], labels, dev, precision, tta=tta)
             if not once:
-                predict_image(scan_path, [module], labels, cfg, Path(tmp), dev, "warm", precision)
+                predict_image(scan_path, segmenter, cfg, Path(tmp), "warm")
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            report = predict_image(scan_path, [module], labels, cfg, Path(tmp), dev, "timed", precision)
+            report = predict_image(scan_path, segmenter, cfg, Path(tmp), "timed")
             seconds = time.perf_counter() - start
             stages = report["seconds"]
             cases.append(

@@ -18,17 +18,21 @@ library -> run folder.
                   + module from a config), loggers (MLflow, W&B), optim (optimiser + schedule), trainer (resume,
                   checkpoint IO), pretext (masked-image modelling for pretrain)
     runs/         the run folder: folder (every output's file name, identity, claiming), records (the typed JSON
-                  records, written and read through them), checkpoints (written atomically, read back without unpickling), model_folder (the
-                  model to share: config.json + model.safetensors, written and checked), rebuild
-                  (a run's validation data from its record)
+                  records, written and read through them), checkpoints (written atomically, resumed without
+                  unpickling, a calibrated copy), model_folder (the model to share: config.json +
+                  model.safetensors, written and checked), rebuild (a run's validation data from its record)
     evaluation/   metrics (one confusion matrix -> every figure), scoring (the evaluation loop, metrics.json),
                   native (scoring at each annotation's own resolution), calibration (ECE, reliability,
                   error per uncertainty bin, temperature scaling)
     inference/    tta (transforms and exact inverses, ensembles), sliding (windows, blending, per protocol), upsample
                   (probabilities to a scan's size in bounded strips), uncertainty (the views' disagreement),
-                  mapping (one scan -> its maps, as predict and select size it), acquisition (which scans next)
+                  mapping (one scan -> its maps, as predict and select size it), acquisition (which scans next),
+                  segmenter (Segmenter: model(s) loaded on a device with TTA, mapping images: the commands' one
+                  loader and the Python API)
     models/       unet (smp U-Net per encoder, the weights policy, normalisation), pretrained (pretrain's
-                  pretrained.pt: written, checked, loaded), heads (heads=multitask: damage/clean and coarse heads)
+                  pretrained.pt: written, checked, loaded), heads (heads=multitask: damage/clean and coarse heads),
+                  stored (a .ckpt or model folder read without unpickling), trained (the network as inference
+                  runs it, shared with the LightningModule; load_model)
     data/         labels (incl. coarse groups), readers (parquet / folder), imageio, cache (both protocols), crops,
                   augment, folds, sample data, datamodule, progressive (training sizes by stage), unlabelled
                   (images alone, for pretrain), coco (pre-annotations out, corrections in: COCO RLE masks), download
@@ -37,4 +41,18 @@ library -> run folder.
                   protocol (how training images were sized: the one type every layer reads), errors (user errors
                   -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),
                   device (device, precision, CPU threads), hub (offline detection)
+
+The Python API (what the commands use too): `from heritage_seg import Segmenter`, see docs/guide/python-api.md.
 """
+
+__all__ = ["Segmenter"]
+
+
+def __getattr__(name: str):
+    """`heritage_seg.Segmenter`, imported on first use: the entry points (python -m heritage_seg.<name>) import this
+    package first and must not pay for torch, smp and timm before their own work needs them."""
+    if name == "Segmenter":
+        from heritage_seg.inference.segmenter import Segmenter
+
+        return Segmenter
+    raise AttributeError(f"module 'heritage_seg' has no attribute {name!r}")

@@ -11,7 +11,9 @@ where a reader sees it too:
 
 Marks: `artefact` (the real ARTeFACT files, or the internet to fetch them), `gpu` (CUDA), `slurm` (a SLURM
 cluster with what the command asks of it). A fenced block with a title (```` ```yaml title="my_conf/labels/x.yaml" ````)
-is a file the page asks the reader to write; the runner writes it before the page's commands run.
+is a file the page asks the reader to write; the runner writes it before the page's commands run. A fenced
+```` ```python ```` block without a title that imports heritage_seg is a snippet a reader runs (in a notebook, say):
+the runner runs it whole, as one command.
 Used by tests/test_doc_commands.py; how each command is shrunk to tiny size is written there.
 """
 
@@ -30,13 +32,15 @@ _INLINE = re.compile(r"`(python -m heritage_seg\.[A-Za-z_][^`]*)`(\s*<!--(.*?)--
 _NEEDS = re.compile(r"needs:\s*([\w ,]+)")
 _FENCE = re.compile(r"^(\s*)(```+(?=[^`]*$)|~~~+)(.*)$")  # a backtick fence's info holds no backtick (CommonMark)
 _TITLE = re.compile(r'title="([^"]+)"')
+_IMPORTS = re.compile(r"^\s*(from heritage_seg\b|import heritage_seg\b)", flags=re.M)
 
 
 @dataclass(frozen=True)
 class DocCommand:
     source: str  # file:line, for messages
-    text: str  # the command as written, continuation lines joined, without its comment
+    text: str  # the command as written, continuation lines joined, without its comment (a snippet: its code)
     needs: frozenset[str] = field(default_factory=frozenset)
+    python: bool = False  # a Python snippet, not a `python -m` command
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,9 @@ def extract(path: Path) -> tuple[list[DocCommand], dict[str, str]]:
         title = _TITLE.search(info)
         if title:
             files[title.group(1)] = "\n".join(body) + "\n"
+        elif kind == "fenced" and info.strip().split(" ")[0] == "python" and _IMPORTS.search("\n".join(body)):
+            commands.append(DocCommand(f"{name}:{first}", "\n".join(body) + "\n", python=True))
+            continue
         commands.extend(_code_commands(body, first, name))
     return commands, files
 

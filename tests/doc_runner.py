@@ -1,4 +1,5 @@
-"""Run every `python -m heritage_seg.…` command of the README and the docs at tiny size on generated data.
+"""Run every `python -m heritage_seg.…` command (and Python snippet) of the README and the docs at tiny size on
+generated data.
 
     python -m tests.doc_runner --work <empty folder> --out <result.json> [extra pages…]
 
@@ -198,7 +199,8 @@ class Runner:
             self.latest_sweep = new_sweeps[-1]
         return code, seconds
 
-    def _in_process(self, module: str, args: list[str], handle) -> int:
+    def _in_process(self, module: str, args: list[str], handle, snippet: str | None = None) -> int:
+        """`python -m module args`, or (`snippet`) a page's Python code run whole, in the work folder."""
         saved_argv, saved_cwd = sys.argv, os.getcwd()
         saved_fds = os.dup(1), os.dup(2)
         sys.stdout.flush(), sys.stderr.flush()
@@ -207,7 +209,10 @@ class Runner:
         os.chdir(self.work)
         code: int = 0
         try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            if snippet is not None:
+                exec(compile(snippet, module, "exec"), {"__name__": "__main__"})
+            else:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         except BaseException as err:  # noqa: BLE001 - the failure is the result
@@ -221,7 +226,33 @@ class Runner:
             os.chdir(saved_cwd)
         return code
 
+    def prepare_snippet(self, command: DocCommand) -> str:
+        """A Python snippet with its placeholders (in its strings) made what the earlier commands made."""
+        text = re.sub(_RUN, lambda _: str(self._run_for("python", [])), command.text)
+        unknown = re.findall(r"<[\w ]+>", text)
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {unknown} (tests/doc_runner.py lists the known ones)")
+        return text
+
+    def run_snippet(self, command: DocCommand) -> dict:
+        result: dict = {"source": command.source, "command": command.text}
+        try:
+            snippet = self.prepare_snippet(command)
+        except ValueError as err:
+            return {**result, "status": "failed", "why": str(err)}
+        index = len(self.results)
+        log = self.logs / f"{index:02d}.log"
+        start = time.perf_counter()
+        with open(log, "w") as handle:
+            code = self._in_process(command.source, [], handle, snippet)
+        result.update(seconds=round(time.perf_counter() - start, 1), rc=code, ran=snippet)
+        if code != 0:
+            return {**result, "status": "failed", "why": f"exit code {code}", "log": log.read_text()[-3000:]}
+        return {**result, "status": "passed"}
+
     def run(self, command: DocCommand) -> dict:
+        if command.python:
+            return self.run_snippet(command)
         result: dict = {"source": command.source, "command": command.text}
         missing = missing_needs(command.needs)
         if missing:

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from heritage_seg.core.protocol import Protocol
+from heritage_seg.models.trained import load_model
 from heritage_seg.models.unet import build_unet
 from heritage_seg.runs.rebuild import rebuild_validation_data
-from heritage_seg.training.module import SegmentationModule, load_trained_module
+from heritage_seg.training.module import SegmentationModule
 
 
 def _validation_images(module, ckpt):
@@ -28,7 +29,7 @@ def test_lightnings_load_from_checkpoint_gives_the_trained_model_that_evaluate_u
     network.load_state_dict({k[len("model.") :]: v for k, v in raw["state_dict"].items() if k.startswith("model.")})
     with torch.no_grad():
         by_hand = network((images.float() - raw["state_dict"]["pixel_mean"]) / raw["state_dict"]["pixel_std"])
-        evaluates = load_trained_module(ckpt)(images)  # what evaluate, predict, export and ensembles load
+        evaluates = load_model(ckpt)(images)  # what evaluate, predict, export and ensembles load
         torch.testing.assert_close(module(images), by_hand)
     torch.testing.assert_close(evaluates, by_hand)
     assert module.protocol == Protocol("squash", 64) and module.hparams["protocol"] == module.protocol.to_dict()
@@ -62,11 +63,12 @@ def test_a_checkpoint_written_before_the_module_built_its_own_network_still_load
     old = tmp_path / "old.ckpt"
     torch.save(raw, old)
 
-    module = load_trained_module(old)
+    module = load_model(old)
     images = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():
-        torch.testing.assert_close(module(images), load_trained_module(ckpt)(images))
-    assert module.protocol == Protocol("squash", 64) and module.batch_augment is None
+        torch.testing.assert_close(module(images), load_model(ckpt)(images))
+    assert module.protocol == Protocol("squash", 64)
+    assert not hasattr(module, "loss") and not hasattr(module, "batch_augment"), "inference builds no training parts"
 
 
 def test_weights_that_do_not_fit_the_network_named_are_refused_naming_the_file(trained_run, tmp_path):
@@ -76,7 +78,7 @@ def test_weights_that_do_not_fit_the_network_named_are_refused_naming_the_file(t
     raw["hyper_parameters"]["run_config"]["labels"].pop("groups", None)  # (its groups would name missing classes)
     torch.save(raw, tmp_path / "other_map.ckpt")
     with pytest.raises(ValueError, match=r"other_map.ckpt: its weights do not fit the tu-convnext_tiny U-Net"):
-        load_trained_module(tmp_path / "other_map.ckpt")
+        load_model(tmp_path / "other_map.ckpt")
 
 
 def test_a_checkpoint_whose_label_map_cannot_be_read_is_refused_naming_the_file(trained_run, tmp_path):
@@ -88,4 +90,4 @@ def test_a_checkpoint_whose_label_map_cannot_be_read_is_refused_naming_the_file(
     ][:3]
     torch.save(raw, tmp_path / "broken_map.ckpt")
     with pytest.raises(ValueError, match=r"broken_map.ckpt: its label map: group 'Loss of material' names 'Scratch'"):
-        load_trained_module(tmp_path / "broken_map.ckpt")
+        load_model(tmp_path / "broken_map.ckpt")

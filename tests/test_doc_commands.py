@@ -41,6 +41,10 @@ def test_commands_are_read_as_a_reader_copies_them_and_a_mark_must_be_a_known_on
         ("python -m heritage_seg.aggregate runs=x", set()),
     ]
     assert files == {"conf_of_mine/labels/x.yaml": "clean: Intact\n"}
+    # a Python snippet that imports the package is run whole; other Python is only shown
+    page.write_text("```python\nfrom heritage_seg import Segmenter\nx = 1\n```\n\n```python\nprint(2)\n```\n")
+    (snippet,) = extract(page)[0]
+    assert snippet.python and snippet.text == "from heritage_seg import Segmenter\nx = 1\n"
     page.write_text("    python -m heritage_seg.train  # needs: tpu\n")
     with pytest.raises(ValueError, match=r"page.md:1: unknown mark.*tpu.*known: \['artefact', 'gpu', 'slurm'\]"):
         extract(page)

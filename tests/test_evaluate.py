@@ -120,9 +120,9 @@ def _native_reference(ckpt, sample_root, labels, val_ids, max_side=None):
     import torch
     import torch.nn.functional as F
 
-    from heritage_seg.training.module import load_trained_module
+    from heritage_seg.models.trained import load_model
 
-    module = load_trained_module(ckpt)
+    module = load_model(ckpt)
     run_cfg = module.run_config
     size = run_cfg.data.image_size
     cm = np.zeros((16, 16), np.int64)

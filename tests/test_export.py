@@ -33,9 +33,9 @@ def test_onnx_graph_matches_pytorch_on_validation_images_and_other_sizes(exporte
     out, result = exported
     assert out.is_file() and result["argmax_agreement"] >= 0.999 and result["max_abs_logit_difference"] < 1e-3
     assert (1, 3, 64, 128) in result["shapes"]  # a dynamic width was checked too
-    from heritage_seg.training.module import load_trained_module
+    from heritage_seg.models.trained import load_model
 
-    module = load_trained_module(trained_run / "checkpoints" / "best.ckpt")
+    module = load_model(trained_run / "checkpoints" / "best.ckpt")
     batch = np.random.default_rng(0).integers(0, 255, (2, 3, 96, 160), dtype=np.uint8)
     again = check_against_pytorch(out, module, [batch])
     assert again["argmax_agreement"] >= 0.999 and again["max_abs_logit_difference"] < 1e-3

@@ -15,9 +15,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.runs.folder import MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS, SPLITS
+from heritage_seg.models.stored import MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS
+from heritage_seg.models.trained import load_model
+from heritage_seg.runs.folder import SPLITS
 from heritage_seg.tasks.export import export
-from heritage_seg.training.module import load_trained_module
 from tests.conftest import compose_config, tiny_train_overrides
 from tests.helpers import scan_folder
 
@@ -84,7 +85,7 @@ def test_predict_and_evaluate_with_the_folder_give_what_the_checkpoint_gives(sha
     assert a["confusion_matrix"] == b["confusion_matrix"] and a["miou"] == b["miou"]
     assert a["calibration"]["temperature"] == b["calibration"]["temperature"]
     # the folder's calibrated copy is a checkpoint like any other
-    assert load_trained_module(tmp_path / "ev_folder" / "calibrated.ckpt").temperature == pytest.approx(
+    assert load_model(tmp_path / "ev_folder" / "calibrated.ckpt").temperature == pytest.approx(
         b["calibration"]["temperature"], rel=1e-5
     )
 
@@ -100,7 +101,7 @@ def test_an_ensemble_mixes_folders_and_checkpoints(shared, trained_run, scans, t
 def test_init_from_the_folder_starts_from_its_weights(shared, trained_run, sample_root, tmp_path):
     from heritage_seg.training.build import build_training
 
-    source = load_trained_module(trained_run / "checkpoints" / "best.ckpt")
+    source = load_model(trained_run / "checkpoints" / "best.ckpt")
     cfg = compose_config(tiny_train_overrides(tmp_path / "run", sample_root) + [f"init_from={shared}"])
     _, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels))
     mine, theirs = module.model.state_dict(), source.model.state_dict()
@@ -144,7 +145,7 @@ def _no_labels(config):
 def test_an_altered_description_is_refused_naming_the_key(shared, tmp_path, change, key):
     folder = _altered(shared, tmp_path, change)
     with pytest.raises(ValueError, match=rf"ckpt=.*altered/{MODEL_CONFIG}: {key}"):
-        load_trained_module(folder)
+        load_model(folder)
 
 
 def test_a_missing_description_or_damaged_weights_are_refused_naming_the_file(shared, scans, tmp_path):
@@ -159,7 +160,7 @@ def test_a_missing_description_or_damaged_weights_are_refused_naming_the_file(sh
         predict(compose_config([f"ckpt={folder}", f"input={scans}"], "predict"), tmp_path / "out")
     (folder / MODEL_CONFIG).unlink()
     with pytest.raises(FileNotFoundError, match=r"init_from=.*damaged: not a heritage_seg model folder: no config"):
-        load_trained_module(folder, "init_from")
+        load_model(folder, "init_from")
     assert not (tmp_path / "out").exists()
 
 
@@ -183,7 +184,7 @@ def test_a_trusted_old_pickled_checkpoint_is_converted_only_with_trust_true(trai
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     with pytest.raises(ValueError, match=rf"refused: .*export ckpt={old} format=safetensors trust=true"):
-        load_trained_module(old)
+        load_model(old)
     with pytest.raises(ValueError, match="refused"):
         _export(old, tmp_path / "converted")
     with pytest.raises(ValueError, match="trust=true: only with format=safetensors"):
@@ -191,8 +192,8 @@ def test_a_trusted_old_pickled_checkpoint_is_converted_only_with_trust_true(trai
     result = _export(old, tmp_path / "converted", "trust=true")
     assert result["trusted"]
     converted, original = (
-        load_trained_module(tmp_path / "converted"),
-        load_trained_module(trained_run / "checkpoints" / "best.ckpt"),
+        load_model(tmp_path / "converted"),
+        load_model(trained_run / "checkpoints" / "best.ckpt"),
     )
     image = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from heritage_seg.models.trained import load_model
 from heritage_seg.tasks.aggregate import aggregate
 from heritage_seg.tasks.export import export
 from heritage_seg.tasks.train import train
-from heritage_seg.training.module import load_trained_module
 from tests.conftest import compose_config
 from tests.test_aggregate import fake_run
 
@@ -41,7 +41,10 @@ def test_each_head_gets_a_loss_fitted_to_its_tasks_pixels(multitask_run, labels)
 
 
 def test_the_loss_is_the_fine_loss_plus_the_weighted_extra_losses(multitask_run, sample_root):
-    module = load_trained_module(multitask_run / "checkpoints" / "best.ckpt")
+    from heritage_seg.training.module import SegmentationModule
+
+    ckpt = multitask_run / "checkpoints" / "best.ckpt"
+    module = SegmentationModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)  # with its losses
     assert module.aux_weights == {"binary": 0.3, "coarse": 0.5}
     rng = np.random.default_rng(0)
     image = torch.from_numpy(rng.integers(0, 255, (2, 3, 64, 64), dtype=np.uint8))
@@ -73,7 +76,7 @@ def test_the_loss_is_the_fine_loss_plus_the_weighted_extra_losses(multitask_run,
 def test_the_heads_are_saved_and_reloaded_and_only_the_fine_logits_are_exported(multitask_run, tmp_path):
     ckpt = multitask_run / "checkpoints" / "best.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    module = load_trained_module(ckpt)
+    module = load_model(ckpt)
     for key, value in module.state_dict().items():
         if key.startswith("aux_heads."):
             assert torch.equal(value, saved[key]), key
@@ -89,7 +92,7 @@ def test_the_heads_are_saved_and_reloaded_and_only_the_fine_logits_are_exported(
     assert "a binary head (loss weight 0.3) and a coarse head (loss weight 0.5)" in card
     # the shareable folder keeps the heads: predict's binary_map=true needs the damage/clean head
     export(compose_config([f"ckpt={ckpt}", "format=safetensors"], config_name="export"), tmp_path / "folder")
-    shared = load_trained_module(tmp_path / "folder")
+    shared = load_model(tmp_path / "folder")
     image = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():
         mine, theirs = shared.task_logits(image), module.task_logits(image)

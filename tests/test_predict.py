@@ -200,14 +200,14 @@ def test_a_squash_trained_model_maps_the_whole_scan_squashed_and_upsampled(train
     import torch
     import torch.nn.functional as F
 
-    from heritage_seg.training.module import load_trained_module
+    from heritage_seg.models.trained import load_model
 
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     out = tmp_path / "pred"
     predict(_cfg(ckpt, scans / "painting.tif"), out)
     report = json.loads((out / "painting_report.json").read_text())
     assert (report["scale"], report["protocol"], report["windows"]) == ("squash", "squash", 1)
-    module = load_trained_module(ckpt)
+    module = load_model(ckpt)
     run_cfg = module.run_config
     size = run_cfg.data.image_size
     scan = Image.open(scans / "painting.tif").convert("RGB")

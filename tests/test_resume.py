@@ -142,7 +142,8 @@ def test_a_diverging_run_exits_non_zero_with_one_line(tmp_path, sample_root):
 def test_a_run_made_before_an_option_existed_can_still_be_resumed_but_a_changed_option_is_refused():
     from omegaconf import OmegaConf
 
-    from heritage_seg.runs.folder import RUN_IDENTITY, first_difference
+    from heritage_seg.core.configs import first_difference
+    from heritage_seg.runs.folder import RUN_IDENTITY
 
     before = OmegaConf.create({"fold": 0, "data": {"image_size": 384}})  # no data.resize / data.max_side yet
     now = OmegaConf.create({"fold": 0, "data": {"image_size": 384, "resize": "squash", "max_side": 1024}})

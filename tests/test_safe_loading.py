@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT
+from heritage_seg.models.stored import CHECKPOINT_FORMAT
 from tests.conftest import compose_config, tiny_train_overrides
 from tests.helpers import scan_folder
 

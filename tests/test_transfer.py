@@ -9,9 +9,9 @@ import torch
 
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.sample import generate_sample
+from heritage_seg.models.trained import load_model
 from heritage_seg.tasks.train import train
 from heritage_seg.training.build import build_training
-from heritage_seg.training.module import load_trained_module
 from heritage_seg.training.transfer import head_conv
 from tests.conftest import compose_config
 
@@ -56,7 +56,7 @@ def _overrides(conf, data, run_dir, *extra):
 
 def test_init_from_takes_encoder_decoder_and_the_head_rows_of_shared_class_names(trained_run, my_collection, tmp_path):
     conf, data = my_collection
-    source = load_trained_module(trained_run / "checkpoints" / "best.ckpt")
+    source = load_model(trained_run / "checkpoints" / "best.ckpt")
     cfg = compose_config(_overrides(conf, data, tmp_path, f"init_from={trained_run}/checkpoints/best.ckpt"))
     _, module, _ = build_training(cfg, LabelMap.from_config(cfg.labels))
     for part in ("encoder", "decoder"):
@@ -88,8 +88,8 @@ def test_a_frozen_encoder_does_not_move_and_metrics_say_what_the_run_started_fro
     conf, data = my_collection
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     train(compose_config(_overrides(conf, data, tmp_path, f"init_from={ckpt}", "freeze_encoder_epochs=1")))
-    source = load_trained_module(ckpt)
-    tuned = load_trained_module(tmp_path / "checkpoints" / "last.ckpt")
+    source = load_model(ckpt)
+    tuned = load_model(tmp_path / "checkpoints" / "last.ckpt")
     before, after = source.model.encoder.state_dict(), tuned.model.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "the frozen encoder (and its BatchNorm) moved"
     assert not all(

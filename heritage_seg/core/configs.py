@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -64,3 +65,19 @@ def compose(config_name: str, overrides: Sequence[str] = (), return_hydra_config
     finally:
         Singleton.set_state(state)  # which also restores OmegaConf's resolvers as they were before Hydra's own
         setup_globals()  # Hydra's `now` and `hydra` resolvers, so that the returned config's hydra.run.dir resolves
+
+
+def first_difference(a: DictConfig, b: DictConfig, keys: Sequence[str]) -> tuple[str, Any, Any] | None:
+    """The first of `keys` whose value differs between two run configs, as (key, value in a, value in b). A key
+    one of them does not have (a run made before that option existed) is not compared."""
+    missing = object()
+    for key in keys:
+        va, vb = OmegaConf.select(a, key, default=missing), OmegaConf.select(b, key, default=missing)
+        if va is missing or vb is missing:
+            continue
+        if OmegaConf.is_config(va) or OmegaConf.is_config(vb):
+            va = OmegaConf.to_container(va, resolve=True) if OmegaConf.is_config(va) else va
+            vb = OmegaConf.to_container(vb, resolve=True) if OmegaConf.is_config(vb) else vb
+        if va != vb:
+            return key, va, vb
+    return None

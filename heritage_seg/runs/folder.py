@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -96,10 +95,8 @@ LR_FIND_JSON = "lr_find.json"
 LR_FIND_PNG = "lr_find.png"
 ONNX_MODEL = "model.onnx"  # export's default output=
 MODEL_CARD = "model_card.md"  # beside the .onnx file
-MODEL_FOLDER = "model"  # export format=safetensors' default output=: the shareable model folder (runs/model_folder)
-MODEL_CONFIG = "config.json"  # in a model folder: what the weights are
-MODEL_WEIGHTS = "model.safetensors"  # in a model folder: the weights
-MODEL_README = "README.md"  # in a model folder: the model card
+MODEL_FOLDER = "model"  # export format=safetensors' default output=: the shareable model folder (runs/model_folder;
+# its files' names: models/stored.py, MODEL_CONFIG, MODEL_WEIGHTS, MODEL_README)
 
 # Keys that must agree between an interrupted run and the command that resumes it.
 # (max_epochs too: the OneCycle schedule restored from last.ckpt was laid out for the original length.)
@@ -118,9 +115,6 @@ RUN_IDENTITY = (
 )
 # What must agree between ensemble members: they are evaluated on one validation set with one label map.
 SAME_VALIDATION_SET = ("fold", "n_folds", "seed", "split", "data.image_size", "data.resize", "data.max_side", "labels")
-# What must agree between the members of an ensemble that maps scans: one label map, one way of sizing a scan
-# (models of different folds are the usual deployment ensemble).
-SAME_MAPPING = ("data.image_size", "data.resize", "data.max_side", "labels")
 
 
 def panel_overlays(run_dir: Path) -> list[Path]:
@@ -137,22 +131,6 @@ def run_dir_of(ckpt: Path) -> Path:
     """The run folder of a checkpoint written by training (<run>/checkpoints/<name>.ckpt); a model folder
     (export format=safetensors) is its own: its splits.json and model card are inside."""
     return Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent.parent
-
-
-def first_difference(a: DictConfig, b: DictConfig, keys: Sequence[str]) -> tuple[str, Any, Any] | None:
-    """The first of `keys` whose value differs between two run configs, as (key, value in a, value in b). A key
-    one of them does not have (a run made before that option existed) is not compared."""
-    missing = object()
-    for key in keys:
-        va, vb = OmegaConf.select(a, key, default=missing), OmegaConf.select(b, key, default=missing)
-        if va is missing or vb is missing:
-            continue
-        if OmegaConf.is_config(va) or OmegaConf.is_config(vb):
-            va = OmegaConf.to_container(va, resolve=True) if OmegaConf.is_config(va) else va
-            vb = OmegaConf.to_container(vb, resolve=True) if OmegaConf.is_config(vb) else vb
-        if va != vb:
-            return key, va, vb
-    return None
 
 
 def recorded_overrides(run_dir: Path) -> list[str]:

@@ -16,10 +16,7 @@ from omegaconf import DictConfig
 
 from heritage_seg.core.device import (
     describe_device,
-    inference_precision,
-    pick_device,
     recorded_precision,
-    with_autocast,
 )
 from heritage_seg.core.files import save_image
 from heritage_seg.evaluation.calibration import fit_temperature, sample_pixels
@@ -30,8 +27,8 @@ from heritage_seg.evaluation.scoring import (
     format_table,
     run_evaluation,
 )
+from heritage_seg.inference.segmenter import Segmenter
 from heritage_seg.inference.sliding import protocol_probabilities
-from heritage_seg.inference.tta import resolve
 from heritage_seg.reporting.figures import (
     overlay_figure,
     palette_mask,
@@ -59,25 +56,27 @@ from heritage_seg.runs.folder import (
 )
 from heritage_seg.runs.rebuild import check_against_splits, rebuild_validation_data
 from heritage_seg.runs.records import MetricsRecord
-from heritage_seg.training.module import checkpoint_paths, load_members
 
 log = logging.getLogger(__name__)
 CALIBRATION_PIXELS = 5000  # per validation image, for fitting the temperature (a few MB for a whole fold)
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    ckpts = checkpoint_paths(cfg.ckpt)
-    # bad checkpoints fail before any folder is touched
-    members = load_members(ckpts, SAME_VALIDATION_SET, "an ensemble needs checkpoints of the same validation set")
+    # bad checkpoints, device and precision options fail before any folder is touched
+    segmenter = Segmenter.load(
+        cfg.ckpt,
+        cfg.device,
+        bool(cfg.tta),
+        cfg.precision,
+        SAME_VALIDATION_SET,
+        "an ensemble needs checkpoints of the same validation set",
+    )
+    members, ckpts = segmenter.members, [Path(c) for c in segmenter.sources]
     module = members[0]
     run_cfg, labels = module.run_config, module.labels
-    device = pick_device(cfg.device)
-    precision = inference_precision(cfg.precision, device)  # bad options fail before any folder is touched
     native = check_resolution(cfg.resolution, cfg.max_side)
     claim_run_dir(out_dir, cfg, finished_markers=(METRICS,))
-    for member in members:
-        member.to(device)
-    transforms = resolve(bool(cfg.tta))
+    transforms, device, precision = segmenter.transforms, segmenter.device, segmenter.precision
     ckpt = ckpts[0]
     datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, cfg.data.batch_size, cfg.data.cache_dir)
     for other in ckpts[1:]:  # each member's own record of its validation fold must agree too
@@ -90,7 +89,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         if uncertainty is not None:
             save_image(out_dir / PREDICTED_UNCERTAINTY / f"{ids[index]}.png", uncertainty)
 
-    models = [with_autocast(m, device, precision) for m in members]
+    models = segmenter.logits
 
     def score(**extra) -> EvalResult:  # the validation fold through the members, as their protocol maps it
         return run_evaluation(

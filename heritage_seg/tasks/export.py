@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from heritage_seg.core.configs import first_difference
 from heritage_seg.core.files import write_file_atomic, write_text_atomic
 from heritage_seg.deploy.model_card import model_card
 from heritage_seg.deploy.onnx import (
@@ -28,12 +29,12 @@ from heritage_seg.deploy.onnx import (
     fixed_spatial_size,
     require_onnx,
 )
-from heritage_seg.runs.checkpoints import read_checkpoint
-from heritage_seg.runs.folder import MODEL_CARD, SAME_VALIDATION_SET, SPLITS, first_difference, run_dir_of
+from heritage_seg.models.stored import read_checkpoint
+from heritage_seg.models.trained import load_model, model_from_checkpoint
+from heritage_seg.runs.folder import MODEL_CARD, SAME_VALIDATION_SET, SPLITS, run_dir_of
 from heritage_seg.runs.model_folder import write_model_folder
 from heritage_seg.runs.rebuild import rebuild_validation_data
 from heritage_seg.runs.records import SplitsRecord
-from heritage_seg.training.module import load_trained_module, module_from_checkpoint
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "safetensors")
@@ -64,7 +65,7 @@ def export(cfg: DictConfig, output: Path) -> dict:
                 "another output=<file>.onnx"
             )
     ckpt = Path(str(cfg.ckpt)).expanduser().resolve()
-    module = load_trained_module(ckpt)
+    module = load_model(ckpt)
     run_cfg, labels = module.run_config, module.labels
     size = module.protocol.image_size
     datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, None, cfg.data.cache_dir)
@@ -116,7 +117,7 @@ def export_folder(cfg: DictConfig, output: Path) -> dict:
     if output == ckpt:
         raise ValueError(f"output={output}: is the model folder being exported; choose another output=")
     checkpoint = read_checkpoint(ckpt, "ckpt", trust=bool(cfg.trust))
-    module = module_from_checkpoint(checkpoint, f"ckpt={ckpt}")  # the weights must fit the config they come with
+    module = model_from_checkpoint(checkpoint, f"ckpt={ckpt}")  # the weights must fit the config they come with
     state = {k: v for k, v in module.state_dict().items() if not k.startswith(("loss.", "aux_losses."))}
     hyper_parameters = {k: checkpoint["hyper_parameters"][k] for k in ("run_config", "protocol", "class_weights")}
     hyper_parameters["temperature"] = module.temperature
@@ -133,7 +134,7 @@ def export_folder(cfg: DictConfig, output: Path) -> dict:
     )
 
     def check(folder: Path) -> None:  # raising here leaves no folder
-        loaded = load_trained_module(folder, "output")
+        loaded = load_model(folder, "output")
         theirs = loaded.state_dict()
         different = [k for k, v in state.items() if k not in theirs or not torch.equal(v, theirs[k])]
         config = first_difference(module.run_config, loaded.run_config, SAME_MODEL)

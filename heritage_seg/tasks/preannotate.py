@@ -13,18 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from heritage_seg.core.device import inference_precision, pick_device, with_autocast
 from heritage_seg.core.files import write_json_atomic
 from heritage_seg.data.coco import categories, mask_annotations
-from heritage_seg.data.imageio import list_inputs, object_mask, open_image, to_rgb
-from heritage_seg.inference.mapping import map_scan, scan_scale
-from heritage_seg.inference.tta import resolve
-from heritage_seg.runs.folder import PREANNOTATION_IMAGES, PREANNOTATIONS, SAME_MAPPING, SELECTION_CSV, claim_output_dir
-from heritage_seg.training.module import checkpoint_paths, load_members
+from heritage_seg.data.imageio import list_inputs
+from heritage_seg.inference.mapping import scan_scale
+from heritage_seg.inference.segmenter import Segmenter
+from heritage_seg.runs.folder import PREANNOTATION_IMAGES, PREANNOTATIONS, SELECTION_CSV, claim_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,36 +47,16 @@ def preannotate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     doubles = sorted({n for n in names if names.count(n) > 1})
     if doubles:
         raise ValueError(f"input={cfg.input}: scans share file names {doubles}; an annotation tool keys images by name")
-    ckpts = checkpoint_paths(cfg.ckpt)
-    members = load_members(ckpts, SAME_MAPPING, "an ensemble maps with one label map and one way of sizing scans")
-    labels, protocol = members[0].labels, members[0].protocol
-    device = pick_device(cfg.device)
-    precision = inference_precision(cfg.precision, device)
-    scan_scale(cfg.scale, protocol, 1, 1)  # a bad scale fails before any folder is touched
+    segmenter = Segmenter.load(cfg.ckpt, cfg.device, bool(cfg.tta), cfg.precision)
+    labels = segmenter.labels
+    scan_scale(cfg.scale, segmenter.protocol, 1, 1)  # a bad scale fails before any folder is touched
     claim_output_dir(out_dir, cfg, (PREANNOTATIONS,))
-    for member in members:
-        member.to(device)
-    logits = [with_autocast(m, device, precision) for m in members]
-    transforms = resolve(bool(cfg.tta))
     images, annotations = [], []
     for image_id, path in enumerate(tqdm(scans, desc="scans", unit="scan"), start=1):
-        decoded = open_image(path, str(path))
-        inside = object_mask(decoded)
-        image = np.asarray(to_rgb(decoded, str(path)))
-        height, width = image.shape[:2]
-        mask = map_scan(
-            image,
-            logits,
-            protocol,
-            labels.num_classes,
-            scan_scale(cfg.scale, protocol, width, height),
-            transforms,
-            False,
-            device,
-            batch_size=int(cfg.batch_size),
-        ).mask
-        if inside is not None:
-            mask = np.where(inside, mask, np.uint8(labels.ignore_index))
+        # what is not object in a cut-out is left unannotated (ignore_index)
+        mapped = segmenter.map(path, scale=cfg.scale, uncertainty=False, batch_size=int(cfg.batch_size))
+        mask = mapped.classes
+        height, width = mask.shape
         annotations += mask_annotations(mask, labels, image_id, len(annotations) + 1)
         images.append({"id": image_id, "file_name": path.name, "width": width, "height": height})
         (out_dir / PREANNOTATION_IMAGES).mkdir(exist_ok=True)
@@ -88,7 +65,7 @@ def preannotate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "info": {
             "description": "heritage_seg pre-annotations: the model's damage masks, to correct",
             "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "checkpoints": [str(c) for c in ckpts],
+            "checkpoints": segmenter.sources,
         },
         "licenses": [],
         "categories": categories(labels),

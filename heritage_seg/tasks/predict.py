@@ -10,7 +10,6 @@ file is reported and skipped."""
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import logging
 import time
@@ -24,16 +23,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from heritage_seg.core.device import (
-    inference_precision,
-    pick_device,
     recorded_precision,
-    with_autocast,
 )
 from heritage_seg.core.files import save_image, write_json_atomic, write_text_atomic
-from heritage_seg.data.imageio import list_inputs, object_mask, open_image, to_rgb
-from heritage_seg.data.labels import LabelMap
-from heritage_seg.inference.mapping import map_scan, scan_scale, uncertainty_views
-from heritage_seg.inference.tta import resolve
+from heritage_seg.data.imageio import list_inputs
+from heritage_seg.inference.mapping import scan_scale, uncertainty_views
+from heritage_seg.inference.segmenter import Segmenter, read_image
 from heritage_seg.reporting.damage import (
     CSV_FIELDS,
     binary_head_report,
@@ -46,14 +41,12 @@ from heritage_seg.reporting.scan_page import scan_report_html
 from heritage_seg.reporting.viewer import check_dpi, check_pyvips, scan_content, write_viewer
 from heritage_seg.runs.folder import (
     FAILED_SCANS,
-    SAME_MAPPING,
     SCAN_OUTPUTS,
     SCAN_REPORT_CSV,
     SCAN_REPORT_HTML,
     claim_output_dir,
 )
 from heritage_seg.runs.records import ScanReport
-from heritage_seg.training.module import checkpoint_paths, load_members
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +57,12 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths}
 
 
-def head_logits(module, task: str, images):
-    """One extra head's logits (heads=multitask), as a logits function for the mapping."""
-    return module.task_logits(images)[task]
-
-
 def predict_image(
     path: Path,
-    members: list,
-    labels: LabelMap,
+    segmenter: Segmenter,
     cfg: DictConfig,
     out_dir: Path,
-    device,
     stem_name: str | None = None,
-    precision: str = "32",
-    checkpoints: list[str] | None = None,
 ) -> dict[str, Any]:
     clock = time.perf_counter()
     seconds: dict[str, float] = {}  # where a scan's time goes (report.json): decode, mapping, statistics, files
@@ -89,47 +73,26 @@ def predict_image(
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    decoded = open_image(path, str(path))  # turned as its EXIF orientation says: as every viewer shows it
-    inside = object_mask(decoded)  # a cut-out's transparent pixels are not object
-    image = np.asarray(to_rgb(decoded, str(path)))
-    del decoded
+    labels = segmenter.labels
+    # turned as its EXIF orientation says (as every viewer shows it); a cut-out's transparent pixels are not object
+    image, inside = read_image(path)
     height, width = image.shape[:2]
-    protocol = members[0].protocol
-    scale = scan_scale(cfg.scale, protocol, width, height)
-    transforms = resolve(bool(cfg.tta))
-    views = uncertainty_views(cfg.uncertainty, len(members), len(transforms))
-    logits = [with_autocast(member, device, precision) for member in members]
     lap("decode")
     sliding = {"window": cfg.window, "stride": cfg.stride, "batch_size": int(cfg.batch_size), "blend": str(cfg.blend)}
-    with tqdm(desc=path.name, unit="win", leave=False, disable=scale == "squash") as bar:
-        maps = map_scan(
+    options = {"inside": inside, "scale": cfg.scale, **sliding}
+    squash = scan_scale(cfg.scale, segmenter.protocol, width, height) == "squash"
+    with tqdm(desc=path.name, unit="win", leave=False, disable=squash) as bar:
+        maps = segmenter.map(
             image,
-            logits,
-            protocol,
-            labels.num_classes,
-            scale,
-            transforms,
-            bool(views),
-            device,
-            **sliding,
+            uncertainty=cfg.uncertainty,
+            **options,
             on_windows_done=bar.update,
             on_windows_total=lambda total: setattr(bar, "total", total),
         )
-    mask, confidence, spread = maps.mask, maps.confidence, maps.uncertainty
+    mask, confidence, spread, views = maps.classes, maps.confidence, maps.uncertainty, maps.views
     head_damage = None
     if cfg.binary_map:  # the damage/clean head of heads=multitask, mapped as the fine classes were (a second pass)
-        heads = [
-            with_autocast(functools.partial(head_logits, member, "binary"), device, precision) for member in members
-        ]
-        head_damage = map_scan(image, heads, protocol, 2, scale, transforms, False, device, **sliding).mask == 1
-        if inside is not None:
-            head_damage &= inside
-    window, stride, total = maps.window, maps.stride, maps.windows
-    if inside is not None:
-        mask = np.where(inside, mask, np.uint8(labels.ignore_index))
-        confidence = np.where(inside, confidence, np.uint8(0))
-        if spread is not None:
-            spread = np.where(inside, spread, np.uint8(0))
+        head_damage = segmenter.map(image, head="binary", **options).classes == 1
     lap("mapping")
 
     stem = out_dir / (stem_name or path.stem)
@@ -176,15 +139,15 @@ def predict_image(
         "source": str(path),
         "width": width,
         "height": height,
-        "scale": scale,
-        "protocol": protocol.resize,
-        "window": window,
-        "stride": stride,
-        "windows": total,
-        "tta": bool(cfg.tta),
-        "checkpoints": checkpoints or [],
-        "temperature": members[0].temperature,
-        "precision": recorded_precision(precision),
+        "scale": maps.scale,
+        "protocol": segmenter.protocol.resize,
+        "window": maps.window,
+        "stride": maps.stride,
+        "windows": maps.windows,
+        "tta": segmenter.tta,
+        "checkpoints": segmenter.sources,
+        "temperature": segmenter.members[0].temperature,
+        "precision": recorded_precision(segmenter.precision),
         "dpi": dpi,
         "viewer": viewer.name if viewer is not None else None,
         "seconds": seconds,
@@ -196,12 +159,11 @@ def predict_image(
 
 def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inputs = list_inputs(Path(str(cfg.input)).expanduser())
-    ckpts = checkpoint_paths(cfg.ckpt)
-    members = load_members(ckpts, SAME_MAPPING, "an ensemble maps with one label map and one way of sizing scans")
-    module = members[0]
-    labels = module.labels
-    uncertainty_views(cfg.uncertainty, len(members), len(resolve(bool(cfg.tta))))  # a bad option fails here
-    without = [str(c) for c, m in zip(ckpts, members) if "binary" not in m.aux_weights]
+    # bad checkpoints, device and precision options fail before any folder is touched
+    segmenter = Segmenter.load(cfg.ckpt, cfg.device, bool(cfg.tta), cfg.precision)
+    labels = segmenter.labels
+    uncertainty_views(cfg.uncertainty, len(segmenter.members), len(segmenter.transforms))  # a bad option fails here
+    without = segmenter.without_head("binary")
     if cfg.binary_map and without:
         raise ValueError(
             f"binary_map=true maps the damage/clean head of a model trained with heads=multitask; {', '.join(without)} "
@@ -211,19 +173,15 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     check_dpi(cfg.dpi)
     if cfg.viewer:
         check_pyvips()
-    device = pick_device(cfg.device)
-    precision = inference_precision(cfg.precision, device)  # a bad option fails before any folder is touched
-    squash = scan_scale(cfg.scale, module.protocol, 1, 1) == "squash"  # so does a bad scale
+    squash = scan_scale(cfg.scale, segmenter.protocol, 1, 1) == "squash"  # so does a bad scale
     if squash and (cfg.window or cfg.stride):
         raise ValueError(
             "window=/stride= size sliding windows, but this squash-trained model maps each scan in one "
             "squashed pass (scale=auto); pass scale=<factor> (e.g. scale=1.0) to map by sliding windows"
         )
     claim_output_dir(out_dir, cfg, (SCAN_REPORT_CSV, f"*{SCAN_OUTPUTS['report']}", f"*{SCAN_OUTPUTS['mask']}"))
-    for member in members:
-        member.to(device)
     if squash:
-        size = module.protocol.image_size
+        size = segmenter.protocol.image_size
         log.warning(
             "this model was trained on whole images squashed to %d x %d px: no single scale matches a scan's "
             "pixels, so each scan is squashed the same way and its class probabilities are upsampled to the "
@@ -236,9 +194,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     stems = output_stems(inputs)
     for path in tqdm(inputs, desc="images", unit="img", disable=len(inputs) == 1):
         try:
-            report = predict_image(
-                path, members, labels, cfg, out_dir, device, stems[path], precision, [str(c) for c in ckpts]
-            )
+            report = predict_image(path, segmenter, cfg, out_dir, stems[path])
         except (ValueError, FileNotFoundError, OSError) as err:  # one bad scan must not stop the others
             failed[str(path)] = str(err)
             log.error("skipped %s: %s", path, err)

@@ -16,29 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
-from heritage_seg.core.device import inference_precision, pick_device, with_autocast
 from heritage_seg.core.files import save_image, write_text_atomic
-from heritage_seg.data.imageio import list_inputs, object_mask, open_image, to_rgb
+from heritage_seg.data.imageio import list_inputs, to_rgb
 from heritage_seg.data.readers import open_reader
-from heritage_seg.inference.acquisition import normalised, select_scans
-from heritage_seg.inference.mapping import map_scan, scan_scale
-from heritage_seg.inference.tta import resolve
+from heritage_seg.inference.acquisition import select_scans
+from heritage_seg.inference.mapping import scan_scale
+from heritage_seg.inference.segmenter import Segmenter, read_image
 from heritage_seg.inference.uncertainty import check_views
 from heritage_seg.reporting.select_page import selection_html
 from heritage_seg.runs.folder import (
-    SAME_MAPPING,
     SELECTION_CSV,
     SELECTION_HTML,
     SELECTION_SKIPPED,
     SELECTION_UNCERTAINTY,
     claim_output_dir,
 )
-from heritage_seg.training.module import checkpoint_paths, load_members
 
 log = logging.getLogger(__name__)
 THUMBNAIL = 256  # side of the uncertainty maps kept per candidate for the page (bounded memory)
@@ -73,38 +69,22 @@ def annotated_root(setting, run_root: str | None) -> Path | None:
     return root
 
 
-def _features(members, image: np.ndarray, device) -> np.ndarray:
-    """The ensemble's pooled encoder features of one scan squashed to the training size (each member's
-    normalised, concatenated)."""
-    size = members[0].protocol.image_size
-    small = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
-    batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
-    return np.concatenate([normalised(m.pooled_features(batch).cpu().numpy())[0] for m in members])
-
-
 def select(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inputs = list_inputs(Path(str(cfg.input)).expanduser())
-    ckpts = checkpoint_paths(cfg.ckpt)
-    members = load_members(ckpts, SAME_MAPPING, "an ensemble maps with one label map and one way of sizing scans")
+    segmenter = Segmenter.load(cfg.ckpt, cfg.device, bool(cfg.tta), cfg.precision)
     budget = int(cfg.budget)
     if budget < 1:
         raise ValueError(f"budget={cfg.budget}: choose at least one scan")
-    transforms = resolve(bool(cfg.tta))
     try:
-        check_views(len(members) * len(transforms))
+        check_views(len(segmenter.members) * len(segmenter.transforms))
     except ValueError:
         raise ValueError(
             "select ranks scans by how much the views disagree: pass tta=true or several checkpoints "
             "(ckpt=[a.ckpt,b.ckpt])"
         ) from None
-    device = pick_device(cfg.device)
-    precision = inference_precision(cfg.precision, device)
-    protocol, labels = members[0].protocol, members[0].labels
-    scan_scale(cfg.scale, protocol, 1, 1)  # a bad scale fails before any folder is touched
-    root = annotated_root(cfg.annotated, members[0].run_config.data.get("root"))
+    scan_scale(cfg.scale, segmenter.protocol, 1, 1)  # a bad scale fails before any folder is touched
+    root = annotated_root(cfg.annotated, segmenter.members[0].run_config.data.get("root"))
     claim_output_dir(out_dir, cfg, (SELECTION_CSV,))
-    for member in members:
-        member.to(device)
 
     covered, covered_ids, known_ids, known_hashes = [], [], set(), set()
     if root is not None:
@@ -114,11 +94,10 @@ def select(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if (root / "images").is_dir():
             known_hashes = {_sha1(p) for p in (root / "images").iterdir() if p.is_file()}
         for sample in tqdm(reader.samples(), desc="annotated", unit="img", leave=False):
-            covered.append(_features(members, np.asarray(to_rgb(sample.image, sample.name)), device))
+            covered.append(segmenter.features(np.asarray(to_rgb(sample.image, sample.name))))
             covered_ids.append(sample.info.id)
         log.info("annotated: %d image(s) in %s cover the feature space and are skipped", len(covered), root)
 
-    logits = [with_autocast(m, device, precision) for m in members]
     names, paths, uncertainty, features, maps, skipped = [], [], [], [], [], []
     for path in tqdm(inputs, desc="scans", unit="scan"):
         if path.stem in known_ids:
@@ -128,33 +107,19 @@ def select(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             skipped.append((path.name, "annotated already: the same file is among the annotated images"))
             continue
         try:
-            decoded = open_image(path, str(path))
-            inside = object_mask(decoded)
-            image = np.asarray(to_rgb(decoded, str(path)))
+            image, inside = read_image(path)
         except (ValueError, OSError) as err:  # one bad scan must not stop the others
             log.error("skipped %s: %s", path, err)
             skipped.append((path.name, f"unreadable: {err}"))
             continue
-        height, width = image.shape[:2]
-        scan = map_scan(
-            image,
-            logits,
-            protocol,
-            labels.num_classes,
-            scan_scale(cfg.scale, protocol, width, height),
-            transforms,
-            True,
-            device,
-            batch_size=int(cfg.batch_size),
-            full_size=False,
+        # at the size the model worked at: enough to rank scans; a cut-out's transparent pixels count 0
+        scan = segmenter.map(
+            image, inside, cfg.scale, uncertainty=True, batch_size=int(cfg.batch_size), full_size=False
         )
         spread = scan.uncertainty
-        if inside is not None:  # a cut-out's transparent pixels are not object
-            inside = np.asarray(Image.fromarray(inside).resize(spread.shape[::-1], Image.Resampling.NEAREST))
-            spread = np.where(inside, spread, 0)
-        object_pixels = inside.sum() if inside is not None else spread.size
+        object_pixels = scan.inside.sum() if scan.inside is not None else spread.size
         uncertainty.append(float(spread.sum()) / 255 / max(int(object_pixels), 1))
-        features.append(_features(members, image, device))
+        features.append(segmenter.features(image))
         small = Image.fromarray(spread.astype(np.uint8))
         small.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR)
         maps.append(np.asarray(small))

@@ -1,35 +1,32 @@
 """The LightningModule: U-Net + Dice/Focal loss, AdamW + OneCycle per batch, dataset-level IoU on validation.
 
-It builds its own network, loss, optimiser and batch augmentation from its hyper-parameters (the resolved run
-config, the training protocol and the class weights fitted to the training fold), as TorchGeo's trainers do, so
-Lightning's own `SegmentationModule.load_from_checkpoint("best.ckpt")` gives the trained model, ready to predict.
+It builds its own network (models/trained.py's SegmentationNetwork, as inference builds it), loss, optimiser
+and batch augmentation from its hyper-parameters (the resolved run config, the training protocol and the class
+weights fitted to the training fold), as TorchGeo's trainers do, so a checkpoint's plain hyper-parameters rebuild
+the trained model: heritage_seg.models.trained.load_model (what every command loads models with).
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from heritage_seg.core.cli import instantiate_or_user_error
 from heritage_seg.core.errors import ScheduleMismatch, TrainingDiverged
-from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.evaluation.metrics import binary_metrics, segmentation_metrics
 from heritage_seg.inference.sliding import protocol_probabilities
-from heritage_seg.models.heads import AuxiliaryHeads, decode, head_weights, task_classes, task_lookup, task_to_fine
-from heritage_seg.models.unet import build_unet, pixel_statistics
-from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
-from heritage_seg.runs.folder import first_difference
+from heritage_seg.models.heads import task_lookup, task_to_fine
+from heritage_seg.models.stored import CHECKPOINT_FORMAT
+from heritage_seg.models.trained import TRAINING_ONLY, SegmentationNetwork
 from heritage_seg.training.optim import configure_optim
 
 # `_target_`s that run configs inside checkpoints made before the package's subpackages still name
@@ -52,7 +49,7 @@ def _loss(config: DictConfig, record: Mapping[str, Any]) -> nn.Module:
     return instantiate_or_user_error({**_node(OmegaConf.to_container(config, resolve=True)), **fitted})
 
 
-class SegmentationModule(L.LightningModule):
+class SegmentationModule(SegmentationNetwork, L.LightningModule):
     def __init__(
         self,
         run_config: Mapping[str, Any],
@@ -76,15 +73,8 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["pretrained", "channels_last", "model", "loss"])
         config = OmegaConf.create(dict(run_config))
         labels = LabelMap.from_config(config.labels, "the run config's labels")
-        encoder = config.encoder
-        # checkpoints made before the protocol was recorded were squash-trained at their run's image size
-        self.protocol = Protocol.from_record(protocol, config.data.image_size)
-        if model is None:
-            model = build_unet(
-                encoder.name, encoder.weights if pretrained else None, labels.num_classes, encoder.get("kwargs")
-            )
-        self.channels_last = channels_last
-        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        # the network as inference runs it (models/trained.py): U-Net, extra heads, normalisation, temperature
+        self._build_network(config, labels, protocol, temperature, pretrained, model, channels_last)
         record = class_weights or {}
         if loss is None:
             loss = _loss(config.loss, record)
@@ -94,28 +84,15 @@ class SegmentationModule(L.LightningModule):
         self.batch_augment = instantiate(batch) if batch is not None else None
         self.class_names, self.ignore_index = list(labels.names), labels.ignore_index
         self.clean_index = labels.clean_index
-        # heads=multitask: damage/clean and coarse heads beside the fine one (models/heads.py), each with its loss,
-        # fitted to the training fold like the fine loss (class_weights.json `heads`)
-        self.aux_weights = head_weights(config.get("heads"))
+        # each extra head (heads=multitask) has its loss, fitted to the training fold like the fine loss
+        # (class_weights.json `heads`)
         fitted_heads = record.get("heads") or {}
-        self.aux_heads = (
-            AuxiliaryHeads({task: len(task_classes(labels, task)) for task in self.aux_weights})
-            if self.aux_weights
-            else None
-        )
         self.aux_losses = nn.ModuleDict(
             {task: _loss(config.heads[task].loss, fitted_heads.get(task) or {}) for task in self.aux_weights}
         )
         for task in self.aux_weights:  # mask value -> the task's class, on the device with the batch
             lookup = task_lookup(task_to_fine(labels, task), labels.ignore_index)
             self.register_buffer(f"{task}_lookup", lookup, persistent=False)
-        if not temperature > 0:
-            raise ValueError(f"temperature={temperature}: must be > 0")
-        self.temperature = float(temperature)
-        # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
-        mean, std = pixel_statistics(encoder.name)
-        self.register_buffer("pixel_mean", mean)
-        self.register_buffer("pixel_std", std)
         # torchmetrics' MulticlassJaccardIndex is this confusion matrix underneath; keeping the matrix itself lets
         # absent classes be NaN (left out of mIoU, as mmsegmentation does) instead of torchmetrics' 0 or 1,
         # and gives Dice/precision/recall from the same counts. It syncs across DDP ranks in compute().
@@ -123,41 +100,6 @@ class SegmentationModule(L.LightningModule):
         # First global step whose training loss was not finite (-1: none). Kept on the device and read once per
         # epoch, before validation and so before any checkpoint of that epoch is written: no per-step sync.
         self.register_buffer("first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
-
-    @property
-    def run_config(self) -> DictConfig:
-        """The resolved config the module was trained with (a copy)."""
-        return OmegaConf.create(dict(self.hparams["run_config"]))
-
-    @property
-    def labels(self) -> LabelMap:
-        return LabelMap.from_config(self.hparams["run_config"]["labels"])
-
-    def _normalised(self, image: torch.Tensor) -> torch.Tensor:
-        x = (image.float() - self.pixel_mean) / self.pixel_std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float 0..255) NCHW images -> logits (N, C, H, W) of the fine classes (with heads=multitask too:
-        the extra heads are read by `task_logits`)."""
-        return self._tempered(self.model(self._normalised(image)))
-
-    def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits if self.temperature == 1.0 else logits / self.temperature
-
-    def task_logits(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every head's logits in one pass: `fine` (as `forward`) and, with heads=multitask, `binary` (clean,
-        damage) and `coarse` (the label map's coarse classes)."""
-        if self.aux_heads is None:
-            return {"fine": self(image)}
-        fine, decoded = decode(self.model, self._normalised(image))
-        return {"fine": self._tempered(fine), **self.aux_heads(decoded)}
-
-    @torch.no_grad()
-    def pooled_features(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float 0..255) NCHW images -> (N, D) the encoder's deepest features averaged over the image:
-        what `select` compares scans by (two scans the model sees alike are close)."""
-        return self.model.encoder(self._normalised(image))[-1].float().mean(dim=(2, 3))
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         if self.batch_augment is not None and self._trainer is not None and self.trainer.training:
@@ -262,57 +204,8 @@ class SegmentationModule(L.LightningModule):
         """Called by `load_from_checkpoint` before the weights are loaded. The loss holds no learned weights:
         checkpoints made before its class weights became non-persistent buffers carry `loss.ce.weight`."""
         checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(("loss.", "aux_losses."))
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(TRAINING_ONLY)
         }
 
     def configure_optimizers(self):
         return configure_optim(self.run_config.optim, self.parameters(), self.trainer.estimated_stepping_batches)
-
-
-def load_trained_module(path: str | Path, option: str = "ckpt", trust: bool = False) -> SegmentationModule:
-    """The trained module of a checkpoint or model folder, on the CPU, in eval mode, as `load_from_checkpoint` would
-    give it but read with weights_only=True (or from safetensors); `option` names the setting that passed the file
-    in every message, for what users get wrong: a missing file, a file that is no checkpoint or one of another
-    heritage_seg version, weights that do not fit the network the checkpoint's config names. What evaluate,
-    predict, export and ensembles load checkpoints with. `trust`: see read_checkpoint (export trust=true only)."""
-    path = Path(path).expanduser()
-    # read once, without running anything it might carry (runs/checkpoints.py); tensors memory-mapped. Built here
-    # rather than by Lightning's load_from_checkpoint, which would read the file a second time.
-    return module_from_checkpoint(read_checkpoint(path, option, trust), f"{option}={path}")
-
-
-def module_from_checkpoint(checkpoint: dict[str, Any], where: str) -> SegmentationModule:
-    """The module a checkpoint dict (read_checkpoint's) describes, its weights loaded; `where` begins messages."""
-    try:
-        LabelMap.from_config(checkpoint["hyper_parameters"]["run_config"]["labels"], f"{where}: its label map")
-        # as load_from_checkpoint does: hyper-parameters of earlier versions that the module no longer takes are left
-        accepted = inspect.signature(SegmentationModule.__init__).parameters
-        module = SegmentationModule(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted})
-        module.on_load_checkpoint(checkpoint)
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
-        encoder = checkpoint["hyper_parameters"]["run_config"]["encoder"]["name"]
-        raise ValueError(
-            f"{where}: its weights do not fit the {encoder} U-Net with the label map its config "
-            f"names ({str(err).strip().splitlines()[-1].strip()[:300]})"
-        ) from err
-    return module.eval()
-
-
-def checkpoint_paths(option) -> list[Path]:
-    """`ckpt=<file>` or `ckpt=[a,b,...]` (an ensemble) as absolute paths."""
-    raw = list(option) if isinstance(option, (list, tuple, ListConfig)) else [option]
-    if not raw:
-        raise ValueError("ckpt=[]: name at least one checkpoint")
-    return [Path(str(c)).expanduser().resolve() for c in raw]
-
-
-def load_members(ckpts: Sequence[Path], same: Sequence[str], why: str) -> list[SegmentationModule]:
-    """One or more checkpoints; several form an ensemble and must agree on `same` (config keys) because `why`."""
-    members = [load_trained_module(c) for c in ckpts]
-    for ckpt, member in zip(ckpts[1:], members[1:]):
-        difference = first_difference(members[0].run_config, member.run_config, same)
-        if difference:
-            key, a, b = difference
-            raise ValueError(f"ckpt: {why}, but {ckpts[0]} has {key}={a} and {ckpt} has {key}={b}")
-    return members

@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from heritage_seg.core.files import save_image
+from heritage_seg.models.stored import CHECKPOINT_FORMAT
 from heritage_seg.models.unet import build_unet, pixel_statistics
-from heritage_seg.runs.checkpoints import CHECKPOINT_FORMAT
 from heritage_seg.training.optim import configure_optim
 
 

@@ -11,9 +11,11 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from heritage_seg.core.configs import first_difference
 from heritage_seg.core.device import resolve_precision
-from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO, read_checkpoint
-from heritage_seg.runs.folder import LAST, first_difference
+from heritage_seg.models.stored import read_checkpoint
+from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO
+from heritage_seg.runs.folder import LAST
 
 
 def resume_setting(cfg: DictConfig) -> bool | str:

@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.runs.checkpoints import read_checkpoint
-from heritage_seg.training.module import load_trained_module
+from heritage_seg.models.stored import read_checkpoint
+from heritage_seg.models.trained import load_model
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def init_from(model: nn.Module, labels: LabelMap, encoder: str, checkpoint: str 
     """Copy a trained model's encoder, decoder and the head rows of shared class names into `model` (built for
     `encoder` and `labels`). Returns {"kept": [...], "fresh": [...]} class names, which the log lists too."""
     path = Path(checkpoint).expanduser()
-    source = load_trained_module(path, "init_from")  # names the file for a missing, foreign or broken checkpoint
+    source = load_model(path, "init_from")  # names the file for a missing, foreign or broken checkpoint
     source_encoder = source.run_config.encoder.name
     if source_encoder != encoder:
         raise ValueError(
