@@ -50,7 +50,49 @@ def tiny_train_overrides(run_dir: Path, sample_root: Path, encoder: str = "convn
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, sample_root) -> Path:
+def trains() -> None:
+    """Requested by every test and fixture that trains a model (directly or through a fixture): what keeps a test
+    out of the unit tier (`pytest -m unit`), where training is refused (below)."""
+
+
+@pytest.fixture(scope="session")
+def spawns() -> None:
+    """Requested by every test and fixture that starts another process (a command line, a browser): out of the
+    unit tier too, where starting one is refused."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """The unit tier: every test that is not slow, needs no GPU or cluster, and requests neither `trains` nor
+    `spawns` (directly or through its fixtures)."""
+    for item in items:
+        if not {"slow", "gpu", "slurm"} & set(item.keywords) and not {"trains", "spawns"} & set(item.fixturenames):
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _the_unit_tier_trains_and_spawns_nothing(request, monkeypatch):
+    """A unit test that trains or starts a process fails, naming the fixture to request, so the tier stays what it
+    says in every run."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    import subprocess
+
+    import lightning as L
+
+    def refuse(what: str, fixture: str):
+        def refused(*args, **kwargs):
+            raise AssertionError(
+                f"{request.node.nodeid} {what}, but is in the unit tier: request the `{fixture}` fixture"
+            )
+
+        return refused
+
+    monkeypatch.setattr(L.Trainer, "fit", refuse("trains a model", "trains"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a process", "spawns"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, sample_root, trains) -> Path:
     """One tiny real training run (64 px, 2 steps), shared by the tests that need a checkpoint."""
     from heritage_seg.tasks.train import train
 

@@ -1,11 +1,12 @@
-"""Test-only callbacks, importable by Hydra through `+callbacks.<name>._target_=tests.helpers.<Class>`, the scan
-folder predict/select/preannotate tests map, and the
-check every HTML report page must pass."""
+"""What tests share (test modules import from here, never from each other): test-only callbacks, importable by
+Hydra through `+callbacks.<name>._target_=tests.helpers.<Class>`; the check every HTML report page must pass; the
+scan folder predict/select/preannotate tests map; run folders and data sets made by hand."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -15,6 +16,9 @@ from typing import ClassVar
 from urllib.parse import unquote
 
 import lightning as L
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
@@ -186,10 +190,102 @@ def cluster_up() -> bool:
     return bool(re.search(r"^up (idle|mixed|allocated)", out, flags=re.M))
 
 
-def scan_folder(sample_root: Path, folder: Path, count: int = 1) -> Path:
-    """`folder` holding copies of the first `count` images of the sample data: scans for predict, select and
-    preannotate."""
-    folder.mkdir(parents=True)
-    for image in sorted((sample_root / "images").iterdir())[:count]:
-        shutil.copy(image, folder / image.name)
+def scan_folder(
+    sample_root: Path,
+    folder: Path,
+    sources: int | list[str] = 1,
+    size: tuple[int, int] | None = None,
+    names: list[str] | None = None,
+) -> Path:
+    """The one scan folder the tests map (predict, select, preannotate, the viewer): the first `sources` sample
+    images (or those named), copied as they are, or resized to `size` (width, height) as RGB and saved as `names`
+    (whose suffixes pick the formats: .tif, .jpg, .png). `folder` may exist already (tmp_path_factory.mktemp)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = (
+        sorted((sample_root / "images").iterdir())[:sources]
+        if isinstance(sources, int)
+        else [sample_root / "images" / name for name in sources]
+    )
+    for k, image in enumerate(images):
+        if size is None and names is None:
+            shutil.copy(image, folder / image.name)
+            continue
+        with Image.open(image) as picture:
+            rgb = picture.convert("RGB")
+        (rgb.resize(size) if size else rgb).save(folder / (names[k] if names else image.name))
     return folder
+
+
+# run folders and data sets made by hand, with known contents (aggregate, progressive and multitask rows; the
+# readers and native scoring)
+CLASSES = ["Clean", "Cracks"]
+
+
+def fake_run(root, name, overrides, fold, miou, miou_tta=None, cracks=0.2, family="CNN"):
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(f"fold: {fold}\n")
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides + [f"fold={fold}"]))
+
+    def payload(value, tta):
+        return {
+            "miou": value,
+            "pixel_accuracy": 0.9,
+            "mean_dice": value + 0.1,
+            "classes": CLASSES,
+            "tta": tta,
+            "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": cracks}},
+            "encoder": overrides[0].split("=")[1] if overrides else "convnext",
+            "family": family,
+            "fold": fold,
+            "n_folds": 3,
+        }
+
+    (run / "metrics.json").write_text(json.dumps(payload(miou, False)))
+    if miou_tta is not None:
+        (run / "metrics_tta.json").write_text(json.dumps(payload(miou_tta, True)))
+    return run
+
+
+def make_folder(root: Path, n: int = 4, size: int = 40, aug: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    rows = ["id,material,content"]
+    for i in range(n):
+        image = rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)
+        mask = np.zeros((size, size + 8), np.uint8)
+        mask[: size // 2, :10] = 9  # raw 9 = Cracks
+        mask[-3:, :] = 255  # unannotated border
+        Image.fromarray(image).save(root / "images" / f"img{i}.png")
+        Image.fromarray(mask, mode="L").save(root / "annotations" / f"img{i}.png")
+        rows.append(f"img{i},Paper,Line art")
+        if aug and i == 0:
+            Image.fromarray(image[:, ::-1].copy()).save(root / "images" / f"img{i}_aug1.png")
+            Image.fromarray(mask[:, ::-1].copy(), mode="L").save(root / "annotations" / f"img{i}_aug1.png")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def make_parquet_from_folder(folder: Path, out: Path) -> Path:
+    """The Hugging Face schema: id, image/annotation as {bytes, path} structs, material, content."""
+    ids = sorted(p.stem for p in (folder / "images").glob("*.png"))
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "id": pa.array(ids),
+            "image": pa.array(
+                [{"bytes": (folder / "images" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct
+            ),
+            "annotation": pa.array(
+                [{"bytes": (folder / "annotations" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct
+            ),
+            "material": pa.array(["Paper"] * len(ids)),
+            "content": pa.array(["Line art"] * len(ids)),
+        }
+    )
+    (out / "data").mkdir(parents=True)
+    half = len(ids) // 2  # two shards, as the hub has several
+    pq.write_table(table.slice(0, half), out / "data" / "train-00000-of-00002.parquet")
+    pq.write_table(table.slice(half), out / "data" / "train-00001-of-00002.parquet")
+    return out

@@ -16,35 +16,7 @@ from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.evaluation.scoring import metrics_payload
 from heritage_seg.tasks.aggregate import aggregate
 from tests.conftest import REPO
-from tests.helpers import check_html_page
-
-CLASSES = ["Clean", "Cracks"]
-
-
-def fake_run(root, name, overrides, fold, miou, miou_tta=None, cracks=0.2, family="CNN"):
-    run = root / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(f"fold: {fold}\n")
-    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides + [f"fold={fold}"]))
-
-    def payload(value, tta):
-        return {
-            "miou": value,
-            "pixel_accuracy": 0.9,
-            "mean_dice": value + 0.1,
-            "classes": CLASSES,
-            "tta": tta,
-            "per_class": {"Clean": {"iou": 0.9}, "Cracks": {"iou": cracks}},
-            "encoder": overrides[0].split("=")[1] if overrides else "convnext",
-            "family": family,
-            "fold": fold,
-            "n_folds": 3,
-        }
-
-    (run / "metrics.json").write_text(json.dumps(payload(miou, False)))
-    if miou_tta is not None:
-        (run / "metrics_tta.json").write_text(json.dumps(payload(miou_tta, True)))
-    return run
+from tests.helpers import check_html_page, fake_run
 
 
 @pytest.fixture()

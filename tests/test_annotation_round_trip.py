@@ -17,6 +17,7 @@ from heritage_seg.data.readers import open_reader
 from heritage_seg.tasks.import_annotations import import_annotations
 from heritage_seg.tasks.preannotate import preannotate
 from tests.conftest import compose_config
+from tests.helpers import scan_folder
 
 
 def _import(annotations, root, *overrides):
@@ -40,10 +41,8 @@ def test_a_class_map_encodes_and_decodes_exactly(labels):
 
 @pytest.fixture(scope="module")
 def exported(trained_run, sample_root, tmp_path_factory):
-    scans = tmp_path_factory.mktemp("chosen")
-    for k in (20, 21):
-        image = Image.open(sample_root / "images" / f"sample_0{k}.png").convert("RGB")
-        image.resize((150, 110)).save(scans / f"new_{k}.png")
+    sources, names = [f"sample_0{k}.png" for k in (20, 21)], [f"new_{k}.png" for k in (20, 21)]
+    scans = scan_folder(sample_root, tmp_path_factory.mktemp("chosen"), sources, (150, 110), names)
     out = tmp_path_factory.mktemp("preannotated")
     cfg = compose_config([f"ckpt={trained_run / 'checkpoints' / 'best.ckpt'}", f"input={scans}"], "preannotate")
     preannotate(cfg, out)

@@ -53,7 +53,7 @@ class SetEpoch(L.Callback):
         pl_module.model.epoch = trainer.current_epoch
 
 
-def test_best_checkpoint_and_early_stopping_follow_the_thin_class_not_the_strict_mean(tmp_path):
+def test_best_checkpoint_and_early_stopping_follow_the_thin_class_not_the_strict_mean(tmp_path, trains):
     cfg = compose_config(["data=sample", f"run_dir={tmp_path}", "optim.lr=0.0", "optim.scheduler=null"])
     batches = DataLoader([_image_and_mask(i) for i in range(4)], batch_size=2)
     module = SegmentationModule(

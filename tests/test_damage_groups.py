@@ -123,7 +123,7 @@ def test_bad_groups_are_refused(groups, message):
         LabelMap.from_config({**ARTEFACT, "groups": groups}, "my_labels.yaml")
 
 
-def test_the_command_line_names_the_label_map_file_that_has_a_bad_group(tmp_path):
+def test_the_command_line_names_the_label_map_file_that_has_a_bad_group(tmp_path, spawns):
     conf = tmp_path / "my_conf" / "labels"
     conf.mkdir(parents=True)
     (conf / "my_labels.yaml").write_text(yaml.safe_dump({**ARTEFACT, "groups": {"A": ["Cracks"], "B": ["Cracks"]}}))

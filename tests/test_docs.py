@@ -20,7 +20,7 @@ def test_the_readme_is_short_and_every_link_in_it_resolves():
         assert command in readme
 
 
-def test_the_option_reference_lists_the_configs_as_they_are():
+def test_the_option_reference_lists_the_configs_as_they_are(spawns):
     proc = subprocess.run(
         [sys.executable, "tools/config_reference.py", "--check"], cwd=REPO, capture_output=True, text=True
     )

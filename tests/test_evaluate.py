@@ -14,6 +14,7 @@ from heritage_seg.core.protocol import Protocol
 from heritage_seg.evaluation.metrics import segmentation_metrics
 from heritage_seg.tasks.evaluate import evaluate
 from tests.conftest import REPO, compose_config
+from tests.helpers import scan_folder
 
 
 @pytest.fixture(scope="module")
@@ -437,7 +438,4 @@ def test_calibration_lowers_the_error_of_an_over_confident_model_and_predict_use
 
 @pytest.fixture
 def scans_folder(tmp_path, sample_root):
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    Image.open(sample_root / "images" / "sample_003.png").convert("RGB").resize((64, 64)).save(folder / "scan.png")
-    return folder
+    return scan_folder(sample_root, tmp_path / "scans", ["sample_003.png"], (64, 64), ["scan.png"])

@@ -22,7 +22,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def gpu_run(tmp_path_factory, sample_root):
+def gpu_run(tmp_path_factory, sample_root, trains):
     run_dir = tmp_path_factory.mktemp("gpu_run")
     tta = "callbacks.final_validation_report.tta=true"  # tiny_train_overrides leave the TTA report out
     train(compose_config(tiny_train_overrides(run_dir, sample_root) + ["trainer.accelerator=gpu", tta]))

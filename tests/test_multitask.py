@@ -16,13 +16,13 @@ from heritage_seg.tasks.aggregate import aggregate
 from heritage_seg.tasks.export import export
 from heritage_seg.tasks.train import train
 from tests.conftest import compose_config
-from tests.test_aggregate import fake_run
+from tests.helpers import fake_run
 
 MULTITASK = ["experiment=sample", "debug=tiny", "encoder=resnet18", "heads=multitask"]
 
 
 @pytest.fixture(scope="module")
-def multitask_run(tmp_path_factory, sample_root):
+def multitask_run(tmp_path_factory, sample_root, trains):
     run = tmp_path_factory.mktemp("multitask")
     train(compose_config([*MULTITASK, f"data.root={sample_root}", f"run_dir={run}", "heads.binary.weight=0.3"]))
     return run

@@ -13,7 +13,7 @@ from heritage_seg.data.cache import build_cache, load_cache
 from heritage_seg.data.readers import open_reader
 from heritage_seg.evaluation.native import capped_mask, native_confusion
 from heritage_seg.inference.upsample import upsampled_strips
-from tests.test_readers import make_folder, make_parquet_from_folder
+from tests.helpers import make_folder, make_parquet_from_folder
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def scans(tmp_path_factory, sample_root):
 
 
 @pytest.fixture(scope="module")
-def pretrained_run(tmp_path_factory, scans):
+def pretrained_run(tmp_path_factory, scans, trains):
     run_dir = tmp_path_factory.mktemp("pretrain")
     cfg = _config(
         run_dir, scans, "trainer.max_epochs=8", "trainer.limit_train_batches=null", "trainer.limit_val_batches=null"

@@ -13,8 +13,7 @@ from heritage_seg.tasks.aggregate import aggregate
 from heritage_seg.tasks.evaluate import evaluate
 from heritage_seg.tasks.train import train
 from tests.conftest import compose_config, tiny_train_overrides
-from tests.helpers import RecordSizes, SimulatedPreemption
-from tests.test_aggregate import fake_run
+from tests.helpers import RecordSizes, SimulatedPreemption, fake_run
 
 PROBE = ["+callbacks.sizes._target_=tests.helpers.RecordSizes"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,56 +18,13 @@ from heritage_seg.data.readers import (
     open_reader,
     source_id_of,
 )
+from tests.helpers import make_folder, make_parquet_from_folder
 
 
 def _png(array: np.ndarray, mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def make_folder(root: Path, n: int = 4, size: int = 40, aug: bool = True) -> Path:
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    rows = ["id,material,content"]
-    for i in range(n):
-        image = rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)
-        mask = np.zeros((size, size + 8), np.uint8)
-        mask[: size // 2, :10] = 9  # raw 9 = Cracks
-        mask[-3:, :] = 255  # unannotated border
-        Image.fromarray(image).save(root / "images" / f"img{i}.png")
-        Image.fromarray(mask, mode="L").save(root / "annotations" / f"img{i}.png")
-        rows.append(f"img{i},Paper,Line art")
-        if aug and i == 0:
-            Image.fromarray(image[:, ::-1].copy()).save(root / "images" / f"img{i}_aug1.png")
-            Image.fromarray(mask[:, ::-1].copy(), mode="L").save(root / "annotations" / f"img{i}_aug1.png")
-    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
-    return root
-
-
-def make_parquet_from_folder(folder: Path, out: Path) -> Path:
-    """The Hugging Face schema: id, image/annotation as {bytes, path} structs, material, content."""
-    ids = sorted(p.stem for p in (folder / "images").glob("*.png"))
-    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    table = pa.table(
-        {
-            "id": pa.array(ids),
-            "image": pa.array(
-                [{"bytes": (folder / "images" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct
-            ),
-            "annotation": pa.array(
-                [{"bytes": (folder / "annotations" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids], struct
-            ),
-            "material": pa.array(["Paper"] * len(ids)),
-            "content": pa.array(["Line art"] * len(ids)),
-        }
-    )
-    (out / "data").mkdir(parents=True)
-    half = len(ids) // 2  # two shards, as the hub has several
-    pq.write_table(table.slice(0, half), out / "data" / "train-00000-of-00002.parquet")
-    pq.write_table(table.slice(half), out / "data" / "train-00001-of-00002.parquet")
-    return out
 
 
 def test_source_id_groups_augmented_copies_and_tiles():

@@ -6,7 +6,6 @@ import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -18,6 +17,7 @@ from hydra.utils import instantiate
 from heritage_seg.core.configs import compose
 from heritage_seg.tasks.aggregate import aggregate
 from tests.conftest import REPO
+from tests.helpers import scan_folder
 
 TINY = ["experiment=sample", "debug=tiny"]
 
@@ -86,10 +86,7 @@ def test_the_readme_sweep_then_evaluate_predict_export_and_an_ensemble_from_the_
     aggregate([sweep])
     assert "best01_" in (sweep / "report.html").read_text(), "the evaluation the page asked for adds its panels"
 
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    for image in sorted((sample_root / "images").iterdir())[:2]:
-        shutil.copy(image, scans / image.name)
+    scan_folder(sample_root, tmp_path / "scans", 2)  # input=scans, in the work folder
     _cli(f"{sys.executable} -m heritage_seg.predict {printed['convnext']} input=scans output=mapped", tmp_path)
     assert len(list((tmp_path / "mapped").glob("*_mask.png"))) == 2
     ensemble = f"ckpt=[{printed['convnext'].removeprefix('ckpt=')},{printed['mit_b3'].removeprefix('ckpt=')}]"

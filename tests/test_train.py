@@ -21,7 +21,7 @@ from tests.conftest import REPO, compose_config, tiny_train_overrides
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, sample_root):
+def runs(tmp_path_factory, sample_root, trains):
     """One tiny run per encoder, shared by the tests below."""
     out = {}
     for encoder in ("convnext", "mit_b3", "maxvit"):

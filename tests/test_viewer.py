@@ -16,6 +16,7 @@ from heritage_seg.reporting.viewer import scan_content, tiles_folder, write_view
 from heritage_seg.reporting.viewer.page import ASSET_FILES, ASSETS
 from heritage_seg.reporting.viewer.pyramids import OVERLAP, TILE_SIZE, coloured_pyramids, rgb_pyramid
 from heritage_seg.tasks.predict import predict
+from tests import helpers
 from tests.conftest import compose_config
 
 
@@ -124,9 +125,7 @@ def test_writing_again_replaces_the_tiles_and_leaves_no_temporary_folder(tmp_pat
 @pytest.fixture(scope="module")
 def scan_folder(tmp_path_factory, sample_root):
     folder = tmp_path_factory.mktemp("viewer_scans")
-    rgb = np.asarray(Image.open(sample_root / "images" / "sample_003.png").convert("RGB"))
-    Image.fromarray(rgb).resize((300, 210)).save(folder / "painting.tif")
-    return folder
+    return helpers.scan_folder(sample_root, folder, ["sample_003.png"], (300, 210), ["painting.tif"])
 
 
 def test_predict_writes_a_viewer_per_scan_linked_from_its_report(trained_run, scan_folder, tmp_path):

@@ -39,7 +39,7 @@ def viewer_page(tmp_path_factory, labels):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(spawns):
     with playwright_api.sync_playwright() as pw:
         chromium = launch(pw)
         yield chromium
@@ -162,15 +162,11 @@ def test_the_page_works_over_http_too(viewer_page, browser):
 def test_predict_viewer_of_a_mapped_scan_opens_with_every_layer(trained_run, sample_root, tmp_path, browser):
     """The page `predict` writes for a scan mapped by a trained checkpoint, with TTA (so an uncertainty layer):
     no console error when it opens or when every layer and class is switched on and the first region is clicked."""
-    from PIL import Image
-
     from heritage_seg.tasks.predict import predict
     from tests.conftest import compose_config
+    from tests.helpers import scan_folder
 
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    rgb = Image.open(sample_root / "images" / "sample_003.png").convert("RGB").resize((700, 500))
-    rgb.save(scans / "fresco.jpg")
+    scans = scan_folder(sample_root, tmp_path / "scans", ["sample_003.png"], (700, 500), ["fresco.jpg"])
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     cfg = compose_config([f"ckpt={ckpt}", f"input={scans}", "tta=true", "dpi=300"], config_name="predict")
     predict(cfg, tmp_path / "out")
