@@ -5,28 +5,30 @@ The package in layers, highest first. A module imports only from its own layer o
 library -> run folder.
 
     train.py pretrain.py evaluate.py predict.py select.py preannotate.py import_annotations.py aggregate.py
-    lr_find.py export.py
+    lr_find.py export.py download.py
                   entry points (python -m heritage_seg.<name>): @hydra.main around one task; nothing else
     tasks/        what each command does, as a function of its composed config (tests and benchmarks call these)
     deploy/       onnx (graph + onnxruntime check), model_card (model_card.md)
-    study/        comparing runs: runs (find, group), stats (folds, pairs, baseline), render (markdown, LaTeX,
-                  chart), page (aggregate's report.html)
+    study/        comparing runs: runs (find, group), overrides (bookkeeping vs experiment), stats (folds, pairs,
+                  baseline), render (markdown, LaTeX, chart), page (aggregate's report.html)
     reporting/    figures (plots, panels, overlays, palette masks), damage (a scan's statistics), html (embedded
                   pictures), templating + templates/ (Jinja2: the report pages and the model card), scan_page
                   (predict's report.html), select_page (select's selection.html)
     training/     module (the LightningModule), losses (Dice + Focal, class weights), callbacks, build (datamodule
                   + module from a config), loggers (MLflow, W&B), optim (optimiser + schedule), trainer (resume,
                   checkpoint IO), pretext (masked-image modelling for pretrain)
-    runs/         the run folder: folder (every output's file name, identity, claiming), records (the typed JSON
+    runs/         the run folder: folder (every output's file name), identity (what resume and ensembles compare),
+                  claim (one run per folder, finished results never overwritten), records (the typed JSON
                   records, written and read through them), checkpoints (written atomically, resumed without
                   unpickling, a calibrated copy), model_folder (the model to share: config.json +
                   model.safetensors, written and checked), rebuild (a run's validation data from its record)
+    annotation/   selection (which scans to annotate next: select's rule)
     evaluation/   metrics (one confusion matrix -> every figure), scoring (the evaluation loop, metrics.json),
                   native (scoring at each annotation's own resolution), calibration (ECE, reliability,
                   error per uncertainty bin, temperature scaling)
     inference/    tta (transforms and exact inverses, ensembles), sliding (windows, blending, per protocol), upsample
                   (probabilities to a scan's size in bounded strips), uncertainty (the views' disagreement),
-                  mapping (one scan -> its maps, as predict and select size it), acquisition (which scans next),
+                  mapping (one scan -> its maps, as predict and select size it),
                   segmenter (Segmenter: model(s) loaded on a device with TTA, mapping images: the commands' one
                   loader and the Python API)
     models/       unet (smp U-Net per encoder, the weights policy, normalisation), pretrained (pretrain's
@@ -36,7 +38,7 @@ library -> run folder.
     data/         labels (incl. coarse groups), readers (parquet / folder), imageio, cache (both protocols), crops,
                   augment, folds, sample data, datamodule, progressive (training sizes by stage), unlabelled
                   (images alone, for pretrain), coco (pre-annotations out, corrections in: COCO RLE masks), download
-                  (python -m heritage_seg.data.download)
+                  (fetching ARTeFACT: python -m heritage_seg.download)
     core/         configs (where the packaged configs live, @command, resolvers, compose), sweep_names,
                   protocol (how training images were sized: the one type every layer reads), errors (user errors
                   -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),

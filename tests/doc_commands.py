@@ -7,7 +7,7 @@ where a reader sees it too:
 - in a code block, a trailing comment (two spaces before the `#`):
   `python -m heritage_seg.train -m … hydra/launcher=submitit_slurm  # needs: slurm, gpu`
 - after an inline code span, an HTML comment (invisible on the page):
-  `` `python -m heritage_seg.data.download …`<!-- needs: artefact --> ``
+  `` `python -m heritage_seg.download …`<!-- needs: artefact --> ``
 
 Marks: `artefact` (the real ARTeFACT files, or the internet to fetch them), `gpu` (CUDA), `slurm` (a SLURM
 cluster with what the command asks of it). A fenced block with a title (```` ```yaml title="my_conf/labels/x.yaml" ````)

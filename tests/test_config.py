@@ -104,7 +104,7 @@ def test_the_config_writes_the_run_folder_names_that_later_tools_read():
 
 
 def test_bookkeeping_overrides_are_one_list_for_sweep_folders_and_aggregate():
-    from heritage_seg.runs.folder import bookkeeping_keys, is_bookkeeping
+    from heritage_seg.study.overrides import bookkeeping_keys, is_bookkeeping
 
     cfg = compose_config(["run_dir=/tmp/x"], return_hydra_config=True)
     excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)

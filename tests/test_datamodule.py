@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -65,6 +69,22 @@ def test_download_offline_fails_fast_and_says_where_files_go(tmp_path):
     with pytest.raises(HubUnreachable, match=rf"{tmp_path / 'artefact'}/data/train-\*\.parquet"):
         download(tmp_path / "artefact", "danielaivanova/damaged-media")
     assert not (tmp_path / "artefact").exists()
+
+
+@pytest.mark.parametrize("module", ["heritage_seg.download", "heritage_seg.data.download"])
+def test_the_download_command_and_its_earlier_spelling_fail_fast_offline(module, tmp_path, spawns):
+    """`python -m heritage_seg.download` is the command; the spelling of earlier versions still runs it, saying so."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, f"root={tmp_path / 'artefact'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot reach the Hugging Face hub" in proc.stderr and "Traceback" not in proc.stderr
+    moved = "python -m heritage_seg.data.download is now python -m heritage_seg.download"
+    assert (moved in proc.stderr) == (module == "heritage_seg.data.download")
 
 
 def test_batches_drawn_on_the_device_equal_the_host_path_in_the_same_seeded_order(sample_root, labels, monkeypatch):

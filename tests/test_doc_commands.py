@@ -24,7 +24,7 @@ def test_commands_are_read_as_a_reader_copies_them_and_a_mark_must_be_a_known_on
     readme, _ = extract(REPO / "README.md")
     assert [c.text for c in readme][:2] == [
         "python -m heritage_seg.train experiment=quickstart",
-        "python -m heritage_seg.data.download root=/data/artefact",
+        "python -m heritage_seg.download root=/data/artefact",
     ]
     assert readme[1].needs == {"artefact"}
     page = tmp_path / "page.md"

@@ -62,7 +62,7 @@ def test_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, labels):
 
 
 def test_missing_root_suggests_download_and_sample(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"data.root=.*nope.*heritage_seg.data.download.*data=sample"):
+    with pytest.raises(FileNotFoundError, match=r"data.root=.*nope.*heritage_seg.download.*data=sample"):
         open_reader(tmp_path / "nope")
 
 

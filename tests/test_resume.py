@@ -143,7 +143,7 @@ def test_a_run_made_before_an_option_existed_can_still_be_resumed_but_a_changed_
     from omegaconf import OmegaConf
 
     from heritage_seg.core.configs import first_difference
-    from heritage_seg.runs.folder import RUN_IDENTITY
+    from heritage_seg.runs.identity import RUN_IDENTITY
 
     before = OmegaConf.create({"fold": 0, "data": {"image_size": 384}})  # no data.resize / data.max_side yet
     now = OmegaConf.create({"fold": 0, "data": {"image_size": 384, "resize": "squash", "max_side": 1024}})

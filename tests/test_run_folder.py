@@ -8,7 +8,7 @@ import threading
 import pytest
 from omegaconf import OmegaConf
 
-from heritage_seg.runs.folder import claim_run_dir
+from heritage_seg.runs.claim import claim_run_dir
 
 
 def test_runs_started_at_once_into_one_folder_cannot_both_claim_it(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from heritage_seg.inference.acquisition import select_scans
+from heritage_seg.annotation.selection import select_scans
 from heritage_seg.tasks.select import select
 from tests.conftest import compose_config
 from tests.helpers import check_html_page

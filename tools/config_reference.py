@@ -112,7 +112,7 @@ def page() -> str:
         choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
         with open_dict(cfg):
             del cfg["hydra"]
-        out += [f"## python -m heritage_seg.{command if command != 'download' else 'data.download'}", ""]
+        out += [f"## python -m heritage_seg.{command}", ""]
         groups = {k: v for k, v in choices.items() if k in GROUPS or k in ("experiment", "debug")}
         if groups:
             listed = []

@@ -1,4 +1,4 @@
-"""Fetch ARTeFACT's parquet shards:  python -m heritage_seg.data.download root=data/artefact
+"""Fetching ARTeFACT's parquet shards (the command: python -m heritage_seg.download root=data/artefact).
 
 Online, `huggingface_hub.snapshot_download` does the work (resumable, only the shards). Offline, it fails
 within seconds and says where to put files fetched elsewhere.
@@ -9,10 +9,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from heritage_seg.core.cli import accept_printed_paths, exit_on_user_error
-from heritage_seg.core.configs import command
 from heritage_seg.core.hub import hub_is_reachable
 
 log = logging.getLogger(__name__)
@@ -44,12 +40,12 @@ def download(root: str | Path, repo_id: str, revision: str = "main", pattern: st
     return root
 
 
-@command("download")
-@exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    download(cfg.root, cfg.repo_id, cfg.revision, cfg.pattern)
+if __name__ == "__main__":  # the command's earlier spelling: python -m heritage_seg.data.download
+    import runpy
+    import sys
 
-
-if __name__ == "__main__":
-    accept_printed_paths()
-    main()
+    print(
+        "python -m heritage_seg.data.download is now python -m heritage_seg.download (the same options); running that",
+        file=sys.stderr,
+    )
+    runpy.run_module("heritage_seg.download", run_name="__main__", alter_sys=True)

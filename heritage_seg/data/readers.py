@@ -219,7 +219,7 @@ def open_reader(root: str | Path, source_pattern: str = DEFAULT_SOURCE_PATTERN) 
         raise FileNotFoundError(
             f"data.root={root}: folder does not exist. Point data.root at an ARTeFACT copy (a folder with "
             "images/ + annotations/, or the hub's parquet shards data/train-*.parquet), fetch the shards with "
-            "`python -m heritage_seg.data.download root=<folder>`, or try `data=sample`."
+            "`python -m heritage_seg.download root=<folder>`, or try `data=sample`."
         )
     if (root / "images").is_dir() and (root / "annotations").is_dir():
         return FolderReader(root, source_pattern)

@@ -27,7 +27,6 @@ from heritage_seg.core.configs import first_difference
 from heritage_seg.core.device import inference_precision, pick_device, with_autocast
 from heritage_seg.data.imageio import object_mask, open_image, to_rgb
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.inference.acquisition import normalised
 from heritage_seg.inference.mapping import map_scan, scan_scale, uncertainty_views
 from heritage_seg.inference.tta import resolve
 from heritage_seg.models.heads import task_classes
@@ -37,6 +36,12 @@ from heritage_seg.models.trained import TrainedModel, load_model
 # (models of different folds are the usual deployment ensemble).
 SAME_MAPPING = ("data.image_size", "data.resize", "data.max_side", "labels")
 WHY_MAPPING = "an ensemble maps with one label map and one way of sizing scans"
+
+
+def normalised(features: np.ndarray) -> np.ndarray:
+    """Each row L2-normalised (distances between them 0..2): how features are compared, here and by select's rule."""
+    features = np.asarray(features, dtype=np.float64)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def checkpoint_paths(option) -> list[Path]:

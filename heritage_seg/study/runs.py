@@ -10,15 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from heritage_seg.runs.folder import (
-    CONFIG,
-    METRICS,
-    METRICS_TTA,
-    SPLITS,
-    is_bookkeeping,
-    recorded_overrides,
-)
+from heritage_seg.runs.folder import CONFIG, METRICS, METRICS_TTA, SPLITS
 from heritage_seg.runs.records import MetricsRecord, SplitsRecord
+from heritage_seg.study.overrides import is_bookkeeping, recorded_overrides
 
 
 @dataclass

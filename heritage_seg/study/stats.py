@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from omegaconf import OmegaConf
 
-from heritage_seg.runs.folder import default_train_config
+from heritage_seg.study.overrides import default_train_config
 from heritage_seg.study.runs import FinishedRun
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from heritage_seg.reporting.figures import (
 )
 from heritage_seg.reporting.viewer import scored_content, write_viewer
 from heritage_seg.runs.checkpoints import write_with_temperature
+from heritage_seg.runs.claim import claim_run_dir
 from heritage_seg.runs.folder import (
     CALIBRATED_CKPT,
     CLASS_DISTRIBUTION_PNG,
@@ -50,10 +51,9 @@ from heritage_seg.runs.folder import (
     PREDICTED_UNCERTAINTY,
     PREDICTIONS,
     RELIABILITY_PNG,
-    SAME_VALIDATION_SET,
     VIEWER_SUFFIX,
-    claim_run_dir,
 )
+from heritage_seg.runs.identity import SAME_VALIDATION_SET
 from heritage_seg.runs.rebuild import check_against_splits, rebuild_validation_data
 from heritage_seg.runs.records import MetricsRecord
 

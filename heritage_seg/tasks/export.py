@@ -31,7 +31,8 @@ from heritage_seg.deploy.onnx import (
 )
 from heritage_seg.models.stored import read_checkpoint
 from heritage_seg.models.trained import load_model, model_from_checkpoint
-from heritage_seg.runs.folder import MODEL_CARD, SAME_VALIDATION_SET, SPLITS, run_dir_of
+from heritage_seg.runs.folder import MODEL_CARD, SPLITS, run_dir_of
+from heritage_seg.runs.identity import SAME_VALIDATION_SET
 from heritage_seg.runs.model_folder import write_model_folder
 from heritage_seg.runs.rebuild import rebuild_validation_data
 from heritage_seg.runs.records import SplitsRecord

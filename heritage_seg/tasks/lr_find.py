@@ -21,7 +21,8 @@ from heritage_seg.core.files import write_json_atomic
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.models.heads import checked_heads
 from heritage_seg.reporting.figures import save_figure
-from heritage_seg.runs.folder import LR_FIND_JSON, LR_FIND_PNG, claim_run_dir
+from heritage_seg.runs.claim import claim_run_dir
+from heritage_seg.runs.folder import LR_FIND_JSON, LR_FIND_PNG
 from heritage_seg.training.build import build_training
 from heritage_seg.training.transfer import check_init_from
 

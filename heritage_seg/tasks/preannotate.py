@@ -21,7 +21,8 @@ from heritage_seg.data.coco import categories, mask_annotations
 from heritage_seg.data.imageio import list_inputs
 from heritage_seg.inference.mapping import scan_scale
 from heritage_seg.inference.segmenter import Segmenter
-from heritage_seg.runs.folder import PREANNOTATION_IMAGES, PREANNOTATIONS, SELECTION_CSV, claim_output_dir
+from heritage_seg.runs.claim import claim_output_dir
+from heritage_seg.runs.folder import PREANNOTATION_IMAGES, PREANNOTATIONS, SELECTION_CSV
 
 log = logging.getLogger(__name__)
 

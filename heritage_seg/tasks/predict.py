@@ -39,13 +39,8 @@ from heritage_seg.reporting.damage import (
 from heritage_seg.reporting.figures import palette_mask, scan_overlay
 from heritage_seg.reporting.scan_page import scan_report_html
 from heritage_seg.reporting.viewer import check_dpi, check_pyvips, scan_content, write_viewer
-from heritage_seg.runs.folder import (
-    FAILED_SCANS,
-    SCAN_OUTPUTS,
-    SCAN_REPORT_CSV,
-    SCAN_REPORT_HTML,
-    claim_output_dir,
-)
+from heritage_seg.runs.claim import claim_output_dir
+from heritage_seg.runs.folder import FAILED_SCANS, SCAN_OUTPUTS, SCAN_REPORT_CSV, SCAN_REPORT_HTML
 from heritage_seg.runs.records import ScanReport
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN
 from heritage_seg.data.unlabelled import UnlabelledDataModule
 from heritage_seg.models.pretrained import save_pretrained
 from heritage_seg.models.unet import build_unet
-from heritage_seg.runs.folder import CHECKPOINTS, PRETRAIN_RECORD, PRETRAINED, claim_run_dir
+from heritage_seg.runs.claim import claim_run_dir
+from heritage_seg.runs.folder import CHECKPOINTS, PRETRAIN_RECORD, PRETRAINED
 from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.runs.records import PretrainRecord
 from heritage_seg.training.build import use_channels_last

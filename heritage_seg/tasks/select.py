@@ -4,7 +4,7 @@ directly). Which scans to annotate next:
 
 Each scan is mapped as predict maps it (same sizing, bounded memory; TTA views and/or ensemble members) for its
 mean uncertainty, and looked at once by the encoder for its pooled features; scans already annotated are
-skipped and cover the feature space; the rule (inference/acquisition.py) picks `budget` of the rest."""
+skipped and cover the feature space; the rule (annotation/selection.py) picks `budget` of the rest."""
 
 from __future__ import annotations
 
@@ -20,21 +20,16 @@ from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
+from heritage_seg.annotation.selection import select_scans
 from heritage_seg.core.files import save_image, write_text_atomic
 from heritage_seg.data.imageio import list_inputs, to_rgb
 from heritage_seg.data.readers import open_reader
-from heritage_seg.inference.acquisition import select_scans
 from heritage_seg.inference.mapping import scan_scale
 from heritage_seg.inference.segmenter import Segmenter, read_image
 from heritage_seg.inference.uncertainty import check_views
 from heritage_seg.reporting.select_page import selection_html
-from heritage_seg.runs.folder import (
-    SELECTION_CSV,
-    SELECTION_HTML,
-    SELECTION_SKIPPED,
-    SELECTION_UNCERTAINTY,
-    claim_output_dir,
-)
+from heritage_seg.runs.claim import claim_output_dir
+from heritage_seg.runs.folder import SELECTION_CSV, SELECTION_HTML, SELECTION_SKIPPED, SELECTION_UNCERTAINTY
 
 log = logging.getLogger(__name__)
 THUMBNAIL = 256  # side of the uncertainty maps kept per candidate for the page (bounded memory)

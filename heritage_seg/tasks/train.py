@@ -17,15 +17,9 @@ from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.progressive import settle as settle_progressive
 from heritage_seg.models.heads import checked_heads
-from heritage_seg.runs.folder import (
-    CHECKPOINTS,
-    CLASS_WEIGHTS,
-    FINISHED,
-    METRICS,
-    RUN_IDENTITY,
-    SPLITS,
-    claim_run_dir,
-)
+from heritage_seg.runs.claim import claim_run_dir
+from heritage_seg.runs.folder import CHECKPOINTS, CLASS_WEIGHTS, FINISHED, METRICS, SPLITS
+from heritage_seg.runs.identity import RUN_IDENTITY
 from heritage_seg.runs.records import ClassWeightsRecord, FinishedRecord, SplitsRecord, read_finished
 from heritage_seg.training.build import build_training
 from heritage_seg.training.trainer import build_trainer, checkpoint_to_resume, resume_setting

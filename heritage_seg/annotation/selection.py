@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from heritage_seg.inference.segmenter import normalised
+
 
 @dataclass(frozen=True)
 class Pick:
@@ -27,11 +29,6 @@ class Pick:
     uncertainty: float
     distance: float  # to the nearest covered scan when picked (features L2-normalised: 0..2); 2 with none
     nearest: int | None  # that scan: -1 - k for the k-th annotated one, else the index of a chosen candidate
-
-
-def normalised(features: np.ndarray) -> np.ndarray:
-    features = np.asarray(features, dtype=np.float64)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def select_scans(
