@@ -81,10 +81,11 @@ def test_the_download_command_and_its_earlier_spelling_fail_fast_offline(module,
         timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "cannot reach the Hugging Face hub" in proc.stderr and "Traceback" not in proc.stderr
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode == 2, printed[-2000:]
+    assert "cannot reach the Hugging Face hub" in printed and "Traceback" not in printed
     moved = "python -m heritage_seg.data.download is now python -m heritage_seg.download"
-    assert (moved in proc.stderr) == (module == "heritage_seg.data.download")
+    assert (moved in printed) == (module == "heritage_seg.data.download")
 
 
 def test_batches_drawn_on_the_device_equal_the_host_path_in_the_same_seeded_order(sample_root, labels, monkeypatch):
