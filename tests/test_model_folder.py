@@ -74,13 +74,16 @@ def test_predict_and_evaluate_with_the_folder_give_what_the_checkpoint_gives(sha
 
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     for name, model in (("ckpt", ckpt), ("folder", shared)):
-        predict(compose_config([f"ckpt={model}", f"input={scans}", "tta=true"], "predict"), tmp_path / name)
+        predict(
+            compose_config([f"ckpt={model}", f"input={scans}", "tta=true", "viewer=false"], "predict"), tmp_path / name
+        )
     maps = sorted((tmp_path / "ckpt").glob("*_*.png"))
     assert len(maps) >= 4  # mask, confidence, uncertainty of each scan
     for path in maps:  # to the last pixel
         assert np.array_equal(_pixels(path), _pixels(tmp_path / "folder" / path.name)), path.name
     for name, model in (("ev_ckpt", ckpt), ("ev_folder", shared)):
-        evaluate(compose_config([f"ckpt={model}", "num_examples=1", "calibrate=true"], "evaluate"), tmp_path / name)
+        quick = ["num_examples=0", "viewer=false", "save_masks=false", "calibrate=true"]
+        evaluate(compose_config([f"ckpt={model}", *quick], "evaluate"), tmp_path / name)
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("ev_ckpt", "ev_folder"))
     assert a["confusion_matrix"] == b["confusion_matrix"] and a["miou"] == b["miou"]
     assert a["calibration"]["temperature"] == b["calibration"]["temperature"]
@@ -94,7 +97,7 @@ def test_an_ensemble_mixes_folders_and_checkpoints(shared, trained_run, scans, t
     from heritage_seg.tasks.predict import predict
 
     members = f"ckpt=[{trained_run}/checkpoints/best.ckpt,{shared}]"
-    predict(compose_config([members, f"input={scans}"], "predict"), tmp_path / "ensemble")
+    predict(compose_config([members, f"input={scans}", "viewer=false"], "predict"), tmp_path / "ensemble")
     assert list((tmp_path / "ensemble").glob("*_mask.png"))
 
 

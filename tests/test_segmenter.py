@@ -24,7 +24,8 @@ def test_the_package_offers_the_segmenter_and_it_maps_as_predict_does(segmenter,
     assert heritage_seg.Segmenter is Segmenter
     scans = scan_folder(sample_root, tmp_path / "scans")
     scan = next(scans.iterdir())
-    predict(compose_config([f"ckpt={trained_run}/checkpoints/best.ckpt", f"input={scans}"], "predict"), tmp_path / "p")
+    ckpt = f"ckpt={trained_run}/checkpoints/best.ckpt"
+    predict(compose_config([ckpt, f"input={scans}", "viewer=false"], "predict"), tmp_path / "p")
     result = segmenter.map(scan)
     written = np.asarray(Image.open(tmp_path / "p" / f"{scan.stem}_mask.png"))
     assert np.array_equal(result.classes, written), "the notebook's map is predict's"
