@@ -127,7 +127,7 @@ def test_the_datamodule_holds_out_one_metadata_group_per_fold(
     split, attribute, n_groups, sample_root, labels, tmp_path
 ):
     """split=material|content through the real datamodule: fold k validates on the k-th group by name."""
-    from heritage_seg.runs.rebuild import build_datamodule
+    from heritage_seg.data.build import build_datamodule
     from tests.conftest import compose_config, tiny_train_overrides
 
     seen = set()
@@ -169,7 +169,7 @@ def test_a_training_fraction_keeps_nested_shares_of_the_training_sources_and_the
 
 
 def test_a_run_on_a_fraction_records_it_and_validates_on_the_same_images(sample_root):
-    from heritage_seg.runs.rebuild import build_datamodule
+    from heritage_seg.data.build import build_datamodule
 
     def record(*extra):
         cfg = compose_config(["experiment=sample", "debug=tiny", f"data.root={sample_root}", "run_dir=.", *extra])

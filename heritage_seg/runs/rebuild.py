@@ -1,33 +1,16 @@
-"""A run's data rebuilt from what it recorded: its datamodule (fold, seed, split, protocol), checked against the
-run's splits.json, so evaluate and export score exactly the run's validation images."""
+"""A run's validation data rebuilt from what it recorded: its datamodule (data/build.py: fold, seed, split,
+protocol), checked against the run's splits.json, so evaluate and export score exactly the run's validation
+images."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from heritage_seg.data.folds import DEFAULT_SPLIT
-from heritage_seg.data.labels import LabelMap
+from heritage_seg.data.build import build_datamodule
 from heritage_seg.runs.folder import SPLITS, run_dir_of
 from heritage_seg.runs.records import SplitsRecord
-
-
-def build_datamodule(run_cfg: DictConfig, labels: LabelMap, data_cfg: DictConfig | None = None, augment=None):
-    """The run's datamodule (its fold, n_folds, seed, split), prepared; `data_cfg` overrides the run's data
-    section (evaluate with a moved data root)."""
-    # partial: the LabelMap object must not pass through OmegaConf
-    datamodule = instantiate(run_cfg.data if data_cfg is None else data_cfg, _partial_=True)(
-        labels=labels,
-        fold=run_cfg.fold,
-        n_folds=run_cfg.n_folds,
-        seed=run_cfg.seed,
-        augment=augment,
-        split=run_cfg.get("split", DEFAULT_SPLIT),
-    )
-    datamodule.prepare_data()
-    return datamodule
 
 
 def rebuild_validation_data(run_cfg: DictConfig, labels, ckpt: Path, root=None, batch_size=None, cache_dir=None):

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from heritage_seg.core.cli import config_file, instantiate_or_user_error, override, shown_path
 from heritage_seg.core.device import respect_cpu_allocation
+from heritage_seg.data.build import build_datamodule
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN
 from heritage_seg.data.unlabelled import UnlabelledDataModule
@@ -21,7 +22,6 @@ from heritage_seg.models.pretrained import save_pretrained
 from heritage_seg.models.unet import build_unet
 from heritage_seg.runs.claim import claim_run_dir
 from heritage_seg.runs.folder import CHECKPOINTS, PRETRAIN_RECORD, PRETRAINED
-from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.runs.records import PretrainRecord
 from heritage_seg.training.build import use_channels_last
 from heritage_seg.training.pretext import MaskedImageModule

@@ -9,10 +9,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from heritage_seg.data.build import build_datamodule
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.models.heads import checked_heads, task_classes, task_to_fine
 from heritage_seg.models.unet import build_unet
-from heritage_seg.runs.rebuild import build_datamodule
 from heritage_seg.training.losses import build_loss
 from heritage_seg.training.module import SegmentationModule
 from heritage_seg.training.transfer import init_from
