@@ -103,10 +103,6 @@ def read_checkpoint(path: str | Path, option: str = "ckpt", trust: bool = False)
     return checkpoint
 
 
-class _Refused(ValueError):
-    pass
-
-
 def read_model_folder(path: Path, option: str) -> dict[str, Any]:
     """The checkpoint dict (state_dict, hyper_parameters) of a model folder, every key of its
     config.json checked against the weights before any network is built; a wrong one is named."""
@@ -125,8 +121,8 @@ def read_model_folder(path: Path, option: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ValueError(f"{option}={config_file}: not a JSON object")
 
-    def refuse(key: str, why: str) -> _Refused:
-        return _Refused(f"{option}={config_file}: `{key}` {why}")
+    def refuse(key: str, why: str) -> ValueError:
+        return ValueError(f"{option}={config_file}: `{key}` {why}")
 
     missing = [k for k in REQUIRED if k not in config]
     if missing:
@@ -209,7 +205,5 @@ def _read_weights(path: Path, option: str) -> dict[str, torch.Tensor]:
 
 def _head_rows(state: Mapping[str, torch.Tensor]) -> int | None:
     """Output rows of the U-Net's class head (smp: segmentation_head.0 is the convolution)."""
-    for key in ("model.segmentation_head.0.weight",):
-        if key in state:
-            return int(state[key].shape[0])
-    return None
+    head = state.get("model.segmentation_head.0.weight")
+    return None if head is None else int(head.shape[0])

@@ -14,7 +14,6 @@ bare smp model from the hub, and knows nothing of label maps, protocols or tempe
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -45,12 +44,6 @@ def _project_version() -> str:
         return "unknown"
 
 
-def _val_set(ids: list[str]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
-
-
 def describe(checkpoint: Mapping[str, Any], splits: SplitsRecord | None) -> dict[str, Any]:
     """config.json for a (plain) checkpoint dict: the model's keys at the top, the run config under `training`."""
     hp = checkpoint["hyper_parameters"]
@@ -71,7 +64,7 @@ def describe(checkpoint: Mapping[str, Any], splits: SplitsRecord | None) -> dict
         data.update(
             train_images=len(splits.train_ids),
             val_images=len(splits.val_ids),
-            val_set=_val_set(splits.val_ids),  # aggregate pairs runs validated on the same images by this
+            val_set=splits.val_set,  # as aggregate pairs runs validated on the same images
         )
     return {
         "heritage_seg": {"format": FOLDER_FORMAT, "version": _project_version()},
@@ -101,9 +94,10 @@ def write_model_folder(
     overwrite: bool,
     check: Callable[[Path], None] | None = None,
 ) -> None:
-    """The folder, built under a temporary name beside `output`, `check`ed there, and renamed into place once
-    complete: a reader sees the old folder or the new one, never a half-written one. An existing one is replaced
-    only if `overwrite`."""
+    """The folder of `checkpoint` (a TrainedModel's state_dict, the network alone, and its hyper-parameters),
+    built under a temporary name beside `output`, `check`ed there, and renamed into place once complete: a reader
+    sees the old folder or the new one, never a half-written one. An existing one is replaced only if
+    `overwrite`."""
     from safetensors.torch import save_file
 
     output = Path(output)
@@ -111,12 +105,8 @@ def write_model_folder(
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     old = None
     try:
-        # the loss's fitted weights are buffers of the training module, not of the model
-        state = {
-            k: v.detach().to("cpu").contiguous().clone()
-            for k, v in checkpoint["state_dict"].items()
-            if not k.startswith(("loss.", "aux_losses."))
-        }
+        # safetensors takes contiguous tensors that share no memory
+        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in checkpoint["state_dict"].items()}
         metadata = {"format": "pt", "heritage_seg": str(FOLDER_FORMAT)}
         write_file_atomic(tmp / MODEL_WEIGHTS, lambda file: save_file(state, file, metadata=metadata))
         write_json_atomic(tmp / MODEL_CONFIG, describe(checkpoint, splits))

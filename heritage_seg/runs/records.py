@@ -11,6 +11,7 @@ does not know in `extra`, so nothing written is lost. Readers then index the rec
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,12 @@ class SplitsRecord(Record):
     resize: str = "squash"
     max_side: int | None = None
     encoder: str | None = None
+
+    @property
+    def val_set(self) -> str:
+        """A fingerprint of the validation images: runs (and shared model folders) validated on the same images
+        have the same one, whatever order they list them in."""
+        return hashlib.sha256(json.dumps(sorted(self.val_ids)).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,8 +43,7 @@ def _validation_set(run_dir: Path) -> str | None:
     path = run_dir / SPLITS
     if not path.exists():
         return None
-    ids = SplitsRecord.read(path).val_ids
-    return hashlib.sha256(json.dumps(sorted(ids)).encode()).hexdigest()[:16]
+    return SplitsRecord.read(path).val_set
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:

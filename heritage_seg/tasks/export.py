@@ -119,7 +119,7 @@ def export_folder(cfg: DictConfig, output: Path) -> dict:
         raise ValueError(f"output={output}: is the model folder being exported; choose another output=")
     checkpoint = read_checkpoint(ckpt, "ckpt", trust=bool(cfg.trust))
     module = model_from_checkpoint(checkpoint, f"ckpt={ckpt}")  # the weights must fit the config they come with
-    state = {k: v for k, v in module.state_dict().items() if not k.startswith(("loss.", "aux_losses."))}
+    state = module.state_dict()  # the network alone: a TrainedModel has no loss or metrics
     hyper_parameters = {k: checkpoint["hyper_parameters"][k] for k in ("run_config", "protocol", "class_weights")}
     hyper_parameters["temperature"] = module.temperature
     run_dir = run_dir_of(ckpt)
