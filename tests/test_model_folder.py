@@ -62,6 +62,20 @@ def test_the_folder_holds_the_model_its_description_and_its_card(shared, trained
     assert oct((shared / MODEL_WEIGHTS).stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
+def test_the_commands_the_card_and_export_print_paste_back_for_a_folder_name_with_a_space(
+    trained_run, tmp_path, capsys
+):
+    from heritage_seg.core.cli import override
+
+    folder = tmp_path / "museum model"
+    _export(trained_run / "checkpoints" / "best.ckpt", folder)
+    card = (folder / MODEL_README).read_text()
+    pasted = override("ckpt", "museum model")
+    assert pasted != "ckpt=museum model" and f"python -m heritage_seg.predict {pasted} input=" in card
+    assert override("init_from", "museum model") in card
+    assert override("ckpt", str(folder)) in capsys.readouterr().out
+
+
 def _umask():
     from heritage_seg.core.files import UMASK
 

@@ -43,7 +43,8 @@ def model_card(
     temperature: float = 1.0,
 ) -> str:
     """The card's text (templates/model_card.md.j2) for a run folder's checkpoint and its export: `export` is
-    {"format": "onnx", "file", "graph", "check"} or {"format": "safetensors", "folder", "splits"}."""
+    {"format": "onnx", "file", "graph", "check"} or {"format": "safetensors", "folder", "splits", "ckpt",
+    "init_from"} (the last two: the folder as the options that take it, ready to paste)."""
     finished = _read(FinishedRecord, run_dir / FINISHED)
     return render(
         "model_card.md.j2",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from heritage_seg.core.cli import override, shown_path
 from heritage_seg.core.configs import first_difference
 from heritage_seg.core.files import write_file_atomic, write_text_atomic
 from heritage_seg.deploy.model_card import model_card
@@ -130,7 +131,14 @@ def export_folder(cfg: DictConfig, output: Path) -> dict:
         module.protocol,
         ckpt,
         run_dir,
-        {"format": "safetensors", "folder": output.name, "splits": splits is not None},
+        {
+            "format": "safetensors",
+            "folder": output.name,
+            "splits": splits is not None,
+            # the card's commands, pasteable as written (quoted where the name needs it)
+            "ckpt": override("ckpt", output.name),
+            "init_from": override("init_from", output.name),
+        },
         module.temperature,
     )
 
@@ -149,5 +157,9 @@ def export_folder(cfg: DictConfig, output: Path) -> dict:
         {"state_dict": state, "hyper_parameters": hyper_parameters}, splits, card, output, bool(cfg.overwrite), check
     )
     log.info("wrote the model folder %s (%d tensors)", output, len(state))
-    print(f"model folder {output}: send the whole folder; ckpt={output} and init_from={output} take it")
+    shown = shown_path(output)
+    print(
+        f"model folder {output}: send the whole folder; {override('ckpt', shown)} and "
+        f"{override('init_from', shown)} take it"
+    )
     return {"output": str(output), "tensors": len(state), "trusted": bool(cfg.trust)}
