@@ -68,8 +68,10 @@ def missing_needs(needs: frozenset[str]) -> list[str]:
     return missing
 
 
-# An `ablation=` preset's own sweep (conf/ablation/), shrunk: fold 0, and sizes a debug=tiny run can train
+# An `ablation=` preset's own sweep (conf/ablation/), shrunk: fold 0, and sizes a debug=tiny run can train (the
+# stages' total is the run's trainer.max_epochs, as the preset's own 20 + 30 are its 50)
 TINY_ABLATION_PARAMS = {"progressive": {"data.progressive": "'null,[[32,1],[64,1]]'"}}
+TINY_ABLATION_ARGS = {"progressive": ["trainer.max_epochs=2"]}
 
 
 def shrink_sweep(args: list[str]) -> list[str]:
@@ -84,6 +86,7 @@ def shrink_sweep(args: list[str]) -> list[str]:
         if arg.startswith("ablation="):
             params = {**TINY_ABLATION_PARAMS.get(arg.partition("=")[2], {}), "fold": "0"}
             out.append("hydra.sweeper.params={" + ",".join(f"{k}:{v}" for k, v in params.items()) + "}")
+            out.extend(TINY_ABLATION_ARGS.get(arg.partition("=")[2], []))
     return out
 
 

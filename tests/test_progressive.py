@@ -8,7 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from heritage_seg.data.progressive import Stage, parse_stages, settle, stage_at
+from heritage_seg.core.protocol import Protocol
+from heritage_seg.data.progressive import Stage, check, parse_stages, stage_at
 from heritage_seg.tasks.aggregate import aggregate
 from heritage_seg.tasks.evaluate import evaluate
 from heritage_seg.tasks.train import train
@@ -33,16 +34,27 @@ def test_stages_are_read_checked_and_found_by_epoch():
             parse_stages(bad)
 
 
-def test_the_last_stage_sets_the_run_size_and_epochs_and_a_fixed_size_encoder_is_refused():
+def test_the_run_config_must_say_the_last_stage_and_the_total_and_nothing_rewrites_it():
+    # issue 36: the composed config is what runs; a contradiction is refused naming what to add, not fixed up
     cfg = compose_config(["experiment=sample", "data.progressive=[[64,3],[128,5]]", "trainer.max_epochs=2"])
-    settle(cfg)
-    assert cfg.data.image_size == 128 and cfg.trainer.max_epochs == 8
-    cfg = compose_config(["encoder=maxvit", "data.progressive=[[256,3],[384,5]]"])
+    composed = OmegaConf.to_yaml(cfg)
+    with pytest.raises(
+        ValueError, match=r"ends at 128 px after 8 epochs.*add data.image_size=128 trainer.max_epochs=8"
+    ):
+        check(cfg)
+    assert OmegaConf.to_yaml(cfg) == composed, "the config is left as composed"
+    fine = ["experiment=sample", "data.progressive=[[64,3],[128,5]]", "trainer.max_epochs=8"]
+    assert [s.size for s in check(compose_config(fine))] == [64, 128]
+    cfg = compose_config(["encoder=maxvit", "data.progressive=[[256,3],[384,5]]", "trainer.max_epochs=8"])
     with pytest.raises(ValueError, match=r"built for one input size \(encoder.kwargs.img_size=384\)"):
-        settle(cfg)
-    cfg = compose_config(["data=artefact_crops", "data.max_side=256", "data.progressive=[[256,3],[384,5]]"])
-    with pytest.raises(ValueError, match=r"a crop size is larger than data.max_side=256"):
-        settle(cfg)
+        check(cfg)
+    # a stage's size is checked by the run's protocol, as data.image_size is: a crop no larger than data.max_side
+    crops = ["data=artefact_crops", "data.max_side=256", "data.image_size=256", "trainer.max_epochs=8"]
+    cfg = compose_config([*crops, "data.progressive=[[384,3],[256,5]]"])
+    with pytest.raises(ValueError, match=r"stage \[384, 3\]: data.max_side=256 is smaller than the crop size"):
+        check(cfg)
+    with pytest.raises(ValueError, match=r"stage \[96, 1\]: data.max_side=64 is smaller"):
+        parse_stages([[96, 1]], Protocol("longest_side", 64, 64))
 
 
 @pytest.mark.slow
@@ -50,7 +62,11 @@ def test_a_progressive_run_trains_each_stage_validates_at_the_final_size_and_res
     tmp_path, sample_root
 ):
     run = tmp_path / "run"
-    overrides = tiny_train_overrides(run, sample_root, "resnet18") + ["data.progressive=[[32,2],[64,2]]", *PROBE]
+    overrides = tiny_train_overrides(run, sample_root, "resnet18") + [
+        "data.progressive=[[32,2],[64,2]]",
+        "trainer.max_epochs=4",
+        *PROBE,
+    ]
     RecordSizes.seen.clear()
     stop = ["+callbacks.stop._target_=tests.helpers.StopAfterEpoch", "+callbacks.stop.epochs=3"]
     with pytest.raises(SimulatedPreemption):
@@ -78,6 +94,7 @@ def test_the_crop_protocol_grows_its_crops(tmp_path, sample_root):
         "data.resize=longest_side",
         "data.max_side=128",
         "data.progressive=[[32,1],[64,1]]",
+        "trainer.max_epochs=2",
         *PROBE,
     ]
     RecordSizes.seen.clear()

@@ -38,12 +38,6 @@ def centred_pads(height: int, width: int, size: int) -> tuple[int, int, int, int
     return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
 
 
-def check_image_size(image_size: int) -> None:
-    """A U-Net input side must be a multiple of 32: it downsamples 5 times."""
-    if image_size % 32:
-        raise ValueError(f"data.image_size={image_size}: must be a multiple of 32 (the U-Net downsamples 5 times)")
-
-
 def longest_side_scale(height: int, width: int, max_side: int | None) -> float:
     """The factor that brings the longest side to at most `max_side`: never above 1 (no upscaling); 1 if None."""
     return 1.0 if not max_side else min(1.0, max_side / max(height, width))

@@ -1,4 +1,5 @@
-"""The training protocol: how a model's training images were sized. One type that the data cache, the
+"""The training protocol: how a model's training images were sized. The one validator of sizes (data.image_size,
+data.max_side, a progressive stage's size, pre-training's size) and one type that the data cache, the
 LightningModule, sliding-window validation, scoring, predict and the model card all read, and that every
 checkpoint records (as `to_dict()`), so later tools size a scan as the model was trained.
 
@@ -40,6 +41,10 @@ class Protocol:
             )
         if not isinstance(self.image_size, int) or self.image_size < 32:
             raise ValueError(f"data.image_size={self.image_size}: must be an integer >= 32 pixels")
+        if self.image_size % 32:  # the U-Net downsamples 5 times
+            raise ValueError(
+                f"data.image_size={self.image_size}: must be a multiple of 32 (the U-Net downsamples 5 times)"
+            )
         if self.crops:
             if not isinstance(self.max_side, int) or self.max_side < 32:
                 raise ValueError(f"data.max_side={self.max_side}: must be an integer >= 32 pixels")
@@ -54,6 +59,10 @@ class Protocol:
         resize = str(data.get("resize", "squash"))
         max_side = data.get("max_side") if resize == "longest_side" else None
         return cls(resize, int(data["image_size"]), None if max_side is None else int(max_side))
+
+    def at_size(self, image_size: int) -> Protocol:
+        """The same protocol at another training size (a progressive stage: data/progressive.py), checked as any."""
+        return dataclasses.replace(self, image_size=image_size)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None, image_size: int) -> Protocol:

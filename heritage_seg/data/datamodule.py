@@ -14,7 +14,6 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from heritage_seg.core.geometry import check_image_size
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.cache import (
     PreparedData,
@@ -34,7 +33,7 @@ from heritage_seg.data.folds import (
     splits_payload,
 )
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.data.progressive import check_crop_sizes, parse_stages, stage_at
+from heritage_seg.data.progressive import parse_stages, stage_at
 from heritage_seg.data.readers import DEFAULT_SOURCE_PATTERN, open_reader
 from heritage_seg.data.sample import generate_sample
 
@@ -122,21 +121,18 @@ class ArtefactDataModule(L.LightningDataModule):
         super().__init__()
         if preload_to not in PRELOAD_TARGETS:
             raise ValueError(f"data.preload_to={preload_to}: choose one of {', '.join(PRELOAD_TARGETS)}")
-        check_image_size(image_size)
         # squash: every image image_size x image_size (the seed's protocol). longest_side: cached with the longest
         # side at most max_side (aspect kept, never upscaled); training on random image_size crops, validation
         # by sliding windows over each whole cached image (the crop protocol, heritage_seg/data/crops.py)
         self.sizing = Protocol.from_data_config({"resize": resize, "image_size": image_size, "max_side": max_side})
         self.class_aware_crops, self.crops_per_image = class_aware_crops, crops_per_image
         # data.progressive: training sizes by epoch (heritage_seg/data/progressive.py); validation at image_size
-        self.stages = parse_stages(progressive)
+        self.stages = parse_stages(progressive, self.sizing)
         if self.stages and self.stages[-1].size != image_size:
             raise ValueError(
                 f"data.progressive ends at {self.stages[-1].size} px but data.image_size={image_size}: the last stage "
-                "is the run's size (the train command sets it so)"
+                "is the run's size"
             )
-        if self.sizing.crops:
-            check_crop_sizes(self.stages, self.sizing.max_side)
         self.stage_data: dict[int, PreparedData] = {}  # squash: the training images at each earlier stage's size
         if not 0 < float(train_fraction) <= 1:
             raise ValueError(f"data.train_fraction={train_fraction}: must be in (0, 1]")
@@ -180,11 +176,7 @@ class ArtefactDataModule(L.LightningDataModule):
     def _stage_sizings(self) -> dict[int, Protocol]:
         if self.sizing.crops:  # crops of each stage's size are drawn from the one cache
             return {}
-        return {
-            s.size: dataclasses.replace(self.sizing, image_size=s.size)
-            for s in self.stages
-            if s.size != self.sizing.image_size
-        }
+        return {s.size: self.sizing.at_size(s.size) for s in self.stages if s.size != self.sizing.image_size}
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:

@@ -1,27 +1,26 @@
 """Progressive training resolution (`data.progressive`, issue 28): train at growing sizes, e.g.
 `[[256, 10], [384, 20], [512, 20]]` (size in px, epochs), as the plan proposes (256 -> 384 -> 512).
 
-The last stage is the run's protocol: `data.image_size` becomes its size and `trainer.max_epochs` the stages'
-total (`settle`), so the checkpoint records what `evaluate` and `predict` must match and nothing new is needed
-there. Validation is at that final size in every stage, so val/mIoU_gt compares epochs of different stages
-and best.ckpt is a model for the final protocol. Squash: each stage trains on its own cache of the images at its
-size (resampled as a fixed-size run's are); crops: each stage draws crops of its size from the same cached images
-(one pixel density, more context per crop). The number of batches per epoch does not depend on the size, so
+The last stage is the run's protocol: the run config must say so itself, `data.image_size` its size and
+`trainer.max_epochs` the stages' total (`check` refuses a config that says otherwise and names what to add; nothing
+rewrites the composed config, so `.hydra/config.yaml` and the checkpoint record what ran and evaluate and predict
+need nothing new). Validation is at that final size in every stage, so val/mIoU_gt compares epochs of different
+stages and best.ckpt is a model for the final protocol. Squash: each stage trains on its own cache of the images at
+its size (resampled as a fixed-size run's are); crops: each stage draws crops of its size from the same cached
+images (one pixel density, more context per crop). The number of batches per epoch does not depend on the size, so
 the OneCycle schedule laid out for the whole run spans every stage, and a resumed run's epoch picks its stage.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from heritage_seg.core.geometry import check_image_size
+from heritage_seg.core.protocol import Protocol
 
-log = logging.getLogger(__name__)
 OPTION = "data.progressive"
 
 
@@ -32,12 +31,14 @@ class Stage:
     first_epoch: int  # 0-based epoch at which the stage starts
 
 
-def parse_stages(spec: Sequence[Sequence[Any]] | None) -> tuple[Stage, ...]:
-    """`[[size, epochs], ...]` checked: sizes multiples of 32, epochs >= 1; () for null."""
+def parse_stages(spec: Sequence[Sequence[Any]] | None, protocol: Protocol | None = None) -> tuple[Stage, ...]:
+    """`[[size, epochs], ...]` checked: epochs >= 1, and each size a training size of the run's `protocol` (default
+    squash), checked by the protocol itself (a multiple of 32; a crop no larger than data.max_side); () for null."""
     if spec is None:
         return ()
     if isinstance(spec, str) or not isinstance(spec, Sequence) or not spec:
         raise ValueError(f"{OPTION}={spec}: give [[size, epochs], ...], e.g. [[256,10],[384,20],[512,20]], or null")
+    protocol = protocol or Protocol()
     stages, start = [], 0
     for item in spec:
         if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 2:
@@ -46,7 +47,7 @@ def parse_stages(spec: Sequence[Sequence[Any]] | None) -> tuple[Stage, ...]:
         if not isinstance(size, int) or not isinstance(epochs, int) or size < 32 or epochs < 1:
             raise ValueError(f"{OPTION}: stage {list(item)} needs an integer size >= 32 px and epochs >= 1")
         try:
-            check_image_size(size)
+            protocol.at_size(size)
         except ValueError as err:
             raise ValueError(f"{OPTION}: stage {list(item)}: {err}") from None
         stages.append(Stage(size, epochs, start))
@@ -54,42 +55,35 @@ def parse_stages(spec: Sequence[Sequence[Any]] | None) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
-def check_crop_sizes(stages: Sequence[Stage], max_side: int) -> None:
-    """The crop protocol crops each stage's size from images cached at most `max_side` on their longest side."""
-    if any(s.size > max_side for s in stages):
-        raise ValueError(f"{OPTION}: a crop size is larger than data.max_side={max_side}")
-
-
 def stage_at(stages: Sequence[Stage], epoch: int) -> Stage:
     """The stage that trains 0-based `epoch` (after the last stage's epochs: the last stage)."""
     return next((s for s in reversed(stages) if epoch >= s.first_epoch), stages[0])
 
 
-def settle(cfg: DictConfig) -> tuple[Stage, ...]:
-    """A training config with `data.progressive`: data.image_size := the last stage's size and
-    trainer.max_epochs := the stages' total (both logged), so the run config says what was trained."""
-    stages = parse_stages(cfg.data.get("progressive"))
+def check(cfg: DictConfig) -> tuple[Stage, ...]:
+    """A training config's `data.progressive`, checked against the rest of it before any data is read: its last
+    stage must be the run's data.image_size and its total the run's trainer.max_epochs (the config says what is
+    trained; nothing is set from the stages), and the encoder must take any size."""
+    stages = parse_stages(cfg.data.get("progressive"), Protocol.from_data_config(cfg.data))
     if not stages:
         return stages
-    final, total = stages[-1].size, sum(s.epochs for s in stages)
-    kwargs = (cfg.encoder.get("kwargs") or {}).get("img_size")
-    if kwargs is not None:
+    img_size = (cfg.encoder.get("kwargs") or {}).get("img_size")
+    if img_size is not None:
         raise ValueError(
-            f"{OPTION}: encoder {cfg.encoder.name} is built for one input size (encoder.kwargs.img_size={kwargs}); "
+            f"{OPTION}: encoder {cfg.encoder.name} is built for one input size (encoder.kwargs.img_size={img_size}); "
             "progressive resolution needs an encoder that takes any multiple of 32 (convnext, mit_b3, resnet18)"
         )
-    if cfg.data.get("resize") == "longest_side":
-        check_crop_sizes(stages, int(cfg.data.max_side))
-    with open_dict(cfg):
-        if cfg.data.image_size != final or cfg.trainer.max_epochs != total:
-            log.info(
-                "%s: %s; data.image_size=%d (was %s) and trainer.max_epochs=%d (was %s), the last stage and the total",
-                OPTION,
-                " -> ".join(f"{s.size} px x {s.epochs} epochs" for s in stages),
-                final,
-                cfg.data.image_size,
-                total,
-                cfg.trainer.max_epochs,
-            )
-        cfg.data.image_size, cfg.trainer.max_epochs = final, total
+    final, total = stages[-1].size, sum(s.epochs for s in stages)
+    if cfg.data.image_size != final or cfg.trainer.max_epochs != total:
+        raise ValueError(
+            f"{OPTION}={describe(stages)} ends at {final} px after {total} epochs in all, but the run says "
+            f"data.image_size={cfg.data.image_size} and trainer.max_epochs={cfg.trainer.max_epochs}: the last stage "
+            f"is the run's size and the stages' total its length; add data.image_size={final} "
+            f"trainer.max_epochs={total}"
+        )
     return stages
+
+
+def describe(stages: Sequence[Stage]) -> str:
+    """The stages as the option is written: [[256,10],[384,20]]."""
+    return "[" + ",".join(f"[{s.size},{s.epochs}]" for s in stages) + "]"

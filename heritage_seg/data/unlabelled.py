@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from heritage_seg.core.geometry import check_image_size
+from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.imageio import open_image, to_rgb
 from heritage_seg.data.readers import (
     DEFAULT_SOURCE_PATTERN,
@@ -128,7 +128,7 @@ class UnlabelledDataModule(L.LightningDataModule):
         source_pattern: str = DEFAULT_SOURCE_PATTERN,
     ):
         super().__init__()
-        check_image_size(image_size)
+        Protocol("squash", image_size)  # pre-training squashes every image to image_size x image_size
         self.root, self.image_size, self.batch_size = Path(root).expanduser(), image_size, batch_size
         self.val_images, self.num_workers, self.seed = val_images, num_workers, seed
         self.exclude_augmented, self.exclude_ids, self.source_pattern = exclude_augmented, exclude_ids, source_pattern

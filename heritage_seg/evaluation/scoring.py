@@ -26,6 +26,7 @@ from heritage_seg.inference.sliding import protocol_probabilities
 from heritage_seg.inference.uncertainty import MEASURE as UNCERTAINTY_MEASURE
 from heritage_seg.inference.uncertainty import to_uint8
 from heritage_seg.models.pretrained import started_from
+from heritage_seg.models.unet import encoder_name
 
 VERSIONED_PACKAGES = ("heritage_seg", "torch", "lightning", "segmentation-models-pytorch", "timm", "torchmetrics")
 
@@ -143,7 +144,7 @@ def run_context(run_cfg: Mapping[str, Any], checkpoint: str | Path, split=None) 
     leave-one-group-out folds have as many folds as groups, and a held-out group name)."""
     protocol = Protocol.from_data_config(run_cfg["data"])
     context = {
-        "encoder": run_cfg["encoder"]["name"],
+        "encoder": encoder_name(run_cfg["encoder"]),
         "family": run_cfg["encoder"].get("family"),
         "fold": run_cfg["fold"],
         "n_folds": run_cfg["n_folds"],

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.models.unet import check_encoder_name
+from heritage_seg.models.unet import encoder_name
 
 # Bumped when what a checkpoint holds changes in a way that later tools must know about.
 CHECKPOINT_FORMAT = 1
@@ -138,7 +138,7 @@ def read_model_folder(path: Path, option: str) -> dict[str, Any]:
     if not isinstance(encoder, dict) or not encoder.get("name"):
         raise refuse("encoder.name", "is missing")
     try:
-        check_encoder_name(str(encoder["name"]))
+        encoder_name(encoder)
     except ValueError as err:
         raise refuse("encoder.name", f"is unknown: {err}") from None
     try:  # a map that is wrong in its values is named by LabelMap itself

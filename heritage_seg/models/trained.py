@@ -20,7 +20,7 @@ from heritage_seg.core.protocol import Protocol
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.models.heads import AuxiliaryHeads, decode, head_weights, task_classes
 from heritage_seg.models.stored import read_checkpoint
-from heritage_seg.models.unet import build_unet, pixel_statistics
+from heritage_seg.models.unet import build_unet, encoder_name, pixel_statistics
 
 # state_dict entries of the training module that are no part of the network (the losses' fitted class weights,
 # saved by checkpoints made before they became non-persistent buffers)
@@ -47,9 +47,8 @@ class SegmentationNetwork:
         # checkpoints made before the protocol was recorded were squash-trained at their run's image size
         self.protocol = Protocol.from_record(protocol, config.data.image_size)
         if model is None:
-            model = build_unet(
-                encoder.name, encoder.weights if pretrained else None, labels.num_classes, encoder.get("kwargs")
-            )
+            weights = encoder.weights if pretrained else None
+            model = build_unet(encoder_name(encoder), weights, labels.num_classes, encoder.get("kwargs"))
         self.channels_last = channels_last
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         # heads=multitask: damage/clean and coarse heads beside the fine one (models/heads.py)
@@ -63,7 +62,7 @@ class SegmentationNetwork:
             raise ValueError(f"temperature={temperature}: must be > 0")
         self.temperature = float(temperature)
         # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
-        mean, std = pixel_statistics(encoder.name)
+        mean, std = pixel_statistics(encoder_name(encoder))
         self.register_buffer("pixel_mean", mean)
         self.register_buffer("pixel_std", std)
 
@@ -142,7 +141,7 @@ def model_from_checkpoint(checkpoint: Mapping[str, Any], where: str) -> TrainedM
     try:
         model.load_state_dict(state)
     except RuntimeError as err:  # missing/unexpected keys or a shape mismatch, e.g. another number of classes
-        encoder = hyper_parameters["run_config"]["encoder"]["name"]
+        encoder = encoder_name(hyper_parameters["run_config"]["encoder"])
         raise ValueError(
             f"{where}: its weights do not fit the {encoder} U-Net with the label map its config "
             f"names ({str(err).strip().splitlines()[-1].strip()[:300]})"

@@ -64,6 +64,14 @@ class Encoder:
         check_encoder_name(name)
 
 
+def encoder_name(encoder: Mapping[str, Any]) -> str:
+    """The smp name of a config's `encoder` section, checked: its `name`, through timm's `tu-` route for
+    `source: timm` (`encoder=timm encoder.name=resnet50` -> tu-resnet50). The run config keeps the name as the user
+    wrote it; everything that builds or names the network asks this (a checkpoint of an earlier version that
+    recorded tu-resnet50 gives the same)."""
+    return Encoder(name=str(encoder["name"]), source=encoder.get("source")).name
+
+
 def check_encoder_name(encoder: str) -> None:
     """Unknown names fail here, before any data is loaded."""
     import timm

@@ -25,6 +25,7 @@ from heritage_seg.core.files import UMASK, write_file_atomic, write_json_atomic,
 from heritage_seg.core.protocol import Protocol
 from heritage_seg.models.pretrained import started_from
 from heritage_seg.models.stored import FOLDER_FORMAT, MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS
+from heritage_seg.models.unet import encoder_name
 from heritage_seg.runs.folder import SPLITS
 from heritage_seg.runs.records import SplitsRecord
 
@@ -48,7 +49,8 @@ def describe(checkpoint: Mapping[str, Any], splits: SplitsRecord | None) -> dict
     """config.json for a (plain) checkpoint dict: the model's keys at the top, the run config under `training`."""
     hp = checkpoint["hyper_parameters"]
     run_config = dict(hp["run_config"])
-    encoder = run_config["encoder"]
+    # the weights' encoder by its smp name (a run config may say encoder.name=resnet50 with source: timm)
+    encoder = {**dict(run_config["encoder"]), "name": encoder_name(run_config["encoder"])}
     state = checkpoint["state_dict"]
     training = {k: v for k, v in run_config.items() if k not in MODEL_KEYS and k not in LOCAL_KEYS}
     training["data"] = {k: v for k, v in dict(run_config["data"]).items() if k not in LOCAL_DATA_KEYS}

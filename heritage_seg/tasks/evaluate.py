@@ -29,6 +29,7 @@ from heritage_seg.evaluation.scoring import (
 )
 from heritage_seg.inference.segmenter import Segmenter
 from heritage_seg.inference.sliding import protocol_probabilities
+from heritage_seg.models.unet import encoder_name
 from heritage_seg.reporting.figures import (
     overlay_figure,
     palette_mask,
@@ -136,7 +137,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             ", ".join(calibration["checkpoints"]),
         )
     if len(members) > 1:
-        payload["encoder"] = "+".join(m.run_config.encoder.name for m in members)
+        payload["encoder"] = "+".join(encoder_name(m.run_config.encoder) for m in members)
         payload["family"] = "ensemble"
     write_examples(
         out_dir,
@@ -146,7 +147,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         int(cfg.num_examples),
         save_masks=bool(cfg.save_masks) and not native,
         viewer=bool(cfg.viewer),
-        model_name=str(payload.get("encoder") or run_cfg.encoder.name),
+        model_name=str(payload.get("encoder") or encoder_name(run_cfg.encoder)),
     )
     plot_confusion_matrix(payload, out_dir / CONFUSION_MATRIX_PNG)
     plot_class_distribution(payload, out_dir / CLASS_DISTRIBUTION_PNG)

@@ -32,6 +32,7 @@ from heritage_seg.deploy.onnx import (
 )
 from heritage_seg.models.stored import read_checkpoint
 from heritage_seg.models.trained import load_model, model_from_checkpoint
+from heritage_seg.models.unet import encoder_name
 from heritage_seg.runs.folder import MODEL_CARD, SPLITS, run_dir_of
 from heritage_seg.runs.identity import SAME_VALIDATION_SET
 from heritage_seg.runs.model_folder import write_model_folder
@@ -73,12 +74,12 @@ def export(cfg: DictConfig, output: Path) -> dict:
     datamodule = rebuild_validation_data(run_cfg, labels, ckpt, cfg.data.root, None, cfg.data.cache_dir)
     val = datamodule.split.val_idx[: int(cfg.check_images)]
     images = [np.asarray(datamodule.data.images[i]) for i in val]
-    batches = check_batches(images, size, dynamic=not fixed_spatial_size(run_cfg.encoder.name))
+    batches = check_batches(images, size, dynamic=not fixed_spatial_size(encoder_name(run_cfg.encoder)))
 
     graph, check = {}, {}
 
     def export_and_check(tmp: str) -> None:  # raising here leaves no file (files.write_file_atomic)
-        graph.update(export_onnx(module, run_cfg.encoder.name, size, Path(tmp), int(cfg.opset)))
+        graph.update(export_onnx(module, encoder_name(run_cfg.encoder), size, Path(tmp), int(cfg.opset)))
         check.update(check_against_pytorch(Path(tmp), module, batches))
         print(
             f"onnxruntime vs PyTorch on {check['images']} validation crops ({check['pixels']:,} pixels): max abs "

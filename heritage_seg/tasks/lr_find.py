@@ -31,9 +31,8 @@ log = logging.getLogger(__name__)
 
 def lr_find(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.run_dir).resolve()
-    # the encoder group builds the Encoder, which checks the name before any data is loaded; the run config
-    # records the name it resolved (timm's tu- prefix), so later tools rebuild the same model
-    cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
+    # the encoder group builds the Encoder, which checks the name before any data is loaded
+    encoder = instantiate_or_user_error(cfg.encoder)
     labels = LabelMap.from_config(cfg.labels, config_file("labels"))
     checked_heads(cfg.get("heads"), labels)  # heads=multitask needs groups in the label map
     check_init_from(cfg, resume=False)
@@ -74,7 +73,7 @@ def lr_find(cfg: DictConfig) -> float | None:
             "suggested_lr": suggestion,
             "suggestion_rule": "steepest descent of the smoothed loss (Lightning)",
             "lr_at_min_loss_over_10": min_loss_over_10,
-            "encoder": cfg.encoder.name,
+            "encoder": encoder.name,
             "fold": cfg.fold,
             "image_size": cfg.data.image_size,
             "batch_size": cfg.data.batch_size,

@@ -66,7 +66,7 @@ def pretrain(cfg: DictConfig) -> Path | None:
     """Pre-train and write `pretrained.pt` and `pretrained.json` into the run folder; returns the weights file
     (None when interrupted: resume=true continues)."""
     run_dir = Path(cfg.run_dir).resolve()
-    cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name  # checks the name before any data is read
+    encoder = instantiate_or_user_error(cfg.encoder).name  # checks the name before any data is read
     writer = rank_zero_only.rank == 0
     respect_cpu_allocation()
     resume = resume_setting(cfg)
@@ -79,7 +79,7 @@ def pretrain(cfg: DictConfig) -> Path | None:
     L.seed_everything(cfg.seed, workers=True)
     loggers = [instantiate_or_user_error(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     # the network first: a bad encoder or unavailable weights fail before the images are read
-    model = build_unet(cfg.encoder.name, None if resume_from else cfg.encoder.weights, 3, cfg.encoder.kwargs)
+    model = build_unet(encoder, None if resume_from else cfg.encoder.weights, 3, cfg.encoder.kwargs)
 
     exclude = validation_fold_ids(cfg) if cfg.pretrain.exclude_fold is not None else []
     data = cfg.data
@@ -118,10 +118,10 @@ def pretrain(cfg: DictConfig) -> Path | None:
         return None if value is None or not math.isfinite(float(value)) else float(value)
 
     weights = run_dir / PRETRAINED
-    save_pretrained(weights, module.model, cfg.encoder.name, cfg.encoder.kwargs)
+    save_pretrained(weights, module.model, encoder, cfg.encoder.kwargs)
     PretrainRecord(
         method=METHOD,
-        encoder=cfg.encoder.name,
+        encoder=encoder,
         started_from=None if cfg.encoder.weights in (None, "null", "none") else str(cfg.encoder.weights),
         data_root=str(Path(data.root).expanduser().resolve()),
         image_size=int(data.image_size),

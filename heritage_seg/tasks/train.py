@@ -15,7 +15,7 @@ from heritage_seg.core.cli import config_file, instantiate_or_user_error, overri
 from heritage_seg.core.device import respect_cpu_allocation
 from heritage_seg.data.folds import DEFAULT_SPLIT, check_fold
 from heritage_seg.data.labels import LabelMap
-from heritage_seg.data.progressive import settle as settle_progressive
+from heritage_seg.data.progressive import check as check_progressive
 from heritage_seg.models.heads import checked_heads
 from heritage_seg.runs.claim import claim_run_dir
 from heritage_seg.runs.folder import CHECKPOINTS, CLASS_WEIGHTS, FINISHED, METRICS, SPLITS
@@ -34,10 +34,9 @@ def train(cfg: DictConfig) -> float:
     # Cheap checks first: a typo must not wait for the data cache to be built.
     if cfg.get("split", DEFAULT_SPLIT) == "source":  # leave-one-group-out folds are checked against the groups
         check_fold(cfg.fold, cfg.n_folds)
-    # the encoder group builds the Encoder, which checks the name before any data is loaded; the run config
-    # records the name it resolved (timm's tu- prefix), so later tools rebuild the same model
-    cfg.encoder.name = instantiate_or_user_error(cfg.encoder).name
-    settle_progressive(cfg)  # data.progressive: the last stage's size and the total epochs become the run's
+    # the encoder group builds the Encoder, which checks the name before any data is loaded
+    encoder = instantiate_or_user_error(cfg.encoder)
+    check_progressive(cfg)  # data.progressive: its last stage and total are the run's data.image_size, max_epochs
     checked_heads(cfg.get("heads"), labels)  # heads=multitask needs groups in the label map
     writer = rank_zero_only.rank == 0  # under DDP every rank runs this function; only rank 0 writes files
     respect_cpu_allocation()
@@ -63,7 +62,7 @@ def train(cfg: DictConfig) -> float:
 
     datamodule, module, class_weight_record = build_training(cfg, labels, resume=resume_from is not None)
     if writer and resume_from is None:
-        SplitsRecord.from_dict(datamodule.splits_record(encoder=cfg.encoder.name), strict=True).write(run_dir / SPLITS)
+        SplitsRecord.from_dict(datamodule.splits_record(encoder=encoder.name), strict=True).write(run_dir / SPLITS)
         ClassWeightsRecord.from_dict(class_weight_record, strict=True).write(run_dir / CLASS_WEIGHTS)
 
     trainer = build_trainer(cfg, loggers)

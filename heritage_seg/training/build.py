@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from heritage_seg.data.build import build_datamodule
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.models.heads import checked_heads, task_classes, task_to_fine
-from heritage_seg.models.unet import build_unet
+from heritage_seg.models.unet import build_unet, encoder_name
 from heritage_seg.training.losses import build_loss
 from heritage_seg.training.module import SegmentationModule
 from heritage_seg.training.transfer import init_from
@@ -41,9 +41,10 @@ def build_training(cfg: DictConfig, labels: LabelMap, resume: bool = False):
     heads = checked_heads(cfg.get("heads"), labels)  # a label map without groups for heads=multitask: before data
     start = cfg.get("init_from")
     weights = None if resume or start else cfg.encoder.weights  # init_from brings its own encoder weights
-    model = build_unet(cfg.encoder.name, weights, labels.num_classes, cfg.encoder.kwargs)
+    encoder = encoder_name(cfg.encoder)
+    model = build_unet(encoder, weights, labels.num_classes, cfg.encoder.kwargs)
     if start and not resume:  # on resume the weights come from last.ckpt
-        init_from(model, labels, cfg.encoder.name, start)
+        init_from(model, labels, encoder, start)
     sample_augment = OmegaConf.select(cfg, "augment.sample")
     datamodule = build_datamodule(cfg, labels, augment=instantiate(sample_augment) if sample_augment else None)
     datamodule.setup("fit")

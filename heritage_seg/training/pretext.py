@@ -22,7 +22,7 @@ from PIL import Image
 
 from heritage_seg.core.files import save_image
 from heritage_seg.models.stored import CHECKPOINT_FORMAT
-from heritage_seg.models.unet import build_unet, pixel_statistics
+from heritage_seg.models.unet import build_unet, encoder_name, pixel_statistics
 from heritage_seg.training.optim import configure_optim
 
 
@@ -48,7 +48,7 @@ class MaskedImageModule(L.LightningModule):
         config = OmegaConf.create(run_config)
         self.run_config: DictConfig = config
         encoder = config.encoder
-        self.model = model or build_unet(encoder.name, None, 3, encoder.kwargs)
+        self.model = model or build_unet(encoder_name(encoder), None, 3, encoder.kwargs)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
@@ -60,7 +60,7 @@ class MaskedImageModule(L.LightningModule):
             raise ValueError(
                 f"pretrain.mask_patch={self.mask_patch}: must divide data.image_size={config.data.image_size}"
             )
-        mean, std = pixel_statistics(encoder.name)
+        mean, std = pixel_statistics(encoder_name(encoder))
         self.register_buffer("pixel_mean", mean)
         self.register_buffer("pixel_std", std)
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from heritage_seg.core.configs import first_difference
 from heritage_seg.core.device import resolve_precision
 from heritage_seg.models.stored import read_checkpoint
+from heritage_seg.models.unet import encoder_name
 from heritage_seg.runs.checkpoints import LocalAtomicCheckpointIO
 from heritage_seg.runs.folder import LAST
 
@@ -46,7 +47,11 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig, identity: Sequence[str]) -
             "(or drop resume=true to start a new run)"
         )
     saved = OmegaConf.create(read_checkpoint(last, "resume")["hyper_parameters"]["run_config"])
-    difference = first_difference(saved, cfg, identity)
+    difference = None
+    if "encoder.name" in identity:  # by the network it builds: an earlier version recorded timm's tu- route
+        was, now = encoder_name(saved.encoder), encoder_name(cfg.encoder)
+        difference = ("encoder.name", was, now) if was != now else None
+    difference = difference or first_difference(saved, cfg, [k for k in identity if k != "encoder.name"])
     if difference:
         key, was, now = difference
         raise ValueError(f"resume=true: {run_dir} was trained with {key}={was}, this command says {key}={now}")

@@ -15,6 +15,7 @@ from torch import nn
 from heritage_seg.data.labels import LabelMap
 from heritage_seg.models.stored import read_checkpoint
 from heritage_seg.models.trained import load_model
+from heritage_seg.models.unet import encoder_name
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def init_from(model: nn.Module, labels: LabelMap, encoder: str, checkpoint: str 
     `encoder` and `labels`). Returns {"kept": [...], "fresh": [...]} class names, which the log lists too."""
     path = Path(checkpoint).expanduser()
     source = load_model(path, "init_from")  # names the file for a missing, foreign or broken checkpoint
-    source_encoder = source.run_config.encoder.name
+    source_encoder = encoder_name(source.run_config.encoder)
     if source_encoder != encoder:
         raise ValueError(
             f"init_from={path}: trained with encoder {source_encoder}, but this run builds {encoder}; pass the "
