@@ -28,7 +28,9 @@ from tests.conftest import compose_config, tiny_train_overrides
 def test_new_encoders_compose_and_train(tmp_path, sample_root, encoder_overrides, written, expected_name):
     overrides = [o for o in tiny_train_overrides(tmp_path, sample_root) if not o.startswith("encoder=")]
     cfg = compose_config(overrides + encoder_overrides)
+    composed = OmegaConf.to_yaml(cfg)
     best = train(cfg)
+    assert OmegaConf.to_yaml(cfg) == composed, "train rewrites no value of the composed config"
     assert np.isfinite(best)
     # the configs keep the name as the user wrote it (nothing rewrites them, issue 36); the network, the metrics
     # and a model rebuilt from the checkpoint are timm's, through smp's tu- route

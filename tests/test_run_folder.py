@@ -47,6 +47,37 @@ def test_default_run_folder_names_differ_below_the_second(config):
     assert dirs[0] != dirs[1]
 
 
+FOLDERS = {  # where each command writes by default, from the shared bases (conf/hydra/): issue 36, point 3
+    "train": "outputs/<date>/<time>",
+    "lr_find": "outputs/lr_find/<date>/<time>",
+    "pretrain": "outputs/pretrain/<date>/<time>",
+    **{c: f"outputs/{c}/<date>/<time>" for c in ("evaluate", "predict", "select", "preannotate", "export")},
+    "import_annotations": "outputs/import_annotations/<date>/<time>",
+    "aggregate": ".",
+    "download": ".",
+}
+
+
+@pytest.mark.parametrize("config", sorted(FOLDERS))
+def test_every_command_writes_where_its_help_says_and_hydra_writes_no_record_before_the_check(config, tmp_path):
+    from heritage_seg.core.configs import compose
+
+    hydra = compose(config, [], return_hydra_config=True).hydra
+    folder = re.sub(r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}$", "<date>/<time>", hydra.run.dir)
+    assert folder == FOLDERS[config]
+    # .hydra/ is written by runs/claim.py after it checked the folder holds no finished run; paths given on the
+    # command line stay relative to where the user is
+    assert hydra.output_subdir is None and not hydra.job.chdir
+    if config in ("train", "pretrain"):  # a sweep's jobs: one folder each, named by what they change
+        subdir = OmegaConf.to_container(hydra.sweep, resolve=False)["subdir"]
+        assert subdir.startswith("${sweep_dirname:"), subdir
+        assert "data.root" in hydra.job.config.override_dirname.exclude_keys
+    # the inference commands share one device/precision base
+    cfg = compose(config, [])
+    if config in ("evaluate", "predict", "select", "preannotate"):
+        assert (cfg.device, cfg.precision) == ("auto", "auto")
+
+
 def test_sweep_folder_names_stay_one_folder_of_legal_length_and_are_stable():
     from heritage_seg.core.sweep_names import MAX_DIRNAME, sweep_dirname
 

@@ -70,6 +70,10 @@ def _source(command: str, choices: dict[str, str], path: list[str]) -> tuple[lis
             return files, 2 * (len(path) - 1)
         return files, 2 * (len(path) - 2)
     files = [CONF / f"{command}.yaml"] + ([CONF / "train.yaml"] if command == "lr_find" else [])
+    for group, chosen in choices.items():  # a base whose keys land at the top (conf/inference/default.yaml)
+        base = CONF / group / f"{chosen}.yaml"
+        if group not in GROUPS and chosen is not None and base.is_file() and "@package _global_" in base.read_text():
+            files.append(base)
     return files, 2 * (len(path) - 1)
 
 
