@@ -36,12 +36,15 @@ library -> run folder.
                   stored (a .ckpt or model folder read without unpickling), trained (the network as inference
                   runs it, shared with the LightningModule; load_model)
     data/         labels (incl. coarse groups), readers (parquet / folder), imageio, cache (both protocols), crops,
-                  augment, folds, sample data, datamodule, build (the datamodule a run config describes),
+                  augment, folds (leak-free folds, a run's fold choice), sample data, datasets (host and device),
+                  preload (data.preload_to), loaders (the DDP sampler), datamodule (composing them), build (the
+                  datamodule a run config describes),
                   progressive (training sizes by stage), unlabelled (images alone, for pretrain), coco
                   (pre-annotations out, corrections in: COCO RLE masks), download (fetching ARTeFACT:
                   python -m heritage_seg.download)
     core/         configs (where the packaged configs live, @command, resolvers, compose), sweep_names,
-                  protocol (how training images were sized: the one type every layer reads), errors (user errors
+                  protocol (how training images were sized: the one type every layer reads, and the one
+                  validator of sizes), errors (user errors
                   -> one line, exit 2), cli, files (atomic writes), geometry (padding, "longest side at most N"),
                   device (device, precision, CPU threads), hub (offline detection)
 

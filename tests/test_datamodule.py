@@ -11,8 +11,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from heritage_seg.data.datamodule import SegmentationDataset
+from heritage_seg.data.datasets import SegmentationDataset
 from heritage_seg.data.download import HubUnreachable, download
+from heritage_seg.data.preload import preload_device
 from tests.conftest import compose_config
 
 
@@ -115,6 +116,21 @@ def test_preload_to_is_checked(sample_root, labels):
         dm, _ = _datamodule(sample_root, labels, preload_to="cuda")
         with pytest.raises(ValueError, match="data.preload_to=cuda: no CUDA device here"):
             dm.train_dataloader()
+
+
+def test_where_batches_come_from_follows_the_trainer_and_refuses_what_needs_the_host():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert preload_device("auto", None, host_augment=False, crops=False) is None  # no trainer: host RAM
+    assert preload_device("auto", cpu, host_augment=False, crops=False) is None
+    assert preload_device("auto", gpu, host_augment=False, crops=False) == gpu  # each DDP rank: its own GPU
+    assert preload_device("auto", gpu, host_augment=True, crops=False) is None  # albumentations runs on the host
+    assert preload_device("auto", gpu, host_augment=False, crops=True) is None  # crops are cut on the host
+    assert preload_device("cpu", gpu, host_augment=False, crops=False) is None
+    assert preload_device("cuda", gpu, host_augment=False, crops=False) == gpu
+    with pytest.raises(ValueError, match="crop protocol .* use data.preload_to=auto or cpu"):
+        preload_device("cuda", gpu, host_augment=False, crops=True)
+    with pytest.raises(ValueError, match="augment=albumentations.* use augment=tensor"):
+        preload_device("cuda", gpu, host_augment=True, crops=False)
 
 
 def test_validation_batches_have_their_own_size(sample_root, labels):

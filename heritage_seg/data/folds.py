@@ -10,11 +10,13 @@ Written by hand: sklearn's StratifiedGroupKFold would do, but sklearn is not a d
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 SPLITS = ("source", "material", "content")  # K-fold over source images, or leave one material / content out
 DEFAULT_SPLIT = "source"
 
@@ -71,6 +73,54 @@ def assign_folds(source_ids: list[str], presence: np.ndarray, n_folds: int, seed
             per_fold_total[fold] += len(members[s])
     fold_of_sample = np.array([group_fold[s] for s in source_ids], dtype=np.int64)
     return fold_of_sample, strata
+
+
+def check_split_kind(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(
+            f"split={split}: choose source (K-fold over source images), material or content "
+            "(leave one material / content type out)"
+        )
+
+
+def choose_split(
+    source_ids: list[str],
+    presence: np.ndarray,
+    split: str,
+    fold: int,
+    n_folds: int,
+    seed: int,
+    train_fraction: float = 1.0,
+    group_of_sample: list[str] | None = None,
+) -> FoldSplit:
+    """A run's fold of a cached data set: K-fold over sources (split=source) or one material / content type left
+    out (`group_of_sample`: each image's), then `train_fraction` of the training sources kept; logged."""
+    check_split_kind(split)
+    if split == "source":
+        chosen = make_split(source_ids, presence, fold, n_folds, seed)
+    else:
+        chosen = leave_one_group_out(source_ids, list(group_of_sample or []), fold, split)
+        log.info(
+            "split=%s: fold %d holds out '%s' (%d groups: %s)",
+            split,
+            fold,
+            chosen.held_out,
+            len(chosen.groups),
+            ", ".join(chosen.groups),
+        )
+    chosen = keep_training_fraction(chosen, source_ids, train_fraction, seed)
+    share = f", {train_fraction:.0%} of its training sources" if train_fraction < 1 else ""
+    log.info(
+        "fold %d/%d: %d train / %d val images (%d / %d sources)%s",
+        fold,
+        n_folds,
+        len(chosen.train_idx),
+        len(chosen.val_idx),
+        len({source_ids[i] for i in chosen.train_idx}),
+        len({source_ids[i] for i in chosen.val_idx}),
+        share,
+    )
+    return chosen
 
 
 def check_fold(fold: int, n_folds: int) -> None:

@@ -13,6 +13,7 @@ the OneCycle schedule laid out for the whole run spans every stage, and a resume
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from omegaconf import DictConfig
 
 from heritage_seg.core.protocol import Protocol
 
+log = logging.getLogger(__name__)
 OPTION = "data.progressive"
 
 
@@ -58,6 +60,30 @@ def parse_stages(spec: Sequence[Sequence[Any]] | None, protocol: Protocol | None
 def stage_at(stages: Sequence[Stage], epoch: int) -> Stage:
     """The stage that trains 0-based `epoch` (after the last stage's epochs: the last stage)."""
     return next((s for s in reversed(stages) if epoch >= s.first_epoch), stages[0])
+
+
+def training_stage(stages: Sequence[Stage], epoch: int, final_size: int) -> Stage:
+    """`stage_at`, logged: Lightning asks for a training loader every epoch (reload_dataloaders_every_n_epochs=1),
+    a resumed run too, and the epoch picks its stage."""
+    stage = stage_at(stages, epoch)
+    log.info(
+        "%s: epoch %d trains at %d px (stage %d of %d), validation at %d px",
+        OPTION,
+        epoch + 1,
+        stage.size,
+        stages.index(stage) + 1,
+        len(stages),
+        final_size,
+    )
+    return stage
+
+
+def stage_protocols(stages: Sequence[Stage], protocol: Protocol) -> dict[int, Protocol]:
+    """The data caches the stages need besides the run's own: squash, one per earlier size (each resampled as a
+    fixed-size run's images are); crops, none (every stage crops from the one cache)."""
+    if protocol.crops:
+        return {}
+    return {s.size: protocol.at_size(s.size) for s in stages if s.size != protocol.image_size}
 
 
 def check(cfg: DictConfig) -> tuple[Stage, ...]:
