@@ -9,6 +9,13 @@ from pathlib import Path
 # Set before Hydra/huggingface_hub are imported: offline hub calls fail at once, caches stay out of ~.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HERITAGE_SEG_CACHE", tempfile.mkdtemp(prefix="heritage_seg_test_cache_"))
+# pytest-xdist (pyproject's addopts): each worker's torch, and the commands its tests start, on its share of the
+# cores. Left at torch's default (a thread per core in every worker) two workers on 2 cores thrash.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _THREADS)
 
 import pytest  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
@@ -16,6 +23,11 @@ from omegaconf import OmegaConf  # noqa: E402
 from heritage_seg.core.configs import compose  # noqa: E402
 from heritage_seg.data.labels import LabelMap  # noqa: E402
 from heritage_seg.data.sample import generate_sample  # noqa: E402
+
+if _WORKERS > 1:  # torch may have been imported before the variables were set
+    import torch  # noqa: E402
+
+    torch.set_num_threads(int(_THREADS))
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -56,6 +68,12 @@ def trains() -> None:
 
 
 @pytest.fixture(scope="session")
+def cluster() -> None:
+    """Requested by a test that may send jobs to the SLURM cluster without being a `slurm` test (the doc runner's
+    commands marked `needs: slurm`, the plain-sbatch command): it runs in the cluster's xdist group."""
+
+
+@pytest.fixture(scope="session")
 def spawns() -> None:
     """Requested by every test and fixture that starts another process (a command line, a browser): out of the
     unit tier too, where starting one is refused."""
@@ -67,6 +85,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if not {"slow", "gpu", "slurm"} & set(item.keywords) and not {"trains", "spawns"} & set(item.fixturenames):
             item.add_marker(pytest.mark.unit)
+        if "slurm" in item.keywords or "cluster" in item.fixturenames:
+            # the one-node cluster has 2 CPUs: its tests run one after another on one xdist worker (--dist
+            # loadgroup), so no job waits in its queue behind another test's past a time limit
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,7 @@ def test_commands_are_read_as_a_reader_copies_them_and_a_mark_must_be_a_known_on
 
 
 @pytest.mark.slow
-def test_every_command_of_the_readme_and_the_docs_runs_at_tiny_size(tmp_path):
+def test_every_command_of_the_readme_and_the_docs_runs_at_tiny_size(tmp_path, cluster):
     """The docs' commands one after another at tiny size, then a page of two that must fail: a renamed option and
     a flow that points at a checkpoint no command made."""
     broken = tmp_path / "broken.md"
