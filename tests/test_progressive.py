@@ -39,10 +39,20 @@ def test_the_run_config_must_say_the_last_stage_and_the_total_and_nothing_rewrit
     cfg = compose_config(["experiment=sample", "data.progressive=[[64,3],[128,5]]", "trainer.max_epochs=2"])
     composed = OmegaConf.to_yaml(cfg)
     with pytest.raises(
-        ValueError, match=r"ends at 128 px after 8 epochs.*add data.image_size=128 trainer.max_epochs=8"
+        ValueError,
+        match=r"after 8 epochs in all, but the run says trainer.max_epochs=2: .*add trainer.max_epochs=8$",
     ):
         check(cfg)
     assert OmegaConf.to_yaml(cfg) == composed, "the config is left as composed"
+    with pytest.raises(
+        ValueError,
+        match=r"says data.image_size=64 and trainer.max_epochs=2: .*add data.image_size=128 trainer.max_epochs=8$",
+    ):
+        check(
+            compose_config(
+                ["experiment=sample", "data.image_size=64", "data.progressive=[[64,3],[128,5]]", "trainer.max_epochs=2"]
+            )
+        )
     fine = ["experiment=sample", "data.progressive=[[64,3],[128,5]]", "trainer.max_epochs=8"]
     assert [s.size for s in check(compose_config(fine))] == [64, 128]
     cfg = compose_config(["encoder=maxvit", "data.progressive=[[256,3],[384,5]]", "trainer.max_epochs=8"])

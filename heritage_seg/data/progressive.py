@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from heritage_seg.core.protocol import Protocol
 
@@ -100,12 +100,14 @@ def check(cfg: DictConfig) -> tuple[Stage, ...]:
             "progressive resolution needs an encoder that takes any multiple of 32 (convnext, mit_b3, resnet18)"
         )
     final, total = stages[-1].size, sum(s.epochs for s in stages)
-    if cfg.data.image_size != final or cfg.trainer.max_epochs != total:
+    wanted = {"data.image_size": final, "trainer.max_epochs": total}
+    differ = {key: value for key, value in wanted.items() if OmegaConf.select(cfg, key) != value}
+    if differ:
+        says = " and ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in differ)
         raise ValueError(
-            f"{OPTION}={describe(stages)} ends at {final} px after {total} epochs in all, but the run says "
-            f"data.image_size={cfg.data.image_size} and trainer.max_epochs={cfg.trainer.max_epochs}: the last stage "
-            f"is the run's size and the stages' total its length; add data.image_size={final} "
-            f"trainer.max_epochs={total}"
+            f"{OPTION}={describe(stages)} ends at {final} px after {total} epochs in all, but the run says {says}: "
+            "the last stage is the run's size and the stages' total its length; add "
+            + " ".join(f"{key}={value}" for key, value in differ.items())
         )
     return stages
 
