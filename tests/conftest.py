@@ -69,8 +69,8 @@ def trains() -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> None:
-    """Requested by a test that may send jobs to the SLURM cluster without being a `slurm` test (the doc runner's
-    commands marked `needs: slurm`, the plain-sbatch command): it runs in the cluster's xdist group."""
+    """Requested by a test that may send jobs to the SLURM cluster without being a `slurm` test (the doc runner, for
+    its commands marked `needs: slurm`): it runs in the cluster's xdist group."""
 
 
 @pytest.fixture(scope="session")

@@ -59,10 +59,11 @@ FOLDERS = {  # where each command writes by default, from the shared bases (conf
 
 
 @pytest.mark.parametrize("config", sorted(FOLDERS))
-def test_every_command_writes_where_its_help_says_and_hydra_writes_no_record_before_the_check(config, tmp_path):
+def test_every_command_writes_where_its_help_says_and_hydra_writes_no_record_before_the_check(config):
     from heritage_seg.core.configs import compose
 
-    hydra = compose(config, [], return_hydra_config=True).hydra
+    cfg = compose(config, [], return_hydra_config=True)
+    hydra = cfg.hydra
     folder = re.sub(r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}$", "<date>/<time>", hydra.run.dir)
     assert folder == FOLDERS[config]
     # .hydra/ is written by runs/claim.py after it checked the folder holds no finished run; paths given on the
@@ -73,7 +74,6 @@ def test_every_command_writes_where_its_help_says_and_hydra_writes_no_record_bef
         assert subdir.startswith("${sweep_dirname:"), subdir
         assert "data.root" in hydra.job.config.override_dirname.exclude_keys
     # the inference commands share one device/precision base
-    cfg = compose(config, [])
     if config in ("evaluate", "predict", "select", "preannotate"):
         assert (cfg.device, cfg.precision) == ("auto", "auto")
 

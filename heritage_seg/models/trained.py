@@ -46,9 +46,10 @@ class SegmentationNetwork:
         encoder = config.encoder
         # checkpoints made before the protocol was recorded were squash-trained at their run's image size
         self.protocol = Protocol.from_record(protocol, config.data.image_size)
+        name = encoder_name(encoder)  # the smp name (timm's tu- route for source: timm)
         if model is None:
             weights = encoder.weights if pretrained else None
-            model = build_unet(encoder_name(encoder), weights, labels.num_classes, encoder.get("kwargs"))
+            model = build_unet(name, weights, labels.num_classes, encoder.get("kwargs"))
         self.channels_last = channels_last
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         # heads=multitask: damage/clean and coarse heads beside the fine one (models/heads.py)
@@ -62,7 +63,7 @@ class SegmentationNetwork:
             raise ValueError(f"temperature={temperature}: must be > 0")
         self.temperature = float(temperature)
         # Inputs arrive as uint8; normalise on the device with the encoder's own statistics.
-        mean, std = pixel_statistics(encoder_name(encoder))
+        mean, std = pixel_statistics(name)
         self.register_buffer("pixel_mean", mean)
         self.register_buffer("pixel_std", std)
 

@@ -47,8 +47,8 @@ class MaskedImageModule(L.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         config = OmegaConf.create(run_config)
         self.run_config: DictConfig = config
-        encoder = config.encoder
-        self.model = model or build_unet(encoder_name(encoder), None, 3, encoder.kwargs)
+        encoder, name = config.encoder, encoder_name(config.encoder)
+        self.model = model or build_unet(name, None, 3, encoder.kwargs)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
@@ -60,7 +60,7 @@ class MaskedImageModule(L.LightningModule):
             raise ValueError(
                 f"pretrain.mask_patch={self.mask_patch}: must divide data.image_size={config.data.image_size}"
             )
-        mean, std = pixel_statistics(encoder_name(encoder))
+        mean, std = pixel_statistics(name)
         self.register_buffer("pixel_mean", mean)
         self.register_buffer("pixel_std", std)
 
